@@ -1,0 +1,57 @@
+//! Datasets: raw dumps in, chronological leave-one-out splits with item text out.
+//!
+//! Every downstream crate sees a [`Dataset`] (internal dense ids, per-user chronological
+//! training sequence, one validation and one test item per user, a prompt text per item) and,
+//! once a backbone has run, a [`candidates::CandidateFile`].
+
+pub mod candidates;
+
+use serde::{Deserialize, Serialize};
+
+/// A processed dataset split leave-one-out.
+///
+/// Ids are dense: users `0..n_users`, items `0..n_items`. For every user the last interaction
+/// (by time) is `test[u]`, the second-to-last `valid[u]`, the rest is `train[u]` in time order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    /// Short name, e.g. `ml-latest-small`.
+    pub name: String,
+    /// sha256 over the raw input files and the preprocessing options: the cache key, and what
+    /// candidate files record so a stale file is detected.
+    pub checksum: String,
+    /// Raw user id for each dense user id.
+    pub user_ids: Vec<String>,
+    /// Raw item id for each dense item id.
+    pub item_ids: Vec<String>,
+    /// Text shown to the LLM for each item (title by default).
+    pub item_text: Vec<String>,
+    /// Chronological training items per user (everything but the last two).
+    pub train: Vec<Vec<u32>>,
+    /// Validation item per user (second-to-last interaction).
+    pub valid: Vec<u32>,
+    /// Test item per user (last interaction).
+    pub test: Vec<u32>,
+}
+
+impl Dataset {
+    pub fn n_users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// Number of interactions after preprocessing (train + valid + test).
+    pub fn n_interactions(&self) -> usize {
+        self.train.iter().map(Vec::len).sum::<usize>() + self.valid.len() + self.test.len()
+    }
+
+    /// The history a reranker may see for the test item: train followed by the valid item.
+    pub fn history_before_test(&self, user: u32) -> Vec<u32> {
+        let u = user as usize;
+        let mut h = self.train[u].clone();
+        h.push(self.valid[u]);
+        h
+    }
+}

@@ -1,0 +1,33 @@
+//! `cargo xtask`: the project's front door. Run `cargo xtask --help`.
+
+mod data;
+mod model;
+mod reproduce;
+mod train;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "agp-bench tasks: data, train, model, reproduce")]
+enum Cmd {
+    /// Fetch, prepare and describe datasets.
+    #[command(subcommand)]
+    Data(data::DataCmd),
+    /// Train a backbone and export its top-K candidate lists.
+    #[command(subcommand)]
+    Train(train::TrainCmd),
+    /// Fetch and inspect local GGUF models.
+    #[command(subcommand)]
+    Model(model::ModelCmd),
+    /// Reproduce the paper's tables and figures.
+    Reproduce(reproduce::ReproduceArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cmd::parse() {
+        Cmd::Data(c) => data::run(c),
+        Cmd::Train(c) => train::run(c),
+        Cmd::Model(c) => model::run(c),
+        Cmd::Reproduce(a) => reproduce::run(a),
+    }
+}
