@@ -3,8 +3,30 @@
 //! Every downstream crate sees a [`Dataset`] (internal dense ids, per-user chronological
 //! training sequence, one validation and one test item per user, a prompt text per item) and,
 //! once a backbone has run, a [`candidates::CandidateFile`].
+//!
+//! ```no_run
+//! let ds = agp_datasets::bundled_default()?; // MovieLens latest-small, 5-core
+//! println!("{} users, {} items", ds.n_users(), ds.n_items());
+//! # Ok::<(), agp_datasets::DataError>(())
+//! ```
+//!
+//! Preprocessing (see [`prepare`]): every rating is an implicit interaction; repeated
+//! (user, item) pairs keep the earliest; iterative k-core; chronological leave-one-out where
+//! equal timestamps keep their order in the raw file; dense ids in order of first appearance
+//! in the raw files.
 
 pub mod candidates;
+mod error;
+pub mod formats;
+pub mod io;
+pub mod preprocess;
+pub mod raw;
+mod source;
+
+pub use error::DataError;
+pub use source::{
+    DatasetSource, ItemTextStyle, PrepareOptions, SourceKind, bundled_default, prepare,
+};
 
 use serde::{Deserialize, Serialize};
 
