@@ -1,0 +1,224 @@
+//! Experiments are TOML files under `experiments/`: datasets × backbones × methods × LLMs, with
+//! per-scale overrides, so a researcher adds a row or a method without touching code.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Which paper artefact a report is laid out against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    Table1,
+    Fig2Summarization,
+    Fig2Grid,
+    Fig3Pbf,
+    Scaling,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scale {
+    /// Bundled default: ml-latest-small, a few dozen users, recorded LLM responses.
+    Fixture,
+    /// More users and epochs on the same data; needs a live (local or API) model.
+    Small,
+    /// The paper's protocol: 300 test users, 100 training users, 10 epochs, four API LLMs.
+    Paper,
+}
+
+impl Scale {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Fixture => "fixture",
+            Scale::Small => "small",
+            Scale::Paper => "paper",
+        }
+    }
+}
+
+/// One experiment file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    pub name: String,
+    pub title: String,
+    pub layout: Layout,
+    /// What the experiment shows, printed at the top of the report.
+    #[serde(default)]
+    pub description: String,
+    pub methods: Vec<toml::Table>,
+    /// Settings per scale; `fixture` must exist.
+    pub scales: BTreeMap<String, ScaleSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleSettings {
+    pub datasets: Vec<String>,
+    pub backbones: Vec<String>,
+    /// LLM specs (`replay`, `local:<model>`, `openai:<model>`, ...); `--llm` overrides.
+    pub llms: Vec<String>,
+    pub test_users: usize,
+    pub train_users: usize,
+    pub valid_users: usize,
+    /// Take fewer eligible users than asked when the data has too few (recorded in the report).
+    #[serde(default)]
+    pub take_available_users: bool,
+    /// Backbone training epochs by backbone name.
+    #[serde(default)]
+    pub backbone_epochs: BTreeMap<String, usize>,
+    /// Keys merged into every method table of the given `kind` (e.g. `agp = { epochs = 2 }`).
+    #[serde(default)]
+    pub method_overrides: BTreeMap<String, toml::Table>,
+    /// Keys merged into every method table.
+    #[serde(default)]
+    pub all_methods: toml::Table,
+    /// Cap on generated tokens per LLM call (`None`: provider default, as the reference code).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+/// An experiment resolved for one scale.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub layout: Layout,
+    pub scale: Scale,
+    pub settings: ScaleSettings,
+    /// Method tables with the scale's overrides merged in; each has `label` and `kind`.
+    pub methods: Vec<toml::Table>,
+}
+
+impl Experiment {
+    pub fn load(path: &Path, scale: Scale) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading experiment file {}", path.display()))?;
+        let file: ExperimentFile =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let Some(settings) = file.scales.get(scale.name()).cloned() else {
+            bail!(
+                "{}: no [scales.{}] section (has: {})",
+                path.display(),
+                scale.name(),
+                file.scales.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        let mut methods = Vec::new();
+        for (i, m) in file.methods.iter().enumerate() {
+            let kind = m.get("kind").and_then(|v| v.as_str()).with_context(|| {
+                format!("{}: methods[{i}] has no string `kind`", path.display())
+            })?;
+            if m.get("label").and_then(|v| v.as_str()).is_none() {
+                bail!(
+                    "{}: methods[{i}] (kind {kind}) has no string `label`",
+                    path.display()
+                );
+            }
+            let mut merged = settings.all_methods.clone();
+            if let Some(o) = settings.method_overrides.get(kind) {
+                merged.extend(o.clone());
+            }
+            // The method's own keys win over scale-wide defaults, so a grid cell keeps its batch.
+            merged.extend(m.clone());
+            methods.push(merged);
+        }
+        let labels: Vec<&str> = methods.iter().filter_map(|m| m["label"].as_str()).collect();
+        for (i, l) in labels.iter().enumerate() {
+            if labels[..i].contains(l) {
+                bail!("{}: two methods are labelled {l:?}", path.display());
+            }
+        }
+        Ok(Experiment {
+            name: file.name,
+            title: file.title,
+            description: file.description,
+            layout: file.layout,
+            scale,
+            settings,
+            methods,
+        })
+    }
+}
+
+pub fn label(m: &toml::Table) -> &str {
+    m.get("label").and_then(|v| v.as_str()).unwrap_or("?")
+}
+
+pub fn kind(m: &toml::Table) -> &str {
+    m.get("kind").and_then(|v| v.as_str()).unwrap_or("?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+        let p = dir.join("e.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const BASE: &str = r#"
+name = "t"
+title = "T"
+layout = "table1"
+[[methods]]
+label = "Base"
+kind = "base"
+[[methods]]
+label = "AGP b5"
+kind = "agp"
+batch_size = 5
+[scales.fixture]
+datasets = ["ml-latest-small"]
+backbones = ["lightgcn"]
+llms = ["replay"]
+test_users = 20
+train_users = 10
+valid_users = 10
+all_methods = { history_length = 5 }
+method_overrides = { agp = { epochs = 2, batch_size = 10 } }
+"#;
+
+    #[test]
+    fn overrides_merge_with_method_keys_winning() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Experiment::load(&write(dir.path(), BASE), Scale::Fixture).unwrap();
+        assert_eq!(e.methods.len(), 2);
+        let agp = &e.methods[1];
+        assert_eq!(agp["epochs"].as_integer(), Some(2));
+        assert_eq!(
+            agp["batch_size"].as_integer(),
+            Some(5),
+            "the method's own key wins"
+        );
+        assert_eq!(agp["history_length"].as_integer(), Some(5));
+        assert!(
+            e.methods[0].get("epochs").is_none(),
+            "agp overrides stay on agp"
+        );
+    }
+
+    #[test]
+    fn missing_scale_and_bad_methods_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Experiment::load(&write(dir.path(), BASE), Scale::Paper).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no [scales.paper] section (has: fixture)"),
+            "{err:#}"
+        );
+        let dup = BASE.replace("label = \"AGP b5\"", "label = \"Base\"");
+        let err = Experiment::load(&write(dir.path(), &dup), Scale::Fixture).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("two methods are labelled \"Base\""),
+            "{err:#}"
+        );
+        let unknown = BASE.replace("layout = \"table1\"", "layout = \"table1\"\nbogus = 1");
+        let err = Experiment::load(&write(dir.path(), &unknown), Scale::Fixture).unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+}
