@@ -1,0 +1,229 @@
+//! Method configurations: one serde enum, tag `kind`, so an experiment is a TOML table such as
+//!
+//! ```toml
+//! kind = "agp"
+//! epochs = 10
+//! batch_size = 10
+//! pbf = false
+//! ```
+//!
+//! Every field has the paper's value as default; the reference code's deviations are named
+//! options. [`MethodConfig::validate`] names the offending field and its allowed range.
+
+use agp_datasets::candidates::CandidateFile;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AgpError;
+use crate::metrics::UnparseableRule;
+use crate::parse::MissingPolicy;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum MethodConfig {
+    /// The backbone's own order.
+    Base,
+    /// Listwise rerank straight from the last L history item texts (§7.6 `rerank_directly_prompt`).
+    LlmDir(ListwiseConfig),
+    /// Listwise chain-of-thought rerank from the history (§7.6 `rerank_by_cot_prompt`).
+    LlmCot(ListwiseConfig),
+    /// AGP: learned profile prompt, profile → listwise rerank.
+    Agp(AgpConfig),
+    /// Direct rerank-prompt optimization (the reference code's `generate_user_profile=0`, `cot=0`):
+    /// the same training loop, but it edits the rerank instruction and there is no profile.
+    RerankOpt(AgpConfig),
+    /// LLM-Dir with pointwise yes/no scoring of each candidate instead of a list.
+    LlmDirPointwise(PointwiseConfig),
+    /// AGP whose rerank step scores each candidate pointwise against the profile.
+    AgpPointwise(AgpConfig),
+}
+
+/// Settings of the listwise baselines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListwiseConfig {
+    /// History items shown (the last L before the test item).
+    pub history_len: usize,
+    /// Fraction of shown history items replaced by `[MASK]` (reference `hist_seq_mask`), seeded.
+    pub hist_mask: f64,
+    pub missing_ids: MissingPolicy,
+    pub unparseable: UnparseableRule,
+}
+
+impl Default for ListwiseConfig {
+    fn default() -> Self {
+        Self {
+            history_len: 5,
+            hist_mask: 0.0,
+            missing_ids: MissingPolicy::Reference,
+            unparseable: UnparseableRule::Zero,
+        }
+    }
+}
+
+/// Settings of LLM-Dir pointwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PointwiseConfig {
+    pub history_len: usize,
+    pub hist_mask: f64,
+}
+
+impl Default for PointwiseConfig {
+    fn default() -> Self {
+        Self {
+            history_len: 5,
+            hist_mask: 0.0,
+        }
+    }
+}
+
+/// What the per-user feedback prompt shows under "[Current User Generation Prompt]".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackPromptSource {
+    /// The prompt being optimized (`p_gen`), as the paper intends.
+    #[default]
+    PGen,
+    /// The rendered rerank prompt of that user, as the reference code passes.
+    RerankPrompt,
+}
+
+/// Order of the candidate list shown to the per-user feedback prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackListOrder {
+    /// The LLM's reranked order, as the section title "[Current Reranked Item Profile List]" says.
+    #[default]
+    Reranked,
+    /// The backbone order, as the reference code passes.
+    Backbone,
+}
+
+/// Settings of the prompt-optimizing methods (AGP, its pointwise variant, rerank-opt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgpConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub history_len: usize,
+    /// Training users taken, in file order, from the candidate file's `train_users` (T100 = 100).
+    pub n_train_users: usize,
+    /// Optimize/verify attempts per batch; an edit is kept only if the same batch's mean
+    /// ground-truth rank strictly improves.
+    pub verify_steps: usize,
+    /// Position-based feedback: the feedback prompt states the ground truth's actual and target
+    /// position, and the edit prompt gets "Update Strength" = the batch's mean ground-truth rank.
+    pub pbf: bool,
+    /// Batch summarization (Eq. 5); off feeds the per-user feedback list to the edit directly.
+    pub summarize: bool,
+    pub hist_mask: f64,
+    /// Initial prompt; `None` is the route's reference start (empty `p_gen`, or the reference
+    /// rerank instruction for rerank-opt).
+    pub initial_prompt: Option<String>,
+    pub feedback_prompt_source: FeedbackPromptSource,
+    pub feedback_list_order: FeedbackListOrder,
+    /// Quirk: leave the position statement out of the feedback prompt even with PBF on, as the
+    /// reference code does (it only adds Update Strength).
+    pub reference_feedback_text: bool,
+    pub missing_ids: MissingPolicy,
+    pub unparseable: UnparseableRule,
+}
+
+impl Default for AgpConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 10,
+            history_len: 5,
+            n_train_users: 100,
+            verify_steps: 1,
+            pbf: true,
+            summarize: true,
+            hist_mask: 0.0,
+            initial_prompt: None,
+            feedback_prompt_source: FeedbackPromptSource::PGen,
+            feedback_list_order: FeedbackListOrder::Reranked,
+            reference_feedback_text: false,
+            missing_ids: MissingPolicy::Reference,
+            unparseable: UnparseableRule::Zero,
+        }
+    }
+}
+
+impl AgpConfig {
+    /// The reference code's behaviour where it deviates from the paper's description.
+    pub fn reference_code() -> Self {
+        Self {
+            feedback_prompt_source: FeedbackPromptSource::RerankPrompt,
+            feedback_list_order: FeedbackListOrder::Backbone,
+            reference_feedback_text: true,
+            ..Self::default()
+        }
+    }
+}
+
+fn check_range(field: &'static str, v: usize, lo: usize, hi: usize) -> Result<(), AgpError> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(AgpError::config(field, format!("{lo}..={hi}"), v))
+    }
+}
+
+fn check_mask(field: &'static str, v: f64) -> Result<(), AgpError> {
+    if (0.0..1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(AgpError::config(field, "0.0..1.0 (exclusive)", v))
+    }
+}
+
+impl MethodConfig {
+    /// Table label, e.g. `AGP-T100`.
+    pub fn label(&self) -> String {
+        match self {
+            MethodConfig::Base => "Base".into(),
+            MethodConfig::LlmDir(_) => "LLM-Dir".into(),
+            MethodConfig::LlmCot(_) => "LLM-CoT".into(),
+            MethodConfig::Agp(c) => format!("AGP-T{}", c.n_train_users),
+            MethodConfig::RerankOpt(c) => format!("RerankOpt-T{}", c.n_train_users),
+            MethodConfig::LlmDirPointwise(_) => "LLM-Dir (pointwise)".into(),
+            MethodConfig::AgpPointwise(c) => format!("AGP-T{} (pointwise)", c.n_train_users),
+        }
+    }
+
+    /// Check every field against its allowed range, and against the candidate file where the
+    /// range depends on it.
+    pub fn validate(&self, cands: &CandidateFile) -> Result<(), AgpError> {
+        match self {
+            MethodConfig::Base => Ok(()),
+            MethodConfig::LlmDir(c) | MethodConfig::LlmCot(c) => {
+                check_range("history_len", c.history_len, 1, 1000)?;
+                check_mask("hist_mask", c.hist_mask)
+            }
+            MethodConfig::LlmDirPointwise(c) => {
+                check_range("history_len", c.history_len, 1, 1000)?;
+                check_mask("hist_mask", c.hist_mask)
+            }
+            MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
+                check_range("epochs", c.epochs, 1, 1000)?;
+                check_range(
+                    "n_train_users",
+                    c.n_train_users,
+                    1,
+                    cands.train_users.len().max(1),
+                )?;
+                if cands.train_users.is_empty() {
+                    return Err(AgpError::Data(format!(
+                        "candidate file ({} / {}) has no train_users; a prompt-optimizing method needs some",
+                        cands.dataset, cands.model
+                    )));
+                }
+                check_range("batch_size", c.batch_size, 1, c.n_train_users)?;
+                check_range("history_len", c.history_len, 1, 1000)?;
+                check_range("verify_steps", c.verify_steps, 1, 100)?;
+                check_mask("hist_mask", c.hist_mask)
+            }
+        }
+    }
+}

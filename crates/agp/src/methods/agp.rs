@@ -1,0 +1,519 @@
+//! AGP (Eqs. 2–6 and the reference code's training loop, §3.4) and direct rerank-prompt
+//! optimization, which runs the same loop on the rerank instruction instead of `p_gen`.
+
+use agp_llm::Stage;
+use async_trait::async_trait;
+use futures::FutureExt;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AgpConfig, FeedbackListOrder, FeedbackPromptSource};
+use crate::error::AgpError;
+use crate::llm::Llm;
+use crate::metrics::{UnparseableRule, UserResult, score_ordering};
+use crate::parse::{MissingPolicy, ParseOutcome, between_markers, parse_rerank};
+use crate::prompts::{self, Position};
+use crate::reranker::{
+    BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase, join_ordered,
+    shown_history,
+};
+
+use super::order_by_scores;
+
+/// Which prompt is learned and how candidates are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Route {
+    /// AGP: profile from `p_gen` (Eq. 2), then a listwise rerank from the profile (Eq. 3).
+    ProfileListwise,
+    /// AGP with Eq. 3 done by pointwise yes/no scores against the profile.
+    ProfilePointwise,
+    /// Direct rerank-prompt optimization: the learned text is the rerank instruction (§7.6).
+    DirectRerank,
+}
+
+/// Eq. 2: p(u) = LLM(H(u), p_gen).
+pub async fn generate_profile(
+    llm: &Llm,
+    stage: Stage,
+    user: u32,
+    p_gen: &str,
+    history: &str,
+) -> Result<String, AgpError> {
+    llm.chat(stage, Some(user), prompts::profile(p_gen, history))
+        .await
+}
+
+/// Eq. 3: R̂(u) = LLM(p(u), R_base(u)), listwise. Returns the ranking and the prompt sent.
+pub async fn rerank_by_profile(
+    llm: &Llm,
+    stage: Stage,
+    user: u32,
+    profile: &str,
+    candidates: &[String],
+    policy: MissingPolicy,
+) -> Result<(Ranking, String), AgpError> {
+    let k = candidates.len();
+    let prompt = prompts::rerank_by_profile(profile, &prompts::candidate_list(candidates), k);
+    let answer = llm.chat(stage, Some(user), prompt.clone()).await?;
+    Ok((parse_rerank(&answer, k, policy), prompt))
+}
+
+/// Eq. 3 by pointwise scoring: each candidate's yes/no score given the profile. Returns the
+/// ranking and the prompt template (candidate left as a placeholder).
+pub async fn rerank_by_profile_pointwise(
+    llm: &Llm,
+    stage: Stage,
+    user: u32,
+    profile: &str,
+    candidates: &[String],
+) -> Result<(Ranking, String), AgpError> {
+    let prefix = prompts::pointwise_prefix_profile(profile);
+    let template = format!("{prefix}{}", prompts::pointwise_suffix("<candidate>"));
+    let suffixes = candidates
+        .iter()
+        .map(|c| prompts::pointwise_suffix(c))
+        .collect();
+    let scores = llm.score(stage, Some(user), prefix, suffixes).await?;
+    Ok((
+        Ranking {
+            order: order_by_scores(&scores),
+            outcome: ParseOutcome::Pointwise,
+        },
+        template,
+    ))
+}
+
+/// What one user's forward pass produced, for feedback and logging.
+#[derive(Debug, Clone)]
+struct Forward {
+    profile: Option<String>,
+    prompt_sent: String,
+    history: String,
+    ranking: Ranking,
+}
+
+/// The inputs of Eq. 4 for one user.
+pub struct FeedbackInput<'a> {
+    pub user: u32,
+    pub candidates: &'a [String],
+    pub gt_index: usize,
+    pub ranking: &'a Ranking,
+    /// 1-based rank of the ground truth (K if it is missing from the ranking).
+    pub rank: usize,
+    pub history: &'a str,
+    pub profile: Option<&'a str>,
+    /// What the feedback prompt shows as the current prompt.
+    pub prompt_shown: &'a str,
+}
+
+/// Eq. 4, position-based feedback F(u): `None` when the ground truth is already first (its
+/// target position), otherwise the LLM's critique. `state_position` puts the actual and target
+/// position into the prompt; `list_order` picks the candidate order shown.
+pub async fn position_feedback(
+    llm: &Llm,
+    route: Route,
+    f: &FeedbackInput<'_>,
+    state_position: bool,
+    list_order: FeedbackListOrder,
+) -> Result<Option<String>, AgpError> {
+    if f.ranking.order.first() == Some(&f.gt_index) {
+        return Ok(None);
+    }
+    let gt_text = &f.candidates[f.gt_index];
+    let prompt = match (route, f.profile) {
+        (Route::DirectRerank, _) | (_, None) => prompts::rerank_feedback(
+            &f.ranking.order,
+            f.gt_index,
+            gt_text,
+            &prompts::candidate_list(f.candidates),
+            f.history,
+        ),
+        (_, Some(profile)) => {
+            let list = match list_order {
+                FeedbackListOrder::Backbone => prompts::candidate_list(f.candidates),
+                FeedbackListOrder::Reranked => reranked_list(f.candidates, &f.ranking.order),
+            };
+            let position = state_position.then_some(Position {
+                actual: f.rank,
+                target: 1,
+            });
+            prompts::profile_feedback(gt_text, &list, profile, f.prompt_shown, position)
+        }
+    };
+    llm.chat(Stage::Feedback, Some(f.user), prompt)
+        .await
+        .map(Some)
+}
+
+/// `<idx: text>` lines in reranked order; ids the answer left out follow in backbone order.
+fn reranked_list(candidates: &[String], order: &[usize]) -> String {
+    let mut seen = vec![false; candidates.len()];
+    let mut lines = Vec::with_capacity(candidates.len());
+    for i in order.iter().copied().chain(0..candidates.len()) {
+        if i < candidates.len() && !seen[i] {
+            seen[i] = true;
+            lines.push(format!("<{i}: {}>", candidates[i]));
+        }
+    }
+    lines.join("\n")
+}
+
+/// Eq. 5: F_sum = LLM-Summarize({F(u)}); `losses` pairs a user's index in the batch with its
+/// feedback.
+pub async fn summarize_feedback(llm: &Llm, losses: &[(usize, String)]) -> Result<String, AgpError> {
+    llm.chat(Stage::Summarize, None, prompts::summarize(losses))
+        .await
+}
+
+/// The result of Eq. 6.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edited {
+    pub prompt: String,
+    /// False when the answer lacked the markers and was used whole (as the reference code does).
+    pub markers_found: bool,
+}
+
+/// Eq. 6: p_gen ← Edit(p_gen, F_sum). `update_strength` is the batch's mean ground-truth rank
+/// under position-based feedback.
+pub async fn edit_prompt(
+    llm: &Llm,
+    prompt: &str,
+    n_failed: usize,
+    batch_len: usize,
+    update_strength: Option<f64>,
+    instructions: &str,
+) -> Result<Edited, AgpError> {
+    let answer = llm
+        .chat(
+            Stage::Edit,
+            None,
+            prompts::edit(prompt, n_failed, batch_len, update_strength, instructions),
+        )
+        .await?;
+    Ok(match between_markers(&answer) {
+        Some(p) => Edited {
+            prompt: p.trim().to_string(),
+            markers_found: true,
+        },
+        None => Edited {
+            prompt: answer.trim().to_string(),
+            markers_found: false,
+        },
+    })
+}
+
+/// Learned state, checkpointed after every batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct State {
+    prompt: String,
+}
+
+/// AGP, pointwise AGP and direct rerank-prompt optimization.
+#[derive(Debug, Clone)]
+pub struct PromptOptimizer {
+    pub route: Route,
+    pub cfg: AgpConfig,
+    prompt: String,
+}
+
+#[derive(Serialize)]
+struct ProfileEvent<'a> {
+    event: &'static str,
+    phase: &'static str,
+    epoch: usize,
+    batch: usize,
+    user: u32,
+    profile: &'a str,
+}
+
+#[derive(Serialize)]
+struct PromptEvent<'a> {
+    event: &'static str,
+    status: &'static str,
+    epoch: usize,
+    batch: usize,
+    attempt: usize,
+    mean_rank_before: f64,
+    mean_rank_after: f64,
+    n_failed: usize,
+    batch_len: usize,
+    instructions: &'a str,
+    markers_found: bool,
+    previous: &'a str,
+    prompt: &'a str,
+}
+
+impl PromptOptimizer {
+    pub fn new(route: Route, cfg: AgpConfig) -> Self {
+        let prompt = cfg.initial_prompt.clone().unwrap_or_else(|| match route {
+            Route::DirectRerank => prompts::INITIAL_RERANK_PROMPT.to_string(),
+            Route::ProfileListwise | Route::ProfilePointwise => {
+                prompts::INITIAL_PROFILE_PROMPT.to_string()
+            }
+        });
+        Self { route, cfg, prompt }
+    }
+
+    pub fn prompt(&self) -> &str {
+        &self.prompt
+    }
+
+    /// Profile (if any) and rerank for one user with `prompt`.
+    async fn forward(
+        &self,
+        prompt: &str,
+        input: &RerankInput,
+        env: &Env,
+        stages: (Stage, Stage),
+    ) -> Result<Forward, AgpError> {
+        let hist = shown_history(
+            &input.history,
+            self.cfg.history_len,
+            self.cfg.hist_mask,
+            env.seed,
+            input.user,
+        );
+        let history = prompts::history_lines(&hist);
+        let (profile_stage, rank_stage) = stages;
+        match self.route {
+            Route::DirectRerank => {
+                let k = input.candidates.len();
+                let sent = prompts::rerank_learned(
+                    prompt,
+                    &history,
+                    &prompts::candidate_list(&input.candidates),
+                    k,
+                );
+                let answer = env
+                    .llm
+                    .chat(rank_stage, Some(input.user), sent.clone())
+                    .await?;
+                let ranking = parse_rerank(&answer, k, self.cfg.missing_ids);
+                Ok(Forward {
+                    profile: None,
+                    prompt_sent: sent,
+                    history,
+                    ranking,
+                })
+            }
+            Route::ProfileListwise | Route::ProfilePointwise => {
+                let profile =
+                    generate_profile(&env.llm, profile_stage, input.user, prompt, &history).await?;
+                let (ranking, sent) = if self.route == Route::ProfileListwise {
+                    rerank_by_profile(
+                        &env.llm,
+                        rank_stage,
+                        input.user,
+                        &profile,
+                        &input.candidates,
+                        self.cfg.missing_ids,
+                    )
+                    .await?
+                } else {
+                    rerank_by_profile_pointwise(
+                        &env.llm,
+                        rank_stage,
+                        input.user,
+                        &profile,
+                        &input.candidates,
+                    )
+                    .await?
+                };
+                Ok(Forward {
+                    profile: Some(profile),
+                    prompt_sent: sent,
+                    history,
+                    ranking,
+                })
+            }
+        }
+    }
+
+    async fn forward_batch(
+        &self,
+        prompt: &str,
+        batch: &[UserCase],
+        env: &Env,
+        stages: (Stage, Stage),
+    ) -> Result<(Vec<Forward>, Vec<UserResult>), AgpError> {
+        let calls = batch
+            .iter()
+            .map(|c| self.forward(prompt, &c.input, env, stages).boxed())
+            .collect();
+        let fwd = join_ordered(calls, env.concurrency).await?;
+        let results = batch
+            .iter()
+            .zip(&fwd)
+            .map(|(c, f)| {
+                score_ordering(
+                    c.input.user,
+                    &f.ranking.order,
+                    c.gt_index,
+                    c.input.candidates.len(),
+                    f.ranking.outcome,
+                    self.cfg.unparseable,
+                )
+            })
+            .collect();
+        Ok((fwd, results))
+    }
+}
+
+fn mean_rank(results: &[UserResult]) -> f64 {
+    results.iter().map(|r| r.rank as f64).sum::<f64>() / results.len().max(1) as f64
+}
+
+#[async_trait]
+impl Reranker for PromptOptimizer {
+    fn epochs(&self) -> usize {
+        self.cfg.epochs
+    }
+
+    fn batch_size(&self) -> usize {
+        self.cfg.batch_size
+    }
+
+    fn n_train_users(&self) -> usize {
+        self.cfg.n_train_users
+    }
+
+    fn unparseable_rule(&self) -> UnparseableRule {
+        self.cfg.unparseable
+    }
+
+    /// The §3.4 loop for one batch: `verify_steps` times, forward → feedback → (summarize) →
+    /// edit → re-run the same batch with the edit, keeping it only if the mean rank strictly
+    /// improves.
+    async fn train_batch(
+        &mut self,
+        step: TrainStep,
+        batch: &[UserCase],
+        env: &Env,
+    ) -> Result<BatchOutcome, AgpError> {
+        let mut out = BatchOutcome::default();
+        for attempt in 0..self.cfg.verify_steps {
+            let current = self.prompt.clone();
+            let (fwd, results) = self
+                .forward_batch(&current, batch, env, (Stage::Profile, Stage::Rerank))
+                .await?;
+            if step.is_begin() || step.is_end() {
+                let phase = if step.is_begin() { "begin" } else { "end" };
+                for (c, f) in batch.iter().zip(&fwd) {
+                    if let Some(profile) = &f.profile {
+                        env.log_event(&ProfileEvent {
+                            event: "profile",
+                            phase,
+                            epoch: step.epoch,
+                            batch: step.batch,
+                            user: c.input.user,
+                            profile,
+                        })?;
+                    }
+                }
+            }
+            let state_position = self.cfg.pbf && !self.cfg.reference_feedback_text;
+            let llm = &env.llm;
+            let mut calls = Vec::with_capacity(batch.len());
+            for (i, ((c, f), r)) in batch.iter().zip(&fwd).zip(&results).enumerate() {
+                let shown = match self.cfg.feedback_prompt_source {
+                    FeedbackPromptSource::PGen => current.as_str(),
+                    FeedbackPromptSource::RerankPrompt => f.prompt_sent.as_str(),
+                };
+                let input = FeedbackInput {
+                    user: c.input.user,
+                    candidates: &c.input.candidates,
+                    gt_index: c.gt_index,
+                    ranking: &f.ranking,
+                    rank: r.rank,
+                    history: &f.history,
+                    profile: f.profile.as_deref(),
+                    prompt_shown: shown,
+                };
+                let (route, order) = (self.route, self.cfg.feedback_list_order);
+                calls.push(
+                    async move {
+                        let loss =
+                            position_feedback(llm, route, &input, state_position, order).await?;
+                        Ok(loss.map(|l| (i, l)))
+                    }
+                    .boxed(),
+                );
+            }
+            let losses = join_ordered(calls, env.concurrency).await?;
+            let losses: Vec<(usize, String)> = losses.into_iter().flatten().collect();
+            out.results = results;
+            if losses.is_empty() {
+                continue;
+            }
+            let before = mean_rank(&out.results);
+            let instructions = if self.cfg.summarize {
+                summarize_feedback(&env.llm, &losses).await?
+            } else {
+                prompts::failed_cases(&losses)
+            };
+            let strength = self.cfg.pbf.then_some(before);
+            let edited = edit_prompt(
+                &env.llm,
+                &current,
+                losses.len(),
+                batch.len(),
+                strength,
+                &instructions,
+            )
+            .await?;
+            let (_, verified) = self
+                .forward_batch(&edited.prompt, batch, env, (Stage::Verify, Stage::Verify))
+                .await?;
+            let after = mean_rank(&verified);
+            let accepted = after < before;
+            env.log_event(&PromptEvent {
+                event: "prompt",
+                status: if accepted { "accepted" } else { "discarded" },
+                epoch: step.epoch,
+                batch: step.batch,
+                attempt,
+                mean_rank_before: before,
+                mean_rank_after: after,
+                n_failed: losses.len(),
+                batch_len: batch.len(),
+                instructions: &instructions,
+                markers_found: edited.markers_found,
+                previous: &current,
+                prompt: &edited.prompt,
+            })?;
+            if accepted {
+                self.prompt = edited.prompt;
+                out.results = verified;
+                out.accepted += 1;
+            } else {
+                out.discarded += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn rerank(&self, input: &RerankInput, env: &Env) -> Result<Ranking, AgpError> {
+        Ok(self
+            .forward(&self.prompt, input, env, (Stage::Test, Stage::Test))
+            .await?
+            .ranking)
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(State {
+            prompt: self.prompt.clone(),
+        })
+        .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), AgpError> {
+        let s: State = serde_json::from_value(state)
+            .map_err(|e| AgpError::Data(format!("checkpointed prompt-optimizer state: {e}")))?;
+        self.prompt = s.prompt;
+        Ok(())
+    }
+
+    fn learned_prompt(&self) -> Option<String> {
+        Some(self.prompt.clone())
+    }
+}

@@ -1,0 +1,27 @@
+//! The built-in methods.
+
+pub mod agp;
+pub mod baselines;
+
+pub use agp::{PromptOptimizer, Route};
+pub use baselines::{Base, ListwiseBaseline, PointwiseBaseline};
+
+/// Candidate indices sorted by descending score; ties (and NaN, treated as lowest) keep backbone
+/// order, so the result never depends on anything but the scores.
+pub fn order_by_scores(scores: &[f32]) -> Vec<usize> {
+    let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| key(scores[b]).total_cmp(&key(scores[a])));
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn order_by_scores_is_stable_and_nan_last() {
+        assert_eq!(
+            super::order_by_scores(&[0.5, f32::NAN, 2.0, 0.5]),
+            vec![2, 0, 3, 1]
+        );
+    }
+}

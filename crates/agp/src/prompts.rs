@@ -1,0 +1,305 @@
+//! Every prompt the crate sends, in one place (close paraphrases of the reference code's
+//! `prompts/prompt_bank.py`; section tags and output-format constraints kept exactly because
+//! they carry meaning). Each template is locked by an insta snapshot in `tests/prompts.rs`, so
+//! a changed prompt shows up as a visible diff.
+
+use crate::parse::{BOS, EOS};
+
+/// The system message of every chat call (the reference code sends it for every task).
+pub const SYSTEM: &str =
+    "You are a reranking system to reranking items according user preferences from high to low.";
+
+/// The reference code's initial profile-generation prompt `p_gen`: empty.
+pub const INITIAL_PROFILE_PROMPT: &str = "";
+
+/// The reference code's initial learnable rerank instruction (`generate_user_profile=0`,
+/// `cot=0`), used by direct rerank-prompt optimization.
+pub const INITIAL_RERANK_PROMPT: &str = "First priority: the user's favourite movie genres.\n\
+Second priority: the user's favourite movie years.\n\
+Third priority: the user's favourite directors and actors.";
+
+/// Candidates as the reranker sees them: `<idx: text>` lines, idx = 0..K-1 in backbone order.
+pub fn candidate_list(texts: &[impl AsRef<str>]) -> String {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("<{i}: {}>", t.as_ref()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// History item texts, one per line (the caller has already cut it to the last L items).
+pub fn history_lines(texts: &[impl AsRef<str>]) -> String {
+    texts
+        .iter()
+        .map(|t| t.as_ref())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn output_constraint(k: usize) -> String {
+    format!(
+        "The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}, with the \
+predicted target item id as the first integer. The output MUST start with {BOS} and end with {EOS}.",
+        k.saturating_sub(1)
+    )
+}
+
+/// §7.1 `create_user_profile_prompt`: the prompt of Eq. 2.
+pub fn profile(p_gen: &str, history: &str) -> String {
+    format!(
+        "[Task]\n\
+Your goal is to build a comprehensive user profile from the user's historical item interactions.\n\
+The profile describes the user's preferences and supplies information that helps rerank recommendations.\n\
+\n\
+[Instructions]\n\
+{p_gen}\n\
+Use the historical item profiles below as the basis of the user profile. Output the user profile ONLY.\n\
+\n\
+[Historical Item Profiles]\n\
+{history}"
+    )
+}
+
+/// §7.2 `rerank_by_user_profile_prompt`: the prompt of Eq. 3.
+pub fn rerank_by_profile(user_profile: &str, candidates: &str, k: usize) -> String {
+    format!(
+        "[Instruction]\n\
+Rerank the item ids in the Pretrained Item Profile List according to the User Profile. {}\n\
+\n\
+[User Profile]\n\
+{user_profile}\n\
+\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}",
+        output_constraint(k)
+    )
+}
+
+/// Where the ground truth landed and where it should be (Eq. 4), for the feedback prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based rank after reranking.
+    pub actual: usize,
+    /// 1-based target rank (1: the held-out item should come first).
+    pub target: usize,
+}
+
+/// §7.3 `user_profile_evaluation_reason`: per-user feedback of Eq. 4.
+///
+/// `position` adds the paper's position statement (actual vs target rank); the reference code
+/// sends none. `prompt_shown` is what goes under "[Current User Generation Prompt]": `p_gen`
+/// as intended, or the rerank prompt as the reference code passes.
+pub fn profile_feedback(
+    gt_text: &str,
+    candidates: &str,
+    user_profile: &str,
+    prompt_shown: &str,
+    position: Option<Position>,
+) -> String {
+    let position = position
+        .map(|p| {
+            format!(
+                "\n[Ground-truth Item Position]\n\
+The Ground-truth Item is ranked at position {} of the reranked list; its target position is {}.\n",
+                p.actual, p.target
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "[Task]\n\
+Evaluate the generated user profile and give actionable instructions for optimizing the user profile \
+generation prompt. The aim is better alignment between the Ground-truth Item and the predicted reranked results.\n\
+\n\
+[Instructions]\n\
+1. Analyze the Ground-truth Item Profile and the Current Reranked Item Profile List:\n\
+   - Identify why the Ground-truth Item is not ranked first (if applicable).\n\
+   - Point out alignment or misalignment between the Ground-truth Item and the Generated User Profile.\n\
+2. Review the Generated User Profile:\n\
+   - Identify features that correctly represent the user's preferences.\n\
+   - Pinpoint missing or irrelevant features that may have caused the misalignment.\n\
+3. Review the Current User Generation Prompt:\n\
+   - Suggest modifications that capture the user's preferences better in future optimization.\n\
+   - Keep any elements that represent user preferences well.\n\
+4. Give actionable instructions for optimizing the user profile generation prompt:\n\
+   - State the changes that would improve the Generated User Profile.\n\
+   - Explain how these changes improve alignment with the Ground-truth Item.\n\
+\n\
+[Ground-truth Item Profile]\n\
+{gt_text}\n\
+[Current Reranked Item Profile List]\n\
+{candidates}\n\
+[Generated User Profile]\n\
+{user_profile}\n\
+[Current User Generation Prompt]\n\
+{prompt_shown}\n\
+{position}\n\
+[Expected Output]\n\
+Actionable instructions for optimizing the user profile generation prompt, with:\n\
+1. The key issues of the Generated User Profile, given the Ground-truth Item and the reranked results.\n\
+2. Specific changes to the User Generation Prompt that improve alignment with the user's preferences.\n\
+3. Features of the current prompt and user profile to keep for future optimization."
+    )
+}
+
+/// The `"Instruction {i}: {feedback}"` lines of the failed cases; `i` is the user's index in
+/// the batch.
+pub fn failed_cases(losses: &[(usize, String)]) -> String {
+    losses
+        .iter()
+        .map(|(i, l)| format!("Instruction {i}: {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// §7.4 `generalize_failed_cases_prompt`: LLM-Summarize of Eq. 5.
+pub fn summarize(losses: &[(usize, String)]) -> String {
+    format!(
+        "[Generalized Instruction]\n\
+To improve the user profile generation prompt, write instructions that are flexible and adaptive to varied \
+scenarios. The optimization should strengthen the system's ability to generalize to unseen users and contexts, \
+handling limitations such as incomplete data, ambiguous preferences, or diverse user behaviours. Avoid \
+overfitting to specific cases; emphasize robustness, clarity and adaptability.\n\
+Below are specific failed cases to inform the optimization. Use them as examples from which to derive broader \
+patterns for improving the prompt.\n\
+\n\
+[Failed Cases]\n\
+{}",
+        failed_cases(losses)
+    )
+}
+
+/// §7.5 `generate_optimization_prompt`: the Edit of Eq. 6.
+///
+/// `n_failed` of `batch_len` users had a loss; `update_strength` (the batch's mean ground-truth
+/// rank) is given when position-based feedback is on.
+pub fn edit(
+    prompt: &str,
+    n_failed: usize,
+    batch_len: usize,
+    update_strength: Option<f64>,
+    instructions: &str,
+) -> String {
+    let strength_note = if update_strength.is_some() {
+        "\nThe 'Update Strength' ranges from 1 to 10 and indicates how much the new prompt should differ from \
+the original. Higher values mean a larger modification; lower values mean minor adjustments."
+    } else {
+        ""
+    };
+    let strength = update_strength
+        .map(|s| format!("\n\n[Update Strength]\n{s:.1}"))
+        .unwrap_or_default();
+    format!(
+        "[Instruction]\n\
+The previous prompt had an error rate of {n_failed} out of {batch_len} and needs improvement, based on \
+actionable instructions produced by the evaluation process. Your task is to optimize the prompt by \
+incorporating the lessons in the instructions listed below. Your output MUST contain only the optimized \
+prompt, formatted as follows:\n\
+- Begin with {BOS}\n\
+- End with {EOS}\n\
+Your output will replace the current prompt for the rerank system.{strength_note}\n\
+\n\
+[Previous Rerank Prompt]\n\
+{prompt}\n\
+\n\
+[Actionable Instructions for Optimization]\n\
+{instructions}{strength}"
+    )
+}
+
+/// §7.6 `rerank_by_cot_prompt` (LLM-CoT).
+pub fn rerank_cot(history: &str, candidates: &str, k: usize) -> String {
+    format!(
+        "[Instruction]\n\
+Think step by step from the user's historical item interactions to determine item preferences, then rerank \
+the given Pretrained Item Profile List accordingly. The output MUST be a comma-separated list of integers 0..{} \
+of length {k}; the first integer is the highest-ranked item. The output MUST start with {BOS} and end with {EOS}.\n\
+[User Historical Item Profiles]\n\
+{history}\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}\n\
+[Step-by-Step Rationale]\n\
+- Identify user preferences from the historical interactions.\n\
+- Compare these preferences with the given item profiles.\n\
+- Rank the items accordingly.\n\
+- Ensure the output strictly follows the required format.",
+        k.saturating_sub(1)
+    )
+}
+
+/// §7.6 `rerank_directly_prompt` (LLM-Dir).
+pub fn rerank_direct(history: &str, candidates: &str, k: usize) -> String {
+    format!(
+        "[Instruction]\n\
+Rerank the item ids in the Pretrained Item Profile List based on the user's Historical Item Profiles. {}\n\
+[User Historical Item Profiles]\n\
+{history}\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}",
+        output_constraint(k)
+    )
+}
+
+/// §7.6 `inject_item_profile_generation_prompt_recall_single`: the optimizable rerank prompt of
+/// direct rerank-prompt optimization.
+pub fn rerank_learned(instruction: &str, history: &str, candidates: &str, k: usize) -> String {
+    format!(
+        "[Instruction]\n\
+{instruction}\n\
+{}\n\
+[Historical Item Profiles]\n\
+{history}\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}",
+        output_constraint(k)
+    )
+}
+
+/// §7.7 `reranking_evaluation_reason`: feedback in direct-rerank mode.
+pub fn rerank_feedback(
+    predicted: &[usize],
+    gt_index: usize,
+    gt_text: &str,
+    candidates: &str,
+    history: &str,
+) -> String {
+    let predicted = predicted
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[Instruction]\n\
+You are given a Predicted Item List reranked for a user, to be evaluated against the Ground-truth Item Id, \
+which should be first in the list. Compare the Ground-truth Item Profile, all item profiles in the Predicted \
+Item List, and the Historical Item Profiles of the items the user interacted with. Use 3 sentences to explain \
+(1) why the Ground-truth Item is not first in the Predicted Item List, and (2) why the user likes the \
+Ground-truth Item.\n\
+[Predicted Item List]\n\
+[{predicted}]\n\
+[Ground-truth Item Id]\n\
+{gt_index}\n\
+[Ground-truth Item Profile]\n\
+{gt_text}\n\
+[All Item Profiles in format of <item id: item profile>]\n\
+{candidates}\n\
+[Historical Item Profiles]\n\
+{history}"
+    )
+}
+
+/// Pointwise scoring, from the history (LLM-Dir pointwise): the shared prefix. The candidate
+/// text and question follow in [`pointwise_suffix`].
+pub fn pointwise_prefix_history(history: &str) -> String {
+    format!("[User Historical Item Profiles]\n{history}\n\n[Candidate Item]\n")
+}
+
+/// Pointwise scoring, from a generated profile (AGP pointwise): the shared prefix.
+pub fn pointwise_prefix_profile(user_profile: &str) -> String {
+    format!("[User Profile]\n{user_profile}\n\n[Candidate Item]\n")
+}
+
+/// Pointwise scoring: one candidate and the yes/no question whose answer logits are compared.
+pub fn pointwise_suffix(candidate: &str) -> String {
+    format!("{candidate}\n\nWould this user choose this item next? Answer Yes or No.")
+}

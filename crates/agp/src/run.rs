@@ -1,0 +1,518 @@
+//! The driver: builds user cases from a dataset and a candidate file, trains a [`Reranker`]
+//! epoch by epoch with a checkpoint after every batch, evaluates test and validation users
+//! after every epoch, and assembles a [`MethodRun`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agp_datasets::Dataset;
+use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION};
+use agp_llm::{ChatModel, ModelInfo, Sampling, Stage};
+use futures::FutureExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::config::MethodConfig;
+use crate::error::AgpError;
+use crate::llm::{Llm, StageTally, eq7_api_calls};
+use crate::log::EventLog;
+use crate::methods::{Base, ListwiseBaseline, PointwiseBaseline, PromptOptimizer, Route};
+use crate::metrics::{MeanMetrics, UserResult, score_ordering};
+use crate::parse::ParseOutcome;
+use crate::reranker::{Env, RerankInput, Reranker, TrainStep, UserCase, join_ordered};
+
+/// Run-wide options (everything that is not the method's own config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunOptions {
+    /// Sampling settings sent with every chat call (e.g. a `max_tokens` cap).
+    pub sampling: Sampling,
+    /// Where `checkpoint.json` and `events.jsonl` go; `None` runs without either. A directory
+    /// holding a checkpoint of the same method and config resumes from it.
+    pub log_dir: Option<PathBuf>,
+    /// Calls in flight at once (users of a batch run concurrently).
+    pub concurrency: usize,
+    /// Seeds the history masking.
+    pub seed: u64,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            sampling: Sampling::default(),
+            log_dir: None,
+            concurrency: 8,
+            seed: 0,
+            progress: false,
+        }
+    }
+}
+
+/// Metrics of one epoch. Methods without training have one epoch and no train metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based.
+    pub epoch: usize,
+    /// Training users as last ranked in the epoch (post-edit values where an edit was kept).
+    pub train: Option<MeanMetrics>,
+    pub test: MeanMetrics,
+    pub valid: Option<MeanMetrics>,
+    pub accepted_edits: usize,
+    pub discarded_edits: usize,
+}
+
+/// How an epoch was chosen for reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// The final epoch.
+    Last,
+    /// The epoch with the highest test NDCG@10: the paper's apparent choice, optimistic because
+    /// it is chosen on the test users themselves.
+    BestTest,
+    /// The epoch with the highest NDCG@10 on the separate validation users.
+    BestValid,
+}
+
+/// One reported epoch with its per-user test results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectedEpoch {
+    pub selection: Selection,
+    pub epoch: usize,
+    pub test: MeanMetrics,
+    pub valid: Option<MeanMetrics>,
+    pub users: Vec<UserResult>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodRun {
+    pub label: String,
+    /// The method config as given.
+    pub config: serde_json::Value,
+    pub model: ModelInfo,
+    /// Candidate list length K.
+    pub k: usize,
+    pub n_train_users: usize,
+    pub n_test_users: usize,
+    pub n_valid_users: usize,
+    pub epochs: Vec<EpochMetrics>,
+    pub last: SelectedEpoch,
+    pub best_test: SelectedEpoch,
+    /// `None` when the candidate file has no validation users.
+    pub best_valid: Option<SelectedEpoch>,
+    /// Calls and tokens per stage. Training calls are `profile`, `rerank`, `feedback`,
+    /// `summarize`, `edit` and `verify` (the re-evaluation of an edit); every evaluation call of
+    /// test and validation users is `test`.
+    pub calls: BTreeMap<Stage, StageTally>,
+    pub total_calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Eq. 7's training calls per epoch for this batch size and training-set size, to compare
+    /// with the counted `profile + rerank + feedback + summarize + edit` (+ `verify`) calls.
+    pub eq7_calls_per_epoch: Option<f64>,
+    /// Outcomes of every ranking the driver scored (evaluations and training batches).
+    pub parse_counts: BTreeMap<ParseOutcome, u64>,
+    /// The learned prompt at the end, for methods that learn one.
+    pub final_prompt: Option<String>,
+}
+
+/// Build the method a config describes.
+pub fn build_reranker(cfg: &MethodConfig) -> Box<dyn Reranker> {
+    match cfg {
+        MethodConfig::Base => Box::new(Base),
+        MethodConfig::LlmDir(c) => Box::new(ListwiseBaseline {
+            cot: false,
+            cfg: c.clone(),
+        }),
+        MethodConfig::LlmCot(c) => Box::new(ListwiseBaseline {
+            cot: true,
+            cfg: c.clone(),
+        }),
+        MethodConfig::LlmDirPointwise(c) => Box::new(PointwiseBaseline { cfg: c.clone() }),
+        MethodConfig::Agp(c) => Box::new(PromptOptimizer::new(Route::ProfileListwise, c.clone())),
+        MethodConfig::AgpPointwise(c) => {
+            Box::new(PromptOptimizer::new(Route::ProfilePointwise, c.clone()))
+        }
+        MethodConfig::RerankOpt(c) => {
+            Box::new(PromptOptimizer::new(Route::DirectRerank, c.clone()))
+        }
+    }
+}
+
+/// Run one configured method end to end: validate, train (if it learns), evaluate every epoch.
+pub async fn run_method(
+    cfg: &MethodConfig,
+    ds: &Dataset,
+    cands: &CandidateFile,
+    llm: Arc<dyn ChatModel>,
+    opts: &RunOptions,
+) -> Result<MethodRun, AgpError> {
+    cfg.validate(cands)?;
+    let echo =
+        serde_json::to_value(cfg).map_err(|e| AgpError::Data(format!("config echo: {e}")))?;
+    let mut reranker = build_reranker(cfg);
+    let mut run = run_reranker(reranker.as_mut(), &cfg.label(), echo, ds, cands, llm, opts).await?;
+    if let MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) = cfg {
+        run.eq7_calls_per_epoch = Some(eq7_api_calls(c.batch_size, c.n_train_users));
+    }
+    Ok(run)
+}
+
+/// Check that the candidate file belongs to the dataset and holds what the protocol needs.
+pub fn check_inputs(ds: &Dataset, cands: &CandidateFile) -> Result<(), AgpError> {
+    let bad = |m: String| {
+        Err(AgpError::Data(format!(
+            "candidate file ({} / {}): {m}",
+            cands.dataset, cands.model
+        )))
+    };
+    if cands.format_version != FORMAT_VERSION {
+        return bad(format!(
+            "format_version {} (this build reads {FORMAT_VERSION})",
+            cands.format_version
+        ));
+    }
+    if let Err(e) = cands.check_against(ds) {
+        return bad(e.to_string());
+    }
+    if cands.test_users.is_empty() {
+        return bad("no test_users".into());
+    }
+    Ok(())
+}
+
+fn user_case(ds: &Dataset, cands: &CandidateFile, u: u32) -> UserCase {
+    let text = |i: u32| ds.item_text[i as usize].clone();
+    let list = &cands.lists[u as usize];
+    UserCase {
+        input: RerankInput {
+            user: u,
+            history: ds.history_before_test(u).into_iter().map(text).collect(),
+            candidates: list.items.iter().map(|&i| text(i)).collect(),
+        },
+        gt_index: cands
+            .target_position(u, ds.test[u as usize])
+            .unwrap_or(usize::MAX),
+    }
+}
+
+/// Per-epoch record kept in the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct EpochRecord {
+    metrics: EpochMetrics,
+    test: Vec<UserResult>,
+    valid: Vec<UserResult>,
+}
+
+const CHECKPOINT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    label: String,
+    config: serde_json::Value,
+    /// The epoch in progress (1-based); `n_epochs + 1` once finished.
+    epoch: usize,
+    /// Training batches of `epoch` already done.
+    batches_done: usize,
+    epoch_train: Vec<UserResult>,
+    epoch_accepted: usize,
+    epoch_discarded: usize,
+    done: Vec<EpochRecord>,
+    calls: BTreeMap<Stage, StageTally>,
+    parse_counts: BTreeMap<ParseOutcome, u64>,
+    reranker: serde_json::Value,
+    log_len: u64,
+}
+
+fn load_checkpoint(path: &Path) -> Result<Option<Checkpoint>, AgpError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_json::from_str(&s)
+            .map(Some)
+            .map_err(|e| AgpError::Checkpoint {
+                path: path.into(),
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgpError::io(path, e)),
+    }
+}
+
+/// Write via a temporary file and rename, so a kill mid-write leaves the previous checkpoint.
+fn save_checkpoint(path: &Path, ck: &Checkpoint) -> Result<(), AgpError> {
+    let tmp = path.with_extension("json.tmp");
+    let body = serde_json::to_vec_pretty(ck).map_err(|e| AgpError::Checkpoint {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&tmp, body).map_err(|e| AgpError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| AgpError::io(path, e))
+}
+
+fn bar(show: bool, len: usize, msg: String) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len as u64).with_message(msg);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:30} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})",
+    ) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+async fn evaluate(
+    r: &dyn Reranker,
+    cases: &[UserCase],
+    env: &Env,
+    pb: &ProgressBar,
+) -> Result<Vec<UserResult>, AgpError> {
+    let rule = r.unparseable_rule();
+    let calls = cases
+        .iter()
+        .map(|c| {
+            async move {
+                let ranking = r.rerank(&c.input, env).await?;
+                pb.inc(1);
+                let k = c.input.candidates.len();
+                Ok(score_ordering(
+                    c.input.user,
+                    &ranking.order,
+                    c.gt_index,
+                    k,
+                    ranking.outcome,
+                    rule,
+                ))
+            }
+            .boxed()
+        })
+        .collect();
+    join_ordered(calls, env.concurrency).await
+}
+
+fn count(parse: &mut BTreeMap<ParseOutcome, u64>, results: &[UserResult]) {
+    for r in results {
+        *parse.entry(r.parse).or_default() += 1;
+    }
+}
+
+/// Run any [`Reranker`] under the protocol: training users in batches (same batches every
+/// epoch), test and validation users evaluated after every epoch.
+pub async fn run_reranker(
+    r: &mut dyn Reranker,
+    label: &str,
+    config: serde_json::Value,
+    ds: &Dataset,
+    cands: &CandidateFile,
+    model: Arc<dyn ChatModel>,
+    opts: &RunOptions,
+) -> Result<MethodRun, AgpError> {
+    check_inputs(ds, cands)?;
+    if opts.concurrency == 0 {
+        return Err(AgpError::config("concurrency", "1..", 0));
+    }
+    let n_train = r.n_train_users();
+    if n_train > cands.train_users.len() {
+        return Err(AgpError::config(
+            "n_train_users",
+            format!("0..={}", cands.train_users.len()),
+            n_train,
+        ));
+    }
+    let n_epochs = r.epochs();
+    let train_cases: Vec<UserCase> = cands.train_users[..n_train]
+        .iter()
+        .map(|&u| user_case(ds, cands, u))
+        .collect();
+    let test_cases: Vec<UserCase> = cands
+        .test_users
+        .iter()
+        .map(|&u| user_case(ds, cands, u))
+        .collect();
+    let valid_cases: Vec<UserCase> = cands
+        .valid_users
+        .iter()
+        .map(|&u| user_case(ds, cands, u))
+        .collect();
+    let batch_size = r.batch_size().max(1);
+    let batches: Vec<&[UserCase]> = if n_epochs > 0 {
+        train_cases.chunks(batch_size).collect()
+    } else {
+        Vec::new()
+    };
+
+    let llm = Llm::new(model.clone(), opts.sampling.clone());
+    let ck_path = opts.log_dir.as_ref().map(|d| d.join("checkpoint.json"));
+    if let Some(d) = &opts.log_dir {
+        std::fs::create_dir_all(d).map_err(|e| AgpError::io(d, e))?;
+    }
+    let mut ck = Checkpoint {
+        version: CHECKPOINT_VERSION,
+        label: label.to_string(),
+        config: config.clone(),
+        epoch: 1,
+        batches_done: 0,
+        epoch_train: Vec::new(),
+        epoch_accepted: 0,
+        epoch_discarded: 0,
+        done: Vec::new(),
+        calls: BTreeMap::new(),
+        parse_counts: BTreeMap::new(),
+        reranker: serde_json::Value::Null,
+        log_len: 0,
+    };
+    if let Some(path) = &ck_path
+        && let Some(old) = load_checkpoint(path)?
+    {
+        if old.version != CHECKPOINT_VERSION || old.label != ck.label || old.config != ck.config {
+            return Err(AgpError::Checkpoint {
+                path: path.clone(),
+                message: format!(
+                    "holds a run of {} with a different config or version; use another log_dir or remove it",
+                    old.label
+                ),
+            });
+        }
+        r.restore(old.reranker.clone())?;
+        llm.ledger.restore(old.calls.clone());
+        ck = old;
+    }
+    let log = match &opts.log_dir {
+        Some(d) => Some(Arc::new(EventLog::open(
+            &d.join("events.jsonl"),
+            ck.log_len,
+        )?)),
+        None => None,
+    };
+    let env = Env {
+        llm: llm.clone(),
+        concurrency: opts.concurrency,
+        seed: opts.seed,
+        log: log.clone(),
+    };
+    let save = |ck: &mut Checkpoint, r: &dyn Reranker| -> Result<(), AgpError> {
+        let Some(path) = &ck_path else { return Ok(()) };
+        ck.reranker = r.state();
+        ck.calls = llm.ledger.snapshot();
+        ck.log_len = match &log {
+            Some(l) => l.len()?,
+            None => 0,
+        };
+        save_checkpoint(path, ck)
+    };
+
+    let eval_epochs = n_epochs.max(1);
+    let total_steps = eval_epochs * batches.len();
+    while ck.epoch <= eval_epochs {
+        let epoch = ck.epoch;
+        if ck.batches_done < batches.len() {
+            let pb = bar(
+                opts.progress,
+                batches.len(),
+                format!("{label} train epoch {epoch}/{n_epochs}"),
+            );
+            pb.set_position(ck.batches_done as u64);
+            for (b, batch) in batches.iter().enumerate().skip(ck.batches_done) {
+                let step = TrainStep {
+                    epoch,
+                    batch: b,
+                    step: (epoch - 1) * batches.len() + b,
+                    total_steps,
+                };
+                let out = r.train_batch(step, batch, &env).await?;
+                count(&mut ck.parse_counts, &out.results);
+                ck.epoch_train.extend(out.results);
+                ck.epoch_accepted += out.accepted;
+                ck.epoch_discarded += out.discarded;
+                ck.batches_done = b + 1;
+                save(&mut ck, r)?;
+                pb.inc(1);
+            }
+            pb.finish_and_clear();
+        }
+        let pb = bar(
+            opts.progress,
+            test_cases.len() + valid_cases.len(),
+            format!("{label} evaluate epoch {epoch}/{eval_epochs}"),
+        );
+        let test = evaluate(r, &test_cases, &env, &pb).await?;
+        let valid = evaluate(r, &valid_cases, &env, &pb).await?;
+        pb.finish_and_clear();
+        count(&mut ck.parse_counts, &test);
+        count(&mut ck.parse_counts, &valid);
+        let metrics = EpochMetrics {
+            epoch,
+            train: (!ck.epoch_train.is_empty()).then(|| MeanMetrics::of(&ck.epoch_train)),
+            test: MeanMetrics::of(&test),
+            valid: (!valid.is_empty()).then(|| MeanMetrics::of(&valid)),
+            accepted_edits: ck.epoch_accepted,
+            discarded_edits: ck.epoch_discarded,
+        };
+        ck.done.push(EpochRecord {
+            metrics,
+            test,
+            valid,
+        });
+        ck.epoch += 1;
+        ck.batches_done = 0;
+        ck.epoch_train.clear();
+        ck.epoch_accepted = 0;
+        ck.epoch_discarded = 0;
+        save(&mut ck, r)?;
+    }
+
+    let select = |selection: Selection, idx: usize| {
+        let rec = &ck.done[idx];
+        SelectedEpoch {
+            selection,
+            epoch: rec.metrics.epoch,
+            test: rec.metrics.test.clone(),
+            valid: rec.metrics.valid.clone(),
+            users: rec.test.clone(),
+        }
+    };
+    // First epoch wins ties, so a flat curve reports its earliest epoch.
+    let argmax = |f: &dyn Fn(&EpochRecord) -> f64| {
+        (0..ck.done.len()).fold(0, |best, i| {
+            if f(&ck.done[i]) > f(&ck.done[best]) {
+                i
+            } else {
+                best
+            }
+        })
+    };
+    let last = select(Selection::Last, ck.done.len() - 1);
+    let best_test = select(Selection::BestTest, argmax(&|e| e.metrics.test.ndcg10));
+    let best_valid = (!valid_cases.is_empty()).then(|| {
+        select(
+            Selection::BestValid,
+            argmax(&|e| e.metrics.valid.as_ref().map_or(0.0, |v| v.ndcg10)),
+        )
+    });
+    let calls = llm.ledger.snapshot();
+    Ok(MethodRun {
+        label: label.to_string(),
+        config,
+        model: model.info(),
+        k: cands.k,
+        n_train_users: n_train,
+        n_test_users: test_cases.len(),
+        n_valid_users: valid_cases.len(),
+        epochs: ck.done.iter().map(|e| e.metrics.clone()).collect(),
+        last,
+        best_test,
+        best_valid,
+        total_calls: calls.values().map(|t| t.calls).sum(),
+        prompt_tokens: calls.values().map(|t| t.prompt_tokens).sum(),
+        completion_tokens: calls.values().map(|t| t.completion_tokens).sum(),
+        calls,
+        eq7_calls_per_epoch: None,
+        parse_counts: ck.parse_counts.clone(),
+        final_prompt: r.learned_prompt(),
+    })
+}

@@ -1,0 +1,224 @@
+//! A small dataset, candidate file and deterministic fake chat model shared by the tests.
+//! The fake's answers are rules written here, never recorded outputs of a real model.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use agp_datasets::Dataset;
+use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION, RankedList, UserSampling};
+use agp_llm::{
+    ChatModel, ChatRequest, ChatResponse, LlmError, ModelInfo, ScoreRequest, ScoreResponse, Usage,
+};
+use async_trait::async_trait;
+
+pub const K: usize = 10;
+const GENRES: [&str; 4] = ["Comedy", "Drama", "Horror", "Sci-Fi"];
+
+/// 40 users, 120 items. User u's test item sits at position u % 10 of its list.
+pub fn fixture() -> (Dataset, CandidateFile) {
+    let n_users = 40u32;
+    let n_items = 120u32;
+    let item_text = (0..n_items)
+        .map(|i| format!("Movie {i} ({})", GENRES[i as usize % 4]))
+        .collect();
+    let mut train = Vec::new();
+    let mut valid = Vec::new();
+    let mut test = Vec::new();
+    let mut lists = Vec::new();
+    for u in 0..n_users {
+        // History: 7 items from the first 40, test and candidates from the rest.
+        let hist: Vec<u32> = (0..7).map(|j| (u * 3 + j * 5) % 40).collect();
+        train.push(hist[..6].to_vec());
+        valid.push(hist[6]);
+        let mut items: Vec<u32> = (0..K as u32).map(|j| 40 + (u * 7 + j * 11) % 80).collect();
+        items.sort_unstable();
+        items.dedup();
+        let mut extra = 40;
+        while items.len() < K {
+            if !items.contains(&extra) {
+                items.push(extra);
+            }
+            extra += 1;
+        }
+        let gt_pos = u as usize % K;
+        test.push(items[gt_pos]);
+        lists.push(RankedList {
+            user: u,
+            scores: (0..K).map(|j| 1.0 - j as f32 * 0.05).collect(),
+            items,
+        });
+    }
+    let ds = Dataset {
+        name: "fixture".into(),
+        checksum: "fixture-checksum".into(),
+        user_ids: (0..n_users).map(|u| format!("u{u}")).collect(),
+        item_ids: (0..n_items).map(|i| format!("i{i}")).collect(),
+        item_text,
+        train,
+        valid,
+        test,
+    };
+    let cands = CandidateFile {
+        format_version: FORMAT_VERSION,
+        dataset: "fixture".into(),
+        dataset_checksum: "fixture-checksum".into(),
+        model: "fixture-backbone".into(),
+        seed: 0,
+        hyperparameters: BTreeMap::new(),
+        k: K,
+        sampling: UserSampling {
+            seed: 0,
+            requested_test: 12,
+            requested_train: 20,
+            requested_valid: 8,
+            eligible: n_users as usize,
+            total_users: n_users as usize,
+            took_available: false,
+        },
+        lists,
+        train_users: (0..20).collect(),
+        test_users: (20..32).collect(),
+        valid_users: (32..40).collect(),
+    };
+    (ds, cands)
+}
+
+/// Rules: a profile echoes the instructions and the first history line; a listwise rerank
+/// answers the identity when the prompt mentions "genre" and the reversed order otherwise;
+/// feedback, summaries and edits are fixed sentences; a pointwise score prefers candidates whose
+/// genre matches the first history item. Answers arrive after a delay derived from the prompt
+/// so concurrent calls complete out of order.
+#[derive(Default)]
+pub struct FakeModel {
+    pub calls: AtomicUsize,
+    /// Fail every call after this many (simulates a killed run).
+    pub fail_after: Option<usize>,
+    pub seen_stages: Mutex<Vec<String>>,
+}
+
+impl FakeModel {
+    pub fn failing_after(n: usize) -> Self {
+        Self {
+            fail_after: Some(n),
+            ..Self::default()
+        }
+    }
+
+    fn tick(&self) -> Result<(), LlmError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        match self.fail_after {
+            Some(limit) if n >= limit => Err(LlmError::Http {
+                request_id: format!("fake-{n}"),
+                status: 503,
+                message: "fake model stopped".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn delay(text: &str) -> Duration {
+    let h = text
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    Duration::from_micros(h % 3000)
+}
+
+fn answer(prompt: &str) -> String {
+    if prompt.starts_with("[Task]\nYour goal is to build") {
+        let instr = prompt
+            .split("[Instructions]\n")
+            .nth(1)
+            .and_then(|s| s.lines().next());
+        let first = prompt
+            .split("[Historical Item Profiles]\n")
+            .nth(1)
+            .and_then(|s| s.lines().next());
+        return format!(
+            "Profile. Instructions: {}. Likes {}.",
+            instr.unwrap_or(""),
+            first.unwrap_or("")
+        );
+    }
+    if prompt.starts_with("[Task]\nEvaluate the generated user profile") {
+        return "Emphasize genre in the profile.".into();
+    }
+    if prompt.starts_with("[Generalized Instruction]") {
+        return "Generalized: describe genre preferences.".into();
+    }
+    if prompt.starts_with("[Instruction]\nThe previous prompt had an error rate") {
+        return "Here you go: |beginoftext|List the user's favourite genre first.|endoftext|"
+            .into();
+    }
+    if prompt.starts_with("[Instruction]\nYou are given a Predicted Item List") {
+        return "The ground truth matches the user's genre.".into();
+    }
+    if prompt.contains("[Pretrained Item Profile List") {
+        let head = prompt
+            .split("[Pretrained Item Profile List")
+            .next()
+            .unwrap_or("");
+        let ids: Vec<String> = if head.to_lowercase().contains("genre") {
+            (0..K).map(|i| i.to_string()).collect()
+        } else {
+            (0..K).rev().map(|i| i.to_string()).collect()
+        };
+        return format!("|beginoftext|{}|endoftext|", ids.join(", "));
+    }
+    "I do not understand.".into()
+}
+
+#[async_trait]
+impl ChatModel for FakeModel {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            backend: "fake".into(),
+            model: "rule-based-test-fake".into(),
+            file_sha256: None,
+        }
+    }
+
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.tick()?;
+        let prompt = &req.messages.last().expect("a user message").content;
+        self.seen_stages
+            .lock()
+            .unwrap()
+            .push(format!("{:?}", req.stage));
+        tokio::time::sleep(delay(prompt)).await;
+        let content = answer(prompt);
+        Ok(ChatResponse {
+            usage: Usage {
+                prompt_tokens: prompt.len() as u64 / 4,
+                completion_tokens: content.len() as u64 / 4,
+                ..Usage::default()
+            },
+            content,
+        })
+    }
+
+    async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        self.tick()?;
+        tokio::time::sleep(delay(&req.prefix)).await;
+        let liked = GENRES.iter().find(|g| req.prefix.contains(*g));
+        let scores = req
+            .suffixes
+            .iter()
+            .map(|s| match liked {
+                Some(g) if s.contains(g) => 1.0,
+                _ => -1.0,
+            })
+            .collect();
+        Ok(ScoreResponse {
+            scores,
+            usage: Usage {
+                prompt_tokens: 10,
+                ..Usage::default()
+            },
+        })
+    }
+}
