@@ -1,8 +1,145 @@
-//! `cargo xtask data ...`
+//! `cargo xtask data ...`: prepare, describe and fetch datasets.
+
+use agp_datasets::{
+    Cache, CacheOutcome, DatasetSource, ItemTextStyle, PrepareOptions, prepare_cached,
+};
+use anyhow::Context;
+use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
-pub enum DataCmd {}
+pub enum DataCmd {
+    /// Read the raw files, preprocess (k-core, leave-one-out) and cache the split.
+    Prepare {
+        #[command(flatten)]
+        src: SourceArgs,
+        /// Also write the split here: dataset.json, stats.json and RecBole atomic files.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Raw and processed statistics (users, items, interactions, density, ...).
+    Stats {
+        #[command(flatten)]
+        src: SourceArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct SourceArgs {
+    /// ml-latest-small (bundled), ml-100k, ml-1m, amazon-movies-tv, yelp, goodreads, recbole:<dir>
+    #[arg(default_value = "ml-latest-small")]
+    dataset: String,
+    /// Directory with the raw files as downloaded [default: the bundled fixture for
+    /// ml-latest-small, .cache/raw/<dataset> otherwise].
+    #[arg(long)]
+    raw: Option<PathBuf>,
+    /// Iterative k-core threshold (users need max(k, 3) interactions).
+    #[arg(long, default_value_t = 5)]
+    k_core: u32,
+    /// Item text shown to the LLM.
+    #[arg(long, value_enum, default_value_t = TextStyle::Title)]
+    item_text: TextStyle,
+    /// Keep only ratings >= this value (default: every rating is an interaction).
+    #[arg(long)]
+    min_rating: Option<f32>,
+    /// Cache directory for prepared splits.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TextStyle {
+    Title,
+    Rich,
+}
+
+impl SourceArgs {
+    fn resolve(&self) -> anyhow::Result<(DatasetSource, PrepareOptions, Cache)> {
+        let source = DatasetSource::parse(&self.dataset, self.raw.clone())?;
+        let opts = PrepareOptions {
+            k_core: self.k_core,
+            item_text: match self.item_text {
+                TextStyle::Title => ItemTextStyle::Title,
+                TextStyle::Rich => ItemTextStyle::Rich,
+            },
+            min_rating: self.min_rating,
+        };
+        let cache = self.cache.clone().map_or_else(Cache::workspace, Cache::new);
+        Ok((source, opts, cache))
+    }
+}
 
 pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
-    match cmd {}
+    match cmd {
+        DataCmd::Prepare { src, out } => {
+            let (source, opts, cache) = src.resolve()?;
+            let t = std::time::Instant::now();
+            let (ds, stats, outcome) = prepare_cached(&source, &opts, &cache)?;
+            let how = match outcome {
+                CacheOutcome::Hit => "from cache",
+                CacheOutcome::Miss => "prepared",
+            };
+            eprintln!(
+                "{}: {} users, {} items, {} interactions ({how} in {:.2}s, checksum {})",
+                ds.name,
+                ds.n_users(),
+                ds.n_items(),
+                ds.n_interactions(),
+                t.elapsed().as_secs_f64(),
+                &ds.checksum[..16]
+            );
+            if let Some(out) = out {
+                std::fs::create_dir_all(&out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                let write = |name: &str, bytes: Vec<u8>| {
+                    let p = out.join(name);
+                    std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))
+                };
+                write("dataset.json", serde_json::to_vec(&ds)?)?;
+                write("stats.json", serde_json::to_vec_pretty(&stats)?)?;
+                eprintln!("wrote {}", out.display());
+            }
+            Ok(())
+        }
+        DataCmd::Stats { src, json } => {
+            let (source, opts, cache) = src.resolve()?;
+            let (_, stats, _) = prepare_cached(&source, &opts, &cache)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                println!(
+                    "{} (k-core {}, checksum {})",
+                    stats.name,
+                    stats.k_core,
+                    &stats.checksum[..16]
+                );
+                println!(
+                    "{:<10} {:>9} {:>9} {:>13} {:>7} {:>9} {:>9}",
+                    "", "users", "items", "interactions", "titled", "mean len", "density"
+                );
+                for (label, c) in [("raw", &stats.raw), ("processed", &stats.processed)] {
+                    println!(
+                        "{:<10} {:>9} {:>9} {:>13} {:>6.1}% {:>9.1} {:>9.5}",
+                        label,
+                        c.users,
+                        c.items,
+                        c.interactions,
+                        100.0 * c.titled_items_fraction,
+                        c.mean_history_length,
+                        c.density
+                    );
+                }
+                println!(
+                    "duplicates removed {}, k-core removed {} in {} passes",
+                    stats.duplicates_removed, stats.kcore_removed, stats.kcore_passes
+                );
+                for (why, n) in &stats.skipped {
+                    println!("skipped {why}: {n}");
+                }
+            }
+            Ok(())
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! equal timestamps keep their order in the raw file; dense ids in order of first appearance
 //! in the raw files.
 
+pub mod cache;
 pub mod candidates;
 mod error;
 pub mod formats;
@@ -22,11 +23,15 @@ pub mod io;
 pub mod preprocess;
 pub mod raw;
 mod source;
+pub mod stats;
 
+pub use cache::{Cache, CacheOutcome, prepare_cached};
 pub use error::DataError;
 pub use source::{
-    DatasetSource, ItemTextStyle, PrepareOptions, SourceKind, bundled_default, prepare,
+    DatasetSource, ItemTextStyle, PrepareOptions, SourceKind, bundled_default, checksum, item_text,
+    load_raw, prepare, prepare_with_stats, raw_files, workspace_root,
 };
+pub use stats::{Counts, DatasetStats};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! Naming a dataset, the preprocessing options, and the `prepare` entry point.
 
 use crate::raw::{ItemMeta, RawData};
+use crate::stats::{Counts, DatasetStats};
 use crate::{DataError, Dataset, formats, preprocess};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -185,22 +186,47 @@ pub fn bundled_default() -> Result<Dataset, DataError> {
 /// Reads the raw files of `source` and preprocesses them (see the crate docs for the rules).
 /// The same files and options give an identical [`Dataset`], checksum included, on any machine.
 pub fn prepare(source: &DatasetSource, opts: &PrepareOptions) -> Result<Dataset, DataError> {
+    prepare_with_stats(source, opts).map(|(ds, _)| ds)
+}
+
+/// [`prepare`], also returning the raw and processed statistics.
+pub fn prepare_with_stats(
+    source: &DatasetSource,
+    opts: &PrepareOptions,
+) -> Result<(Dataset, DatasetStats), DataError> {
     opts.validate()?;
-    let (mut raw, files) = load_raw(source, opts)?;
-    let checksum = checksum(source, &files, opts)?;
+    let files = raw_files(source)?;
+    let checksum = checksum(source, &files, opts, None)?;
+    let mut raw = load_raw(source, &files, opts)?;
     build(source, opts, &mut raw, checksum)
 }
 
-/// Dispatches to the loader of `source.kind`; returns the data and the files it read, in order.
-pub fn load_raw(
-    source: &DatasetSource,
-    opts: &PrepareOptions,
-) -> Result<(RawData, Vec<PathBuf>), DataError> {
+/// The raw files `source` will read, in reading order (their bytes make up the checksum).
+pub fn raw_files(source: &DatasetSource) -> Result<Vec<PathBuf>, DataError> {
+    use formats::*;
     let dir = &source.raw_dir;
     match source.kind {
-        SourceKind::MlLatestSmall => formats::movielens::load_latest(dir, opts),
-        SourceKind::Ml100k => formats::movielens::load_100k(dir, opts),
-        SourceKind::Ml1m => formats::movielens::load_1m(dir, opts),
+        SourceKind::MlLatestSmall => movielens::files_latest(dir),
+        SourceKind::Ml100k => movielens::files_100k(dir),
+        SourceKind::Ml1m => movielens::files_1m(dir),
+        _ => Err(DataError::UnknownDataset(format!(
+            "{} (loader not available yet)",
+            source.name
+        ))),
+    }
+}
+
+/// Reads `files` (as returned by [`raw_files`]) with the loader of `source.kind`.
+pub fn load_raw(
+    source: &DatasetSource,
+    files: &[PathBuf],
+    opts: &PrepareOptions,
+) -> Result<RawData, DataError> {
+    use formats::*;
+    match source.kind {
+        SourceKind::MlLatestSmall => movielens::load_latest(files, opts),
+        SourceKind::Ml100k => movielens::load_100k(files, opts),
+        SourceKind::Ml1m => movielens::load_1m(files, opts),
         _ => Err(DataError::UnknownDataset(format!(
             "{} (loader not available yet)",
             source.name
@@ -213,8 +239,19 @@ pub(crate) fn build(
     opts: &PrepareOptions,
     raw: &mut RawData,
     checksum: String,
-) -> Result<Dataset, DataError> {
+) -> Result<(Dataset, DatasetStats), DataError> {
     let (users_before, items_before) = (raw.users.len(), raw.items.len());
+    let titled = |raw: &RawData, items: &mut dyn Iterator<Item = u32>| {
+        items
+            .filter(|&i| raw.meta(i).is_some_and(|m| !m.title.trim().is_empty()))
+            .count()
+    };
+    let raw_counts = Counts::new(
+        users_before,
+        items_before,
+        raw.interactions.len(),
+        titled(raw, &mut (0..items_before as u32)),
+    );
     let split = preprocess::run(raw, opts.k_core);
     if split.users.is_empty() {
         return Err(DataError::EmptyAfterFilter {
@@ -240,7 +277,24 @@ pub(crate) fn build(
         .zip(&item_ids)
         .map(|(&i, id)| item_text(raw.meta(i), id, opts.item_text))
         .collect();
-    Ok(Dataset {
+    let processed = Counts::new(
+        split.users.len(),
+        split.items.len(),
+        split.train.iter().map(Vec::len).sum::<usize>() + 2 * split.users.len(),
+        titled(raw, &mut split.items.iter().copied()),
+    );
+    let stats = DatasetStats {
+        name: source.name.clone(),
+        checksum: checksum.clone(),
+        k_core: opts.k_core,
+        raw: raw_counts,
+        processed,
+        duplicates_removed: split.duplicates_removed,
+        kcore_removed: split.kcore_removed,
+        kcore_passes: split.kcore_passes,
+        skipped: std::mem::take(&mut raw.skipped),
+    };
+    let ds = Dataset {
         name: source.name.clone(),
         checksum,
         user_ids,
@@ -249,7 +303,8 @@ pub(crate) fn build(
         train: split.train,
         valid: split.valid,
         test: split.test,
-    })
+    };
+    Ok((ds, stats))
 }
 
 /// Text for one item. An item with no title in the source gets a visible placeholder naming its
@@ -277,10 +332,12 @@ pub fn item_text(meta: Option<&ItemMeta>, raw_id: &str, style: ItemTextStyle) ->
 
 /// sha256 over the preprocessing version, the dataset name, every raw file (its name, length and
 /// bytes: never its directory, so the value is machine-independent) and the options.
+/// `memo` lets a cache skip re-hashing files whose size and modification time it already knows.
 pub fn checksum(
     source: &DatasetSource,
     files: &[PathBuf],
     opts: &PrepareOptions,
+    mut memo: Option<&mut crate::cache::HashMemo>,
 ) -> Result<String, DataError> {
     let mut h = Sha256::new();
     h.update(format!(
@@ -296,7 +353,11 @@ pub fn checksum(
             .map_err(|e| DataError::io(path, e))?
             .len();
         h.update(format!("{name}\n{len}\n"));
-        h.update(file_sha256(path)?);
+        let digest = match memo.as_deref_mut() {
+            Some(m) => m.sha256(path)?,
+            None => file_sha256(path)?,
+        };
+        h.update(digest);
     }
     h.update(serde_json::to_vec(opts).expect("options serialise"));
     Ok(hex::encode(h.finalize()))

@@ -48,3 +48,19 @@ pub(crate) fn require_nonempty(raw: &RawData, path: &Path) -> Result<(), DataErr
         Ok(())
     }
 }
+
+/// The `N` files a loader needs, as listed by its `files_*` function.
+pub(crate) fn expect_files<const N: usize>(files: &[PathBuf]) -> Result<[&Path; N], DataError> {
+    if files.len() != N {
+        return Err(DataError::MissingRawFiles {
+            dir: files
+                .first()
+                .and_then(|p| p.parent())
+                .map(Path::to_owned)
+                .unwrap_or_default(),
+            expected: format!("{N} files"),
+            hint: format!("got {}; list them with `raw_files`", files.len()),
+        });
+    }
+    Ok(std::array::from_fn(|i| files[i].as_path()))
+}

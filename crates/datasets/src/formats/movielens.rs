@@ -1,7 +1,7 @@
 //! MovieLens (GroupLens): latest-small (`ratings.csv` + `movies.csv`), 100K (`u.data` + `u.item`)
 //! and 1M (`ratings.dat` + `movies.dat`). Rich item text: "Title (year); genre, genre".
 
-use super::{find_file, parse_num, require_nonempty};
+use super::{expect_files, find_file, parse_num, require_nonempty};
 use crate::io::{Encoding, LineReader, split_csv};
 use crate::raw::{ItemMeta, MetaOutcome, RawData};
 use crate::{DataError, PrepareOptions};
@@ -63,49 +63,52 @@ fn add_meta(
 }
 
 /// `ratings.csv` (`userId,movieId,rating,timestamp`) and `movies.csv` (`movieId,title,genres`).
-pub fn load_latest(
-    dir: &Path,
-    opts: &PrepareOptions,
-) -> Result<(RawData, Vec<PathBuf>), DataError> {
-    let ratings = find_file(dir, &["ratings.csv"], "ml-latest-small")?;
-    let movies = find_file(dir, &["movies.csv"], "ml-latest-small")?;
+pub fn files_latest(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    Ok(vec![
+        find_file(dir, &["ratings.csv"], "ml-latest-small")?,
+        find_file(dir, &["movies.csv"], "ml-latest-small")?,
+    ])
+}
+
+pub fn load_latest(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataError> {
+    let [ratings, movies] = expect_files(files)?;
     let mut raw = RawData::default();
 
-    let mut r = LineReader::open(&ratings)?;
+    let mut r = LineReader::open(ratings)?;
     expect_header(&mut r, "userId,movieId,rating,timestamp")?;
     while let Some((ln, line)) = r.next_line()? {
         if line.is_empty() {
             continue;
         }
         let mut fields: Vec<Cow<str>> = Vec::with_capacity(4);
-        split_csv(line, b',', &mut fields).map_err(|m| DataError::parse(&ratings, ln, m))?;
+        split_csv(line, b',', &mut fields).map_err(|m| DataError::parse(ratings, ln, m))?;
         let [user, item, rating, ts] = take4(
             &fields,
-            &ratings,
+            ratings,
             ln,
             ["userId", "movieId", "rating", "timestamp"],
         )?;
-        let rating: f32 = parse_num(rating, &ratings, ln, "rating")?;
-        let ts: i64 = parse_num(ts, &ratings, ln, "timestamp")?;
+        let rating: f32 = parse_num(rating, ratings, ln, "rating")?;
+        let ts: i64 = parse_num(ts, ratings, ln, "timestamp")?;
         if opts.keeps(rating) {
             raw.push(user, item, ts);
         } else {
             raw.skip("below_min_rating");
         }
     }
-    require_nonempty(&raw, &ratings)?;
+    require_nonempty(&raw, ratings)?;
 
-    let mut m = LineReader::open(&movies)?;
+    let mut m = LineReader::open(movies)?;
     expect_header(&mut m, "movieId,title,genres")?;
     while let Some((ln, line)) = m.next_line()? {
         if line.is_empty() {
             continue;
         }
         let mut fields: Vec<Cow<str>> = Vec::with_capacity(4);
-        split_csv(line, b',', &mut fields).map_err(|e| DataError::parse(&movies, ln, e))?;
+        split_csv(line, b',', &mut fields).map_err(|e| DataError::parse(movies, ln, e))?;
         if fields.len() < 3 {
             let names = ["movieId", "title", "genres"];
-            return Err(DataError::missing(&movies, ln, names[fields.len()]));
+            return Err(DataError::missing(movies, ln, names[fields.len()]));
         }
         let meta = ItemMeta {
             title: fields[1].trim().to_owned(),
@@ -113,42 +116,48 @@ pub fn load_latest(
             category: genres(&fields[2]),
         };
         let item = fields[0].clone().into_owned();
-        add_meta(&mut raw, &item, meta, &movies, ln)?;
+        add_meta(&mut raw, &item, meta, movies, ln)?;
     }
-    Ok((raw, vec![ratings, movies]))
+    Ok(raw)
 }
 
 /// `u.data` (tab-separated `user item rating timestamp`, no header) and `u.item` (Latin-1,
 /// `id|title|release date|video release date|IMDb URL|19 genre flags`).
-pub fn load_100k(dir: &Path, opts: &PrepareOptions) -> Result<(RawData, Vec<PathBuf>), DataError> {
+pub fn files_100k(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let dir = subdir_if_present(dir, "ml-100k");
-    let data = find_file(&dir, &["u.data"], "ml-100k")?;
-    let items = find_file(&dir, &["u.item"], "ml-100k")?;
+    Ok(vec![
+        find_file(&dir, &["u.data"], "ml-100k")?,
+        find_file(&dir, &["u.item"], "ml-100k")?,
+    ])
+}
+
+pub fn load_100k(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataError> {
+    let [data, items] = expect_files(files)?;
     let mut raw = RawData::default();
-    let mut r = LineReader::open(&data)?;
+    let mut r = LineReader::open(data)?;
     while let Some((ln, line)) = r.next_line()? {
         if line.is_empty() {
             continue;
         }
         let mut it = line.split('\t');
-        let mut next = |name: &str| it.next().ok_or_else(|| DataError::missing(&data, ln, name));
+        let mut next = |name: &str| it.next().ok_or_else(|| DataError::missing(data, ln, name));
         let (user, item, rating, ts) = (
             next("user")?,
             next("item")?,
             next("rating")?,
             next("timestamp")?,
         );
-        let rating: f32 = parse_num(rating, &data, ln, "rating")?;
-        let ts: i64 = parse_num(ts, &data, ln, "timestamp")?;
+        let rating: f32 = parse_num(rating, data, ln, "rating")?;
+        let ts: i64 = parse_num(ts, data, ln, "timestamp")?;
         if opts.keeps(rating) {
             raw.push(user, item, ts);
         } else {
             raw.skip("below_min_rating");
         }
     }
-    require_nonempty(&raw, &data)?;
+    require_nonempty(&raw, data)?;
 
-    let mut m = LineReader::open_with(&items, Encoding::Latin1)?;
+    let mut m = LineReader::open_with(items, Encoding::Latin1)?;
     while let Some((ln, line)) = m.next_line()? {
         if line.is_empty() {
             continue;
@@ -156,7 +165,7 @@ pub fn load_100k(dir: &Path, opts: &PrepareOptions) -> Result<(RawData, Vec<Path
         let cols: Vec<&str> = line.split('|').collect();
         if cols.len() < 5 + ML100K_GENRES.len() {
             return Err(DataError::parse(
-                &items,
+                items,
                 ln,
                 format!(
                     "expected {} `|`-separated columns, found {}",
@@ -186,21 +195,27 @@ pub fn load_100k(dir: &Path, opts: &PrepareOptions) -> Result<(RawData, Vec<Path
                 lead: String::new(),
                 category,
             },
-            &items,
+            items,
             ln,
         )?;
     }
-    Ok((raw, vec![data, items]))
+    Ok(raw)
 }
 
 /// `ratings.dat` (`UserID::MovieID::Rating::Timestamp`) and `movies.dat`
 /// (`MovieID::Title::Genres`, Latin-1).
-pub fn load_1m(dir: &Path, opts: &PrepareOptions) -> Result<(RawData, Vec<PathBuf>), DataError> {
+pub fn files_1m(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let dir = subdir_if_present(dir, "ml-1m");
-    let ratings = find_file(&dir, &["ratings.dat"], "ml-1m")?;
-    let movies = find_file(&dir, &["movies.dat"], "ml-1m")?;
+    Ok(vec![
+        find_file(&dir, &["ratings.dat"], "ml-1m")?,
+        find_file(&dir, &["movies.dat"], "ml-1m")?,
+    ])
+}
+
+pub fn load_1m(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataError> {
+    let [ratings, movies] = expect_files(files)?;
     let mut raw = RawData::default();
-    let mut r = LineReader::open(&ratings)?;
+    let mut r = LineReader::open(ratings)?;
     while let Some((ln, line)) = r.next_line()? {
         if line.is_empty() {
             continue;
@@ -208,7 +223,7 @@ pub fn load_1m(dir: &Path, opts: &PrepareOptions) -> Result<(RawData, Vec<PathBu
         let mut it = line.split("::");
         let mut next = |name: &str| {
             it.next()
-                .ok_or_else(|| DataError::missing(&ratings, ln, name))
+                .ok_or_else(|| DataError::missing(ratings, ln, name))
         };
         let (user, item, rating, ts) = (
             next("UserID")?,
@@ -216,17 +231,17 @@ pub fn load_1m(dir: &Path, opts: &PrepareOptions) -> Result<(RawData, Vec<PathBu
             next("Rating")?,
             next("Timestamp")?,
         );
-        let rating: f32 = parse_num(rating, &ratings, ln, "Rating")?;
-        let ts: i64 = parse_num(ts, &ratings, ln, "Timestamp")?;
+        let rating: f32 = parse_num(rating, ratings, ln, "Rating")?;
+        let ts: i64 = parse_num(ts, ratings, ln, "Timestamp")?;
         if opts.keeps(rating) {
             raw.push(user, item, ts);
         } else {
             raw.skip("below_min_rating");
         }
     }
-    require_nonempty(&raw, &ratings)?;
+    require_nonempty(&raw, ratings)?;
 
-    let mut m = LineReader::open_with(&movies, Encoding::Latin1)?;
+    let mut m = LineReader::open_with(movies, Encoding::Latin1)?;
     while let Some((ln, line)) = m.next_line()? {
         if line.is_empty() {
             continue;
@@ -234,7 +249,7 @@ pub fn load_1m(dir: &Path, opts: &PrepareOptions) -> Result<(RawData, Vec<PathBu
         let mut it = line.splitn(3, "::");
         let mut next = |name: &str| {
             it.next()
-                .ok_or_else(|| DataError::missing(&movies, ln, name))
+                .ok_or_else(|| DataError::missing(movies, ln, name))
         };
         let (item, title, g) = (next("MovieID")?, next("Title")?, next("Genres")?);
         let meta = ItemMeta {
@@ -243,9 +258,9 @@ pub fn load_1m(dir: &Path, opts: &PrepareOptions) -> Result<(RawData, Vec<PathBu
             category: genres(g),
         };
         let item = item.to_owned();
-        add_meta(&mut raw, &item, meta, &movies, ln)?;
+        add_meta(&mut raw, &item, meta, movies, ln)?;
     }
-    Ok((raw, vec![ratings, movies]))
+    Ok(raw)
 }
 
 fn subdir_if_present(dir: &Path, name: &str) -> PathBuf {
