@@ -1,6 +1,7 @@
 //! Method configurations: one serde enum, tag `kind`, so an experiment is a TOML table such as
 //!
 //! ```toml
+//! label = "AGP b10"
 //! kind = "agp"
 //! epochs = 10
 //! batch_size = 10
@@ -21,7 +22,7 @@ use crate::parse::MissingPolicy;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum MethodConfig {
     /// The backbone's own order.
-    Base,
+    Base(BaseConfig),
     /// Listwise rerank straight from the last L history item texts (§7.6 `rerank_directly_prompt`).
     LlmDir(ListwiseConfig),
     /// Listwise chain-of-thought rerank from the history (§7.6 `rerank_by_cot_prompt`).
@@ -37,12 +38,22 @@ pub enum MethodConfig {
     AgpPointwise(AgpConfig),
 }
 
+/// Base has no settings. Keys other than `label` are accepted and ignored, so settings merged
+/// into every method of an experiment (e.g. `history_length`) do not break it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BaseConfig {
+    pub label: Option<String>,
+}
+
 /// Settings of the listwise baselines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListwiseConfig {
+    /// Row label in reports; default `LLM-Dir` / `LLM-CoT`.
+    pub label: Option<String>,
     /// History items shown (the last L before the test item).
-    pub history_len: usize,
+    pub history_length: usize,
     /// Fraction of shown history items replaced by `[MASK]` (reference `hist_seq_mask`), seeded.
     pub hist_mask: f64,
     pub missing_ids: MissingPolicy,
@@ -52,7 +63,8 @@ pub struct ListwiseConfig {
 impl Default for ListwiseConfig {
     fn default() -> Self {
         Self {
-            history_len: 5,
+            label: None,
+            history_length: 5,
             hist_mask: 0.0,
             missing_ids: MissingPolicy::Reference,
             unparseable: UnparseableRule::Zero,
@@ -64,14 +76,16 @@ impl Default for ListwiseConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PointwiseConfig {
-    pub history_len: usize,
+    pub label: Option<String>,
+    pub history_length: usize,
     pub hist_mask: f64,
 }
 
 impl Default for PointwiseConfig {
     fn default() -> Self {
         Self {
-            history_len: 5,
+            label: None,
+            history_length: 5,
             hist_mask: 0.0,
         }
     }
@@ -103,11 +117,14 @@ pub enum FeedbackListOrder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgpConfig {
+    /// Row label in reports; default e.g. `AGP-T100`.
+    pub label: Option<String>,
     pub epochs: usize,
     pub batch_size: usize,
-    pub history_len: usize,
-    /// Training users taken, in file order, from the candidate file's `train_users` (T100 = 100).
-    pub n_train_users: usize,
+    pub history_length: usize,
+    /// Training users taken, in file order, from the candidate file's `train_users`; `None`
+    /// takes them all (the paper's protocol files hold 100: "T100").
+    pub n_train_users: Option<usize>,
     /// Optimize/verify attempts per batch; an edit is kept only if the same batch's mean
     /// ground-truth rank strictly improves.
     pub verify_steps: usize,
@@ -132,10 +149,11 @@ pub struct AgpConfig {
 impl Default for AgpConfig {
     fn default() -> Self {
         Self {
+            label: None,
             epochs: 10,
             batch_size: 10,
-            history_len: 5,
-            n_train_users: 100,
+            history_length: 5,
+            n_train_users: None,
             verify_steps: 1,
             pbf: true,
             summarize: true,
@@ -160,6 +178,11 @@ impl AgpConfig {
             ..Self::default()
         }
     }
+
+    /// Training users this config uses with `cands`.
+    pub fn train_users(&self, cands: &CandidateFile) -> usize {
+        self.n_train_users.unwrap_or(cands.train_users.len())
+    }
 }
 
 fn check_range(field: &'static str, v: usize, lo: usize, hi: usize) -> Result<(), AgpError> {
@@ -179,16 +202,28 @@ fn check_mask(field: &'static str, v: f64) -> Result<(), AgpError> {
 }
 
 impl MethodConfig {
-    /// Table label, e.g. `AGP-T100`.
-    pub fn label(&self) -> String {
+    /// Report label: the config's `label`, else e.g. `AGP-T100` (training users as used with
+    /// `cands`).
+    pub fn label(&self, cands: &CandidateFile) -> String {
+        let given = match self {
+            MethodConfig::Base(c) => &c.label,
+            MethodConfig::LlmDir(c) | MethodConfig::LlmCot(c) => &c.label,
+            MethodConfig::LlmDirPointwise(c) => &c.label,
+            MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
+                &c.label
+            }
+        };
+        if let Some(l) = given {
+            return l.clone();
+        }
         match self {
-            MethodConfig::Base => "Base".into(),
+            MethodConfig::Base(_) => "Base".into(),
             MethodConfig::LlmDir(_) => "LLM-Dir".into(),
             MethodConfig::LlmCot(_) => "LLM-CoT".into(),
-            MethodConfig::Agp(c) => format!("AGP-T{}", c.n_train_users),
-            MethodConfig::RerankOpt(c) => format!("RerankOpt-T{}", c.n_train_users),
+            MethodConfig::Agp(c) => format!("AGP-T{}", c.train_users(cands)),
+            MethodConfig::RerankOpt(c) => format!("RerankOpt-T{}", c.train_users(cands)),
             MethodConfig::LlmDirPointwise(_) => "LLM-Dir (pointwise)".into(),
-            MethodConfig::AgpPointwise(c) => format!("AGP-T{} (pointwise)", c.n_train_users),
+            MethodConfig::AgpPointwise(c) => format!("AGP-T{} (pointwise)", c.train_users(cands)),
         }
     }
 
@@ -196,31 +231,28 @@ impl MethodConfig {
     /// range depends on it.
     pub fn validate(&self, cands: &CandidateFile) -> Result<(), AgpError> {
         match self {
-            MethodConfig::Base => Ok(()),
+            MethodConfig::Base(_) => Ok(()),
             MethodConfig::LlmDir(c) | MethodConfig::LlmCot(c) => {
-                check_range("history_len", c.history_len, 1, 1000)?;
+                check_range("history_length", c.history_length, 1, 1000)?;
                 check_mask("hist_mask", c.hist_mask)
             }
             MethodConfig::LlmDirPointwise(c) => {
-                check_range("history_len", c.history_len, 1, 1000)?;
+                check_range("history_length", c.history_length, 1, 1000)?;
                 check_mask("hist_mask", c.hist_mask)
             }
             MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
                 check_range("epochs", c.epochs, 1, 1000)?;
-                check_range(
-                    "n_train_users",
-                    c.n_train_users,
-                    1,
-                    cands.train_users.len().max(1),
-                )?;
                 if cands.train_users.is_empty() {
                     return Err(AgpError::Data(format!(
-                        "candidate file ({} / {}) has no train_users; a prompt-optimizing method needs some",
+                        "candidate file ({} / {}) has no train_users; a prompt-optimizing method \
+                         needs some",
                         cands.dataset, cands.model
                     )));
                 }
-                check_range("batch_size", c.batch_size, 1, c.n_train_users)?;
-                check_range("history_len", c.history_len, 1, 1000)?;
+                let n_train = c.train_users(cands);
+                check_range("n_train_users", n_train, 1, cands.train_users.len())?;
+                check_range("batch_size", c.batch_size, 1, n_train)?;
+                check_range("history_length", c.history_length, 1, 1000)?;
                 check_range("verify_steps", c.verify_steps, 1, 100)?;
                 check_mask("hist_mask", c.hist_mask)
             }

@@ -25,7 +25,7 @@ pub mod reranker;
 pub mod run;
 
 pub use config::{
-    AgpConfig, FeedbackListOrder, FeedbackPromptSource, ListwiseConfig, MethodConfig,
+    AgpConfig, BaseConfig, FeedbackListOrder, FeedbackPromptSource, ListwiseConfig, MethodConfig,
     PointwiseConfig,
 };
 pub use error::AgpError;

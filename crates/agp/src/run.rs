@@ -121,9 +121,9 @@ pub struct MethodRun {
 }
 
 /// Build the method a config describes.
-pub fn build_reranker(cfg: &MethodConfig) -> Box<dyn Reranker> {
+pub fn build_reranker(cfg: &MethodConfig, cands: &CandidateFile) -> Box<dyn Reranker> {
     match cfg {
-        MethodConfig::Base => Box::new(Base),
+        MethodConfig::Base(_) => Box::new(Base),
         MethodConfig::LlmDir(c) => Box::new(ListwiseBaseline {
             cot: false,
             cfg: c.clone(),
@@ -133,13 +133,21 @@ pub fn build_reranker(cfg: &MethodConfig) -> Box<dyn Reranker> {
             cfg: c.clone(),
         }),
         MethodConfig::LlmDirPointwise(c) => Box::new(PointwiseBaseline { cfg: c.clone() }),
-        MethodConfig::Agp(c) => Box::new(PromptOptimizer::new(Route::ProfileListwise, c.clone())),
-        MethodConfig::AgpPointwise(c) => {
-            Box::new(PromptOptimizer::new(Route::ProfilePointwise, c.clone()))
-        }
-        MethodConfig::RerankOpt(c) => {
-            Box::new(PromptOptimizer::new(Route::DirectRerank, c.clone()))
-        }
+        MethodConfig::Agp(c) => Box::new(PromptOptimizer::new(
+            Route::ProfileListwise,
+            c.clone(),
+            c.train_users(cands),
+        )),
+        MethodConfig::AgpPointwise(c) => Box::new(PromptOptimizer::new(
+            Route::ProfilePointwise,
+            c.clone(),
+            c.train_users(cands),
+        )),
+        MethodConfig::RerankOpt(c) => Box::new(PromptOptimizer::new(
+            Route::DirectRerank,
+            c.clone(),
+            c.train_users(cands),
+        )),
     }
 }
 
@@ -154,10 +162,19 @@ pub async fn run_method(
     cfg.validate(cands)?;
     let echo =
         serde_json::to_value(cfg).map_err(|e| AgpError::Data(format!("config echo: {e}")))?;
-    let mut reranker = build_reranker(cfg);
-    let mut run = run_reranker(reranker.as_mut(), &cfg.label(), echo, ds, cands, llm, opts).await?;
+    let mut reranker = build_reranker(cfg, cands);
+    let mut run = run_reranker(
+        reranker.as_mut(),
+        &cfg.label(cands),
+        echo,
+        ds,
+        cands,
+        llm,
+        opts,
+    )
+    .await?;
     if let MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) = cfg {
-        run.eq7_calls_per_epoch = Some(eq7_api_calls(c.batch_size, c.n_train_users));
+        run.eq7_calls_per_epoch = Some(eq7_api_calls(c.batch_size, c.train_users(cands)));
     }
     Ok(run)
 }

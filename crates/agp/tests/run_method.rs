@@ -40,7 +40,7 @@ fn small_agp() -> AgpConfig {
     AgpConfig {
         epochs: 2,
         batch_size: 5,
-        n_train_users: 20,
+        n_train_users: Some(20),
         ..AgpConfig::default()
     }
 }
@@ -48,7 +48,12 @@ fn small_agp() -> AgpConfig {
 #[tokio::test]
 async fn base_keeps_backbone_order() {
     let model = Arc::new(FakeModel::default());
-    let r = run(&MethodConfig::Base, model.clone(), &opts()).await;
+    let r = run(
+        &MethodConfig::Base(Default::default()),
+        model.clone(),
+        &opts(),
+    )
+    .await;
     assert_eq!(model.calls.load(Ordering::SeqCst), 0);
     assert_eq!(r.epochs.len(), 1);
     for (res, (u, p)) in r.last.users.iter().zip(gt_positions()) {
@@ -270,7 +275,7 @@ async fn stale_candidate_file_is_rejected() {
     let (ds, mut cands) = fixture();
     cands.dataset_checksum = "other".into();
     let err = run_method(
-        &MethodConfig::Base,
+        &MethodConfig::Base(Default::default()),
         &ds,
         &cands,
         Arc::new(FakeModel::default()),

@@ -213,6 +213,8 @@ struct State {
 pub struct PromptOptimizer {
     pub route: Route,
     pub cfg: AgpConfig,
+    /// Training users used (the config's `n_train_users` resolved against the candidate file).
+    pub n_train: usize,
     prompt: String,
 }
 
@@ -244,14 +246,19 @@ struct PromptEvent<'a> {
 }
 
 impl PromptOptimizer {
-    pub fn new(route: Route, cfg: AgpConfig) -> Self {
+    pub fn new(route: Route, cfg: AgpConfig, n_train: usize) -> Self {
         let prompt = cfg.initial_prompt.clone().unwrap_or_else(|| match route {
             Route::DirectRerank => prompts::INITIAL_RERANK_PROMPT.to_string(),
             Route::ProfileListwise | Route::ProfilePointwise => {
                 prompts::INITIAL_PROFILE_PROMPT.to_string()
             }
         });
-        Self { route, cfg, prompt }
+        Self {
+            route,
+            cfg,
+            n_train,
+            prompt,
+        }
     }
 
     pub fn prompt(&self) -> &str {
@@ -268,7 +275,7 @@ impl PromptOptimizer {
     ) -> Result<Forward, AgpError> {
         let hist = shown_history(
             &input.history,
-            self.cfg.history_len,
+            self.cfg.history_length,
             self.cfg.hist_mask,
             env.seed,
             input.user,
@@ -374,7 +381,7 @@ impl Reranker for PromptOptimizer {
     }
 
     fn n_train_users(&self) -> usize {
-        self.cfg.n_train_users
+        self.n_train
     }
 
     fn unparseable_rule(&self) -> UnparseableRule {

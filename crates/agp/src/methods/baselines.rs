@@ -42,7 +42,7 @@ impl Reranker for ListwiseBaseline {
     async fn rerank(&self, input: &RerankInput, env: &Env) -> Result<Ranking, AgpError> {
         let hist = shown_history(
             &input.history,
-            self.cfg.history_len,
+            self.cfg.history_length,
             self.cfg.hist_mask,
             env.seed,
             input.user,
@@ -71,7 +71,7 @@ impl Reranker for PointwiseBaseline {
     async fn rerank(&self, input: &RerankInput, env: &Env) -> Result<Ranking, AgpError> {
         let hist = shown_history(
             &input.history,
-            self.cfg.history_len,
+            self.cfg.history_length,
             self.cfg.hist_mask,
             env.seed,
             input.user,

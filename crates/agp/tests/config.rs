@@ -1,0 +1,119 @@
+//! Method configs as experiment TOML tables: defaults, every kind, and named errors.
+
+mod common;
+
+use agp::{
+    AgpConfig, FeedbackListOrder, FeedbackPromptSource, MethodConfig, MissingPolicy,
+    UnparseableRule,
+};
+
+fn parse(text: &str) -> Result<MethodConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+#[test]
+fn defaults_are_the_papers() {
+    let MethodConfig::Agp(c) = parse(r#"kind = "agp""#).unwrap() else {
+        panic!("not agp")
+    };
+    assert_eq!(c, AgpConfig::default());
+    assert_eq!(
+        (c.epochs, c.batch_size, c.history_length, c.verify_steps),
+        (10, 10, 5, 1)
+    );
+    assert!(c.pbf && c.summarize);
+    assert_eq!(c.n_train_users, None);
+    assert_eq!(c.feedback_prompt_source, FeedbackPromptSource::PGen);
+}
+
+#[test]
+fn every_kind_and_quirk_parses() {
+    for kind in [
+        "base",
+        "llm-dir",
+        "llm-cot",
+        "agp",
+        "rerank-opt",
+        "llm-dir-pointwise",
+        "agp-pointwise",
+    ] {
+        let cfg = parse(&format!("kind = \"{kind}\"\nlabel = \"x\"")).unwrap();
+        let (_, cands) = common::fixture();
+        assert_eq!(cfg.label(&cands), "x");
+        // Round trip: what a run echoes parses back to the same config.
+        let echo = toml::to_string(&cfg).unwrap();
+        assert_eq!(parse(&echo).unwrap(), cfg, "{kind}");
+    }
+    let MethodConfig::Agp(c) = parse(
+        r#"
+kind = "agp"
+feedback_prompt_source = "rerank_prompt"
+feedback_list_order = "backbone"
+reference_feedback_text = true
+missing_ids = "complete-with-base"
+unparseable = "deepseek"
+hist_mask = 0.2
+n_train_users = 700
+"#,
+    )
+    .unwrap() else {
+        panic!("not agp")
+    };
+    assert_eq!(c.feedback_prompt_source, FeedbackPromptSource::RerankPrompt);
+    assert_eq!(c.feedback_list_order, FeedbackListOrder::Backbone);
+    assert_eq!(c.missing_ids, MissingPolicy::CompleteWithBase);
+    assert_eq!(c.unparseable, UnparseableRule::Deepseek);
+    assert_eq!(c.n_train_users, Some(700));
+}
+
+#[test]
+fn base_ignores_keys_merged_into_every_method() {
+    assert!(parse("kind = \"base\"\nhistory_length = 5").is_ok());
+}
+
+#[test]
+fn typos_and_unknown_kinds_are_rejected() {
+    let e = parse("kind = \"agp\"\nbatchsize = 5")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("batchsize"), "{e}");
+    let e = parse("kind = \"agp-v2\"").unwrap_err().to_string();
+    assert!(e.contains("agp-v2"), "{e}");
+}
+
+#[test]
+fn validation_names_field_and_range() {
+    let (_, cands) = common::fixture();
+    let check = |text: &str| {
+        parse(text)
+            .unwrap()
+            .validate(&cands)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = check("kind = \"agp\"\nbatch_size = 0");
+    assert!(e.contains("`batch_size`") && e.contains("1..=20"), "{e}");
+    let e = check("kind = \"agp\"\nn_train_users = 50");
+    assert!(
+        e.contains("`n_train_users`") && e.contains("1..=20") && e.contains("50"),
+        "{e}"
+    );
+    let e = check("kind = \"llm-dir\"\nhist_mask = 1.5");
+    assert!(e.contains("`hist_mask`") && e.contains("0.0..1.0"), "{e}");
+    let e = check("kind = \"agp\"\nverify_steps = 0");
+    assert!(e.contains("`verify_steps`"), "{e}");
+    let e = check("kind = \"agp-pointwise\"\nepochs = 0");
+    assert!(e.contains("`epochs`"), "{e}");
+}
+
+#[test]
+fn default_label_counts_training_users() {
+    let (_, cands) = common::fixture();
+    assert_eq!(parse("kind = \"agp\"").unwrap().label(&cands), "AGP-T20");
+    assert_eq!(
+        parse("kind = \"agp\"\nn_train_users = 10")
+            .unwrap()
+            .label(&cands),
+        "AGP-T10"
+    );
+}
