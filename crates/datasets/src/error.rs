@@ -36,12 +36,13 @@ pub enum DataError {
     },
     #[error("{path}: file is empty (no records)")]
     Empty { path: PathBuf },
-    #[error("{path}: line {line}: duplicate row for key `{key}` (first seen on line {first_line})")]
+    #[error(
+        "{path}: line {line}: duplicate row for key `{key}` (an earlier line has the same key)"
+    )]
     DuplicateRow {
         path: PathBuf,
         line: u64,
         key: String,
-        first_line: u64,
     },
     #[error("{dir}: none of the expected raw files found (looked for {expected}); {hint}")]
     MissingRawFiles {

@@ -209,6 +209,7 @@ pub fn raw_files(source: &DatasetSource) -> Result<Vec<PathBuf>, DataError> {
         SourceKind::MlLatestSmall => movielens::files_latest(dir),
         SourceKind::Ml100k => movielens::files_100k(dir),
         SourceKind::Ml1m => movielens::files_1m(dir),
+        SourceKind::AmazonMoviesTv => amazon::files(dir),
         _ => Err(DataError::UnknownDataset(format!(
             "{} (loader not available yet)",
             source.name
@@ -227,6 +228,7 @@ pub fn load_raw(
         SourceKind::MlLatestSmall => movielens::load_latest(files, opts),
         SourceKind::Ml100k => movielens::load_100k(files, opts),
         SourceKind::Ml1m => movielens::load_1m(files, opts),
+        SourceKind::AmazonMoviesTv => amazon::load(files, opts),
         _ => Err(DataError::UnknownDataset(format!(
             "{} (loader not available yet)",
             source.name

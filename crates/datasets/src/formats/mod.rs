@@ -1,5 +1,6 @@
 //! One module per raw format; each turns files in a directory into a [`RawData`].
 
+pub mod amazon;
 pub mod movielens;
 
 use crate::DataError;

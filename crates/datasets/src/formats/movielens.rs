@@ -57,7 +57,6 @@ fn add_meta(
             path: path.to_owned(),
             line,
             key: item.to_owned(),
-            first_line: 0,
         }),
     }
 }
