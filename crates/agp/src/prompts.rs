@@ -113,17 +113,17 @@ generation prompt. The aim is better alignment between the Ground-truth Item and
 \n\
 [Instructions]\n\
 1. Analyze the Ground-truth Item Profile and the Current Reranked Item Profile List:\n\
-   - Identify why the Ground-truth Item is not ranked first (if applicable).\n\
-   - Point out alignment or misalignment between the Ground-truth Item and the Generated User Profile.\n\
+\x20\x20\x20- Identify why the Ground-truth Item is not ranked first (if applicable).\n\
+\x20\x20\x20- Point out alignment or misalignment between the Ground-truth Item and the Generated User Profile.\n\
 2. Review the Generated User Profile:\n\
-   - Identify features that correctly represent the user's preferences.\n\
-   - Pinpoint missing or irrelevant features that may have caused the misalignment.\n\
+\x20\x20\x20- Identify features that correctly represent the user's preferences.\n\
+\x20\x20\x20- Pinpoint missing or irrelevant features that may have caused the misalignment.\n\
 3. Review the Current User Generation Prompt:\n\
-   - Suggest modifications that capture the user's preferences better in future optimization.\n\
-   - Keep any elements that represent user preferences well.\n\
+\x20\x20\x20- Suggest modifications that capture the user's preferences better in future optimization.\n\
+\x20\x20\x20- Keep any elements that represent user preferences well.\n\
 4. Give actionable instructions for optimizing the user profile generation prompt:\n\
-   - State the changes that would improve the Generated User Profile.\n\
-   - Explain how these changes improve alignment with the Ground-truth Item.\n\
+\x20\x20\x20- State the changes that would improve the Generated User Profile.\n\
+\x20\x20\x20- Explain how these changes improve alignment with the Ground-truth Item.\n\
 \n\
 [Ground-truth Item Profile]\n\
 {gt_text}\n\
@@ -187,7 +187,7 @@ the original. Higher values mean a larger modification; lower values mean minor 
         ""
     };
     let strength = update_strength
-        .map(|s| format!("\n\n[Update Strength]\n{s:.1}"))
+        .map(|s| format!("\n\n[Update Strength]\n{}", update_strength_text(s)))
         .unwrap_or_default();
     format!(
         "[Instruction]\n\
@@ -205,6 +205,16 @@ Your output will replace the current prompt for the rerank system.{strength_note
 [Actionable Instructions for Optimization]\n\
 {instructions}{strength}"
     )
+}
+
+/// The batch's mean rank as Python prints a float (the reference code formats it with `str`):
+/// `3.4`, `5.0`, `3.45`.
+fn update_strength_text(s: f64) -> String {
+    if s.fract() == 0.0 {
+        format!("{s:.1}")
+    } else {
+        format!("{s}")
+    }
 }
 
 /// §7.6 `rerank_by_cot_prompt` (LLM-CoT).

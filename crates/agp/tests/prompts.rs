@@ -1,0 +1,166 @@
+//! Every prompt template rendered for a fixture user and locked by an insta snapshot: a changed
+//! prompt is a visible diff. Text that an LLM would produce (profiles, feedback) is a bracketed
+//! placeholder here, never an invented answer.
+
+mod common;
+
+use agp::prompts::{self, Position};
+use agp::reranker::shown_history;
+
+struct User {
+    history: String,
+    candidates: String,
+    k: usize,
+    gt_index: usize,
+    gt_text: String,
+}
+
+fn user(u: u32) -> User {
+    let (ds, cands) = common::fixture();
+    let hist: Vec<String> = ds
+        .history_before_test(u)
+        .iter()
+        .map(|&i| ds.item_text[i as usize].clone())
+        .collect();
+    let texts: Vec<String> = cands.lists[u as usize]
+        .items
+        .iter()
+        .map(|&i| ds.item_text[i as usize].clone())
+        .collect();
+    let gt_index = cands.target_position(u, ds.test[u as usize]).unwrap();
+    User {
+        history: prompts::history_lines(&shown_history(&hist, 5, 0.0, 0, u)),
+        candidates: prompts::candidate_list(&texts),
+        k: texts.len(),
+        gt_text: texts[gt_index].clone(),
+        gt_index,
+    }
+}
+
+const PROFILE: &str = "<profile generated for this user>";
+
+#[test]
+fn profile_generation() {
+    let u = user(23);
+    insta::assert_snapshot!(
+        "profile_initial",
+        prompts::profile(prompts::INITIAL_PROFILE_PROMPT, &u.history)
+    );
+    insta::assert_snapshot!(
+        "profile_learned",
+        prompts::profile("<learned p_gen>", &u.history)
+    );
+}
+
+#[test]
+fn rerank_by_profile() {
+    let u = user(23);
+    insta::assert_snapshot!(
+        "rerank_by_profile",
+        prompts::rerank_by_profile(PROFILE, &u.candidates, u.k)
+    );
+}
+
+#[test]
+fn profile_feedback() {
+    let u = user(23);
+    let pos = Position {
+        actual: 7,
+        target: 1,
+    };
+    insta::assert_snapshot!(
+        "profile_feedback_pbf",
+        prompts::profile_feedback(
+            &u.gt_text,
+            &u.candidates,
+            PROFILE,
+            "<learned p_gen>",
+            Some(pos)
+        )
+    );
+    insta::assert_snapshot!(
+        "profile_feedback_reference",
+        prompts::profile_feedback(&u.gt_text, &u.candidates, PROFILE, "<rerank prompt>", None)
+    );
+}
+
+#[test]
+fn summarize_and_edit() {
+    let losses = vec![
+        (0, "<feedback for user 0>".to_string()),
+        (3, "<feedback for user 3>".to_string()),
+    ];
+    insta::assert_snapshot!("summarize", prompts::summarize(&losses));
+    insta::assert_snapshot!(
+        "edit_pbf",
+        prompts::edit(
+            "<learned p_gen>",
+            2,
+            10,
+            Some(3.4),
+            "<summarized instruction>"
+        )
+    );
+    insta::assert_snapshot!(
+        "edit_no_pbf",
+        prompts::edit("", 2, 10, None, &prompts::failed_cases(&losses))
+    );
+}
+
+#[test]
+fn baselines() {
+    let u = user(23);
+    insta::assert_snapshot!(
+        "llm_dir",
+        prompts::rerank_direct(&u.history, &u.candidates, u.k)
+    );
+    insta::assert_snapshot!(
+        "llm_cot",
+        prompts::rerank_cot(&u.history, &u.candidates, u.k)
+    );
+    insta::assert_snapshot!(
+        "rerank_learned_initial",
+        prompts::rerank_learned(
+            prompts::INITIAL_RERANK_PROMPT,
+            &u.history,
+            &u.candidates,
+            u.k
+        )
+    );
+    insta::assert_snapshot!(
+        "rerank_feedback",
+        prompts::rerank_feedback(
+            &[9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+            u.gt_index,
+            &u.gt_text,
+            &u.candidates,
+            &u.history
+        )
+    );
+}
+
+#[test]
+fn pointwise() {
+    let u = user(23);
+    insta::assert_snapshot!(
+        "pointwise_history",
+        format!(
+            "{}{}",
+            prompts::pointwise_prefix_history(&u.history),
+            prompts::pointwise_suffix(&u.gt_text)
+        )
+    );
+    insta::assert_snapshot!(
+        "pointwise_profile",
+        format!(
+            "{}{}",
+            prompts::pointwise_prefix_profile(PROFILE),
+            prompts::pointwise_suffix(&u.gt_text)
+        )
+    );
+}
+
+#[test]
+fn system_message() {
+    insta::assert_snapshot!("system", prompts::SYSTEM);
+}
