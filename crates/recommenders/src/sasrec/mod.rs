@@ -207,7 +207,7 @@ pub struct TrainOptions {
 }
 
 /// What happened during training.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
     /// Epochs actually run (early stopping may end before `num_epochs`).
     pub epochs: usize,
