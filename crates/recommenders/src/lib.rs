@@ -23,8 +23,10 @@
 pub mod early_stopping;
 pub mod eval;
 pub mod export;
+pub mod lightgcn;
 pub mod popularity;
 pub mod progress;
+pub mod sasrec;
 pub mod synthetic;
 
 pub use early_stopping::EarlyStopping;
