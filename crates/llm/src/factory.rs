@@ -1,0 +1,313 @@
+//! From a command-line spec to a ready model: `--llm replay | local:<name-or-path> |
+//! openai:<model> | deepseek:<model> | http:<url>[#<model>]`, always wrapped in a
+//! [`Recorder`] so every run is accounted and, unless the mode is `off`, recorded or replayed.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fetch;
+use crate::http::{HttpConfig, OpenAiClient};
+use crate::store::{RecordMode, Recorder, Store};
+use crate::usage::UsageLedger;
+use crate::{ChatModel, LlmError, ModelInfo};
+
+/// Which model a run talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LlmSpec {
+    /// Recordings only; the model is whichever single one made them.
+    Replay,
+    /// A pinned short name (`smollm2-135m`, ...) or a path to any GGUF file.
+    Local(String),
+    OpenAi(String),
+    DeepSeek(String),
+    /// Base URL up to `/v1`; the model id follows `#` (default `default`).
+    Http {
+        base_url: String,
+        model: String,
+    },
+}
+
+impl FromStr for LlmSpec {
+    type Err = LlmError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            LlmError::Other(format!(
+                "--llm {s:?}: expected replay, local:<model-or-gguf-path>, openai:<model>, \
+                 deepseek:<model> or http:<url>[#<model>]"
+            ))
+        };
+        if s == "replay" {
+            return Ok(Self::Replay);
+        }
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        match kind {
+            "local" => Ok(Self::Local(rest.to_string())),
+            "openai" => Ok(Self::OpenAi(rest.to_string())),
+            "deepseek" => Ok(Self::DeepSeek(rest.to_string())),
+            "http" => {
+                let (url, model) = rest.split_once('#').unwrap_or((rest, "default"));
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad());
+                }
+                Ok(Self::Http {
+                    base_url: url.to_string(),
+                    model: model.to_string(),
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for LlmSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Replay => f.write_str("replay"),
+            Self::Local(m) => write!(f, "local:{m}"),
+            Self::OpenAi(m) => write!(f, "openai:{m}"),
+            Self::DeepSeek(m) => write!(f, "deepseek:{m}"),
+            Self::Http { base_url, model } => write!(f, "http:{base_url}#{model}"),
+        }
+    }
+}
+
+/// Everything besides the spec that decides how a model is built.
+#[derive(Debug, Clone)]
+pub struct LlmOptions {
+    pub mode: RecordMode,
+    /// JSONL recordings; required unless `mode` is `off`.
+    pub recordings: Option<PathBuf>,
+    /// Local model threads (`None`: the backend default).
+    pub threads: Option<usize>,
+    /// Local model context window.
+    pub n_ctx: Option<u32>,
+    /// HTTP: calls in flight at once.
+    pub max_concurrency: Option<usize>,
+    /// HTTP: limit on one attempt.
+    pub timeout: Option<Duration>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+}
+
+impl Default for LlmOptions {
+    fn default() -> Self {
+        Self {
+            mode: RecordMode::Replay,
+            recordings: None,
+            threads: None,
+            n_ctx: None,
+            max_concurrency: None,
+            timeout: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+        }
+    }
+}
+
+/// A built model and what a report needs from it.
+pub struct LlmHandle {
+    pub model: Arc<dyn ChatModel>,
+    pub ledger: UsageLedger,
+    pub store: Option<Arc<Store>>,
+    pub mode: RecordMode,
+}
+
+/// `(path, recorded name, sha256)` of a local spec, without loading it.
+fn local_identity(name_or_path: &str) -> Result<(PathBuf, String, String), LlmError> {
+    if let Ok(p) = fetch::pinned(name_or_path) {
+        return Ok((
+            fetch::model_path(p),
+            p.name.to_string(),
+            p.sha256.to_string(),
+        ));
+    }
+    let path = Path::new(name_or_path);
+    if path.extension().is_some_and(|e| e == "gguf") || path.is_file() {
+        if !path.is_file() {
+            return Err(LlmError::Other(format!(
+                "{}: no such GGUF file",
+                path.display()
+            )));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        return Ok((path.to_path_buf(), name, fetch::file_sha256(path)?));
+    }
+    // Re-raise the pinned-name error: it lists the names that do exist.
+    Err(fetch::pinned(name_or_path).expect_err("not a pinned name"))
+}
+
+/// The identity a spec records under, computed without loading a model or needing a key.
+pub fn model_info(spec: &LlmSpec) -> Result<Option<ModelInfo>, LlmError> {
+    Ok(match spec {
+        LlmSpec::Replay => None,
+        LlmSpec::Local(m) => {
+            let (_, name, sha) = local_identity(m)?;
+            Some(ModelInfo {
+                backend: "local".into(),
+                model: name,
+                file_sha256: Some(sha),
+            })
+        }
+        LlmSpec::OpenAi(m) => Some(ModelInfo {
+            backend: "openai".into(),
+            model: m.clone(),
+            file_sha256: None,
+        }),
+        LlmSpec::DeepSeek(m) => Some(ModelInfo {
+            backend: "deepseek".into(),
+            model: m.clone(),
+            file_sha256: None,
+        }),
+        LlmSpec::Http { model, .. } => Some(ModelInfo {
+            backend: "http".into(),
+            model: model.clone(),
+            file_sha256: None,
+        }),
+    })
+}
+
+fn http_config(spec: &LlmSpec, o: &LlmOptions) -> Result<HttpConfig, LlmError> {
+    let mut c = match spec {
+        LlmSpec::OpenAi(m) => HttpConfig::openai(m)?,
+        LlmSpec::DeepSeek(m) => HttpConfig::deepseek(m)?,
+        LlmSpec::Http { base_url, model } => HttpConfig::generic(base_url, model),
+        _ => unreachable!("only HTTP specs"),
+    };
+    if let Some(n) = o.max_concurrency {
+        c.max_concurrency = n;
+    }
+    if let Some(t) = o.timeout {
+        c.timeout = t;
+    }
+    c.requests_per_minute = o.requests_per_minute;
+    c.tokens_per_minute = o.tokens_per_minute;
+    Ok(c)
+}
+
+#[cfg(feature = "local")]
+fn load_local(m: &str, o: &LlmOptions) -> Result<Arc<dyn ChatModel>, LlmError> {
+    let (path, name, sha) = local_identity(m)?;
+    let mut c = crate::local::LocalConfig::new(path);
+    c.name = name;
+    c.file_sha256 = Some(sha);
+    if let Some(t) = o.threads {
+        c.threads = t;
+    }
+    if let Some(n) = o.n_ctx {
+        c.n_ctx = n;
+    }
+    Ok(Arc::new(crate::local::LocalModel::load(c)?))
+}
+
+#[cfg(not(feature = "local"))]
+fn load_local(m: &str, _o: &LlmOptions) -> Result<Arc<dyn ChatModel>, LlmError> {
+    Err(LlmError::Other(format!(
+        "local:{m} needs the `local` feature (run `cargo xtask-local ...`); replaying its \
+         recordings does not"
+    )))
+}
+
+/// Builds the model for `spec`. In replay mode nothing is loaded and no key is needed: the
+/// model's identity comes from the spec (or from the recordings for `--llm replay`).
+pub fn build_model(spec: &LlmSpec, opts: &LlmOptions) -> Result<LlmHandle, LlmError> {
+    let mode = if *spec == LlmSpec::Replay {
+        RecordMode::Replay
+    } else {
+        opts.mode
+    };
+    let store = match (&opts.recordings, mode) {
+        (Some(p), _) => Some(Arc::new(Store::open(p)?)),
+        (None, RecordMode::Off) => None,
+        (None, m) => {
+            return Err(LlmError::Other(format!(
+                "record mode {m} needs a recordings file"
+            )));
+        }
+    };
+    let recorder = if mode == RecordMode::Replay {
+        let store = store.clone().expect("checked above");
+        match model_info(spec)? {
+            Some(info) => Recorder::replay_only(info, store),
+            None => Recorder::replay_sole_model(store)?,
+        }
+    } else {
+        let inner: Arc<dyn ChatModel> = match spec {
+            LlmSpec::Local(m) => load_local(m, opts)?,
+            LlmSpec::Replay => unreachable!("replay handled above"),
+            _ => Arc::new(OpenAiClient::new(http_config(spec, opts)?)?),
+        };
+        Recorder::new(inner, store.clone(), mode)?
+    };
+    let ledger = recorder.ledger().clone();
+    Ok(LlmHandle {
+        model: Arc::new(recorder),
+        ledger,
+        store,
+        mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print_back() {
+        for s in [
+            "replay",
+            "local:smollm2-135m",
+            "openai:gpt-4o-mini",
+            "deepseek:deepseek-chat",
+            "http:http://127.0.0.1:8080/v1#qwen",
+        ] {
+            assert_eq!(s.parse::<LlmSpec>().unwrap().to_string(), s);
+        }
+        assert_eq!(
+            "http:http://h/v1".parse::<LlmSpec>().unwrap(),
+            LlmSpec::Http {
+                base_url: "http://h/v1".into(),
+                model: "default".into()
+            }
+        );
+        for bad in ["", "gpt-4o", "openai:", "ftp:x", "http:localhost:80"] {
+            let e = bad.parse::<LlmSpec>().unwrap_err().to_string();
+            assert!(e.contains("expected replay"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn replay_of_a_pinned_local_model_needs_no_model_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LlmOptions {
+            recordings: Some(dir.path().join("r.jsonl")),
+            ..Default::default()
+        };
+        let h = build_model(&"local:smollm2-135m".parse().unwrap(), &opts).unwrap();
+        let info = h.model.info();
+        assert_eq!(info.model, "smollm2-135m");
+        assert_eq!(
+            info.file_sha256.as_deref(),
+            Some(fetch::pinned("smollm2-135m").unwrap().sha256)
+        );
+    }
+
+    #[test]
+    fn a_live_mode_without_recordings_is_refused() {
+        let opts = LlmOptions {
+            mode: RecordMode::Auto,
+            ..Default::default()
+        };
+        let e = build_model(&"http:http://127.0.0.1:9/v1".parse().unwrap(), &opts)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("needs a recordings file"));
+    }
+}

@@ -1,0 +1,774 @@
+//! OpenAI-compatible `/v1/chat/completions` client: OpenAI, DeepSeek, and any server that
+//! speaks the protocol (vLLM, Ollama, llama.cpp server).
+//!
+//! Every call is bounded (a semaphore for concurrency, a sliding one-minute window for
+//! requests and tokens per minute) and retried with exponential backoff and jitter on 429,
+//! 5xx, timeouts, connection errors, unparsable bodies and empty answers, honouring
+//! `Retry-After`. Errors that retrying cannot fix (4xx, refusals, truncation at `max_tokens`)
+//! are reported at once with the request id and HTTP status. The API key is sent only in the
+//! `Authorization` header: it is redacted from every error and log line, and never reaches a
+//! recording because [`ChatModel::settings`] leaves it out.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rand::Rng;
+use serde::Deserialize;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::{
+    ChatModel, ChatRequest, ChatResponse, LlmError, Message, ModelInfo, Sampling, ScoreRequest,
+    ScoreResponse, Usage,
+};
+
+/// Which service the client talks to; decides the env variables, defaults and quirks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    OpenAi,
+    DeepSeek,
+    /// Any other `/v1/chat/completions` server.
+    Generic,
+}
+
+impl Provider {
+    pub fn backend(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::DeepSeek => "deepseek",
+            Provider::Generic => "http",
+        }
+    }
+}
+
+/// A secret that prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// Receives one line per retry or notable event; defaults to stderr.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub provider: Provider,
+    /// Up to and including `/v1`, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<ApiKey>,
+    /// Limit on one attempt, connection to last byte.
+    pub timeout: Duration,
+    pub max_concurrency: usize,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    /// Attempts after the first.
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// `top_logprobs` asked for when scoring (OpenAI allows up to 20).
+    pub top_logprobs: u8,
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl HttpConfig {
+    fn with(provider: Provider, base_url: String, model: &str, api_key: Option<ApiKey>) -> Self {
+        Self {
+            provider,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            api_key,
+            timeout: Duration::from_secs(120),
+            max_concurrency: 16,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            max_retries: 6,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            top_logprobs: 20,
+        }
+    }
+
+    /// OpenAI: `OPENAI_API_KEY` (required), `OPENAI_BASE_URL` (optional).
+    pub fn openai(model: &str) -> Result<Self, LlmError> {
+        let key = env_nonempty("OPENAI_API_KEY")
+            .ok_or_else(|| LlmError::Other("openai backend needs OPENAI_API_KEY".to_string()))?;
+        let base = env_nonempty("OPENAI_BASE_URL")
+            .unwrap_or_else(|| "https://api.openai.com/v1".to_string());
+        Ok(Self::with(
+            Provider::OpenAi,
+            base,
+            model,
+            Some(ApiKey::new(key)),
+        ))
+    }
+
+    /// DeepSeek: `DEEPSEEK_API_KEY` (required), `DEEPSEEK_BASE_URL` (optional).
+    pub fn deepseek(model: &str) -> Result<Self, LlmError> {
+        let key = env_nonempty("DEEPSEEK_API_KEY").ok_or_else(|| {
+            LlmError::Other("deepseek backend needs DEEPSEEK_API_KEY".to_string())
+        })?;
+        let base = env_nonempty("DEEPSEEK_BASE_URL")
+            .unwrap_or_else(|| "https://api.deepseek.com/v1".to_string());
+        Ok(Self::with(
+            Provider::DeepSeek,
+            base,
+            model,
+            Some(ApiKey::new(key)),
+        ))
+    }
+
+    /// Any server at `base_url`; sends `OPENAI_API_KEY` when set (local servers ignore it).
+    pub fn generic(base_url: &str, model: &str) -> Self {
+        let key = env_nonempty("OPENAI_API_KEY").map(ApiKey::new);
+        Self::with(Provider::Generic, base_url.to_string(), model, key)
+    }
+
+    /// o1/o3/o4 reasoning models take `max_completion_tokens` and reject `temperature`.
+    fn is_o_series(&self) -> bool {
+        let m = self.model.as_bytes();
+        m.len() >= 2 && m[0] == b'o' && m[1].is_ascii_digit()
+    }
+}
+
+/// Sliding one-minute window over requests and (estimated) tokens.
+struct RateLimiter {
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+    window: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+impl RateLimiter {
+    async fn acquire(&self, tokens: u64) {
+        if self.rpm.is_none() && self.tpm.is_none() {
+            return;
+        }
+        let minute = Duration::from_secs(60);
+        loop {
+            let mut w = self.window.lock().await;
+            let now = Instant::now();
+            while w
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) >= minute)
+            {
+                w.pop_front();
+            }
+            let used: u64 = w.iter().map(|(_, n)| n).sum();
+            let rpm_ok = self.rpm.is_none_or(|r| (w.len() as u64) < u64::from(r));
+            // An empty window always admits, so one request above the TPM limit still runs.
+            let tpm_ok = self
+                .tpm
+                .is_none_or(|t| w.is_empty() || used + tokens <= u64::from(t));
+            if rpm_ok && tpm_ok {
+                w.push_back((now, tokens));
+                return;
+            }
+            let wait = w
+                .front()
+                .map(|(t, _)| minute.saturating_sub(now.duration_since(*t)));
+            drop(w);
+            tokio::time::sleep(
+                wait.unwrap_or(Duration::from_millis(10))
+                    .max(Duration::from_millis(1)),
+            )
+            .await;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<ApiUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Option<ApiMessage>,
+    finish_reason: Option<String>,
+    logprobs: Option<Logprobs>,
+}
+
+#[derive(Deserialize)]
+struct ApiMessage {
+    content: Option<String>,
+    refusal: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Logprobs {
+    content: Option<Vec<TokenLogprob>>,
+}
+
+#[derive(Deserialize)]
+struct TokenLogprob {
+    token: String,
+    logprob: f64,
+    #[serde(default)]
+    top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Deserialize)]
+struct TopLogprob {
+    token: String,
+    logprob: f64,
+}
+
+#[derive(Deserialize, Default)]
+struct ApiUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+/// Why an attempt failed, and whether another attempt may help.
+struct Failure {
+    retryable: bool,
+    status: u16,
+    request_id: String,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+/// One successful exchange.
+struct Reply {
+    completion: Completion,
+    request_id: String,
+}
+
+pub struct OpenAiClient {
+    cfg: HttpConfig,
+    http: reqwest::Client,
+    sem: Semaphore,
+    limiter: RateLimiter,
+    log: LogSink,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for OpenAiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiClient")
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+fn install_crypto_provider() {
+    // reqwest is built without a bundled provider (ring keeps the build small); installing
+    // twice is harmless, so the result is ignored.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl OpenAiClient {
+    pub fn new(cfg: HttpConfig) -> Result<Self, LlmError> {
+        install_crypto_provider();
+        if cfg.max_concurrency == 0 {
+            return Err(LlmError::Other(
+                "max_concurrency: must be at least 1".to_string(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(cfg.max_concurrency)
+            .build()
+            .map_err(|e| LlmError::Other(format!("building HTTP client: {e}")))?;
+        Ok(Self {
+            sem: Semaphore::new(cfg.max_concurrency),
+            limiter: RateLimiter {
+                rpm: cfg.requests_per_minute,
+                tpm: cfg.tokens_per_minute,
+                window: Mutex::new(VecDeque::new()),
+            },
+            log: Arc::new(|l: &str| eprintln!("{l}")),
+            next_id: AtomicU64::new(1),
+            http,
+            cfg,
+        })
+    }
+
+    /// Sends retry and error lines to `sink` instead of stderr.
+    pub fn with_log(mut self, sink: LogSink) -> Self {
+        self.log = sink;
+        self
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.cfg
+    }
+
+    fn redact(&self, s: &str) -> String {
+        match &self.cfg.api_key {
+            Some(ApiKey(k)) if !k.is_empty() => s.replace(k.as_str(), "[redacted]"),
+            _ => s.to_string(),
+        }
+    }
+
+    fn log(&self, line: &str) {
+        (self.log)(&self.redact(line));
+    }
+
+    fn body(&self, messages: &[Message], sampling: &Sampling, logprobs: bool) -> serde_json::Value {
+        let msgs: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}))
+            .collect();
+        let mut b = serde_json::json!({ "model": self.cfg.model, "messages": msgs });
+        let o = b.as_object_mut().expect("object");
+        let o_series = self.cfg.is_o_series();
+        if let Some(t) = sampling.temperature
+            && !o_series
+        {
+            o.insert("temperature".into(), serde_json::json!(t));
+        }
+        if let Some(n) = sampling.max_tokens {
+            let field = if o_series {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            o.insert(field.into(), serde_json::json!(n));
+        }
+        if let Some(s) = sampling.seed {
+            o.insert("seed".into(), serde_json::json!(s));
+        }
+        if logprobs {
+            o.insert("logprobs".into(), serde_json::json!(true));
+            o.insert(
+                "top_logprobs".into(),
+                serde_json::json!(self.cfg.top_logprobs),
+            );
+        }
+        b
+    }
+
+    fn estimate_tokens(messages: &[Message], sampling: &Sampling) -> u64 {
+        // About four characters per token for English; only used to pace TPM.
+        let chars: usize = messages.iter().map(|m| m.content.len() + 8).sum();
+        (chars as u64).div_ceil(4) + u64::from(sampling.max_tokens.unwrap_or(0))
+    }
+
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(ra) = retry_after {
+            return ra.min(Duration::from_secs(600));
+        }
+        let exp = self
+            .cfg
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16));
+        let d = exp.min(self.cfg.backoff_max);
+        // "Equal jitter": half fixed, half random, so retries spread but still back off.
+        let half = d / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+
+    /// One attempt: request, status check, JSON parse, content checks.
+    async fn attempt(
+        &self,
+        body: &serde_json::Value,
+        want_content: bool,
+        max_tokens: Option<u32>,
+    ) -> Result<Reply, Failure> {
+        let local_id = format!("local-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let url = format!("{}/chat/completions", self.cfg.base_url);
+        let mut rb = self.http.post(&url).timeout(self.cfg.timeout).json(body);
+        if let Some(ApiKey(k)) = &self.cfg.api_key {
+            rb = rb.bearer_auth(k);
+        }
+        let transport = |id: &str, what: &str, e: reqwest::Error| Failure {
+            retryable: true,
+            status: 0,
+            request_id: id.to_string(),
+            message: format!("{what}: {e}"),
+            retry_after: None,
+        };
+        let resp = rb.send().await.map_err(|e| {
+            let what = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "transport error"
+            };
+            transport(&local_id, what, e)
+        })?;
+        let status = resp.status().as_u16();
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or(local_id);
+        let retry_after = parse_retry_after(resp.headers());
+        let text = resp.text().await.map_err(|e| {
+            let what = if e.is_timeout() {
+                "timeout reading body"
+            } else {
+                "body cut off"
+            };
+            transport(&request_id, what, e)
+        })?;
+        let fail = |retryable: bool, message: String| Failure {
+            retryable,
+            status,
+            request_id: request_id.clone(),
+            message,
+            retry_after,
+        };
+        if !(200..300).contains(&status) {
+            let retryable = matches!(status, 408 | 409 | 425 | 429) || status >= 500;
+            return Err(fail(retryable, error_message(&text)));
+        }
+        let completion: Completion = serde_json::from_str(&text).map_err(|e| {
+            fail(
+                true,
+                format!("malformed JSON body ({e}); body starts {:?}", head(&text)),
+            )
+        })?;
+        let Some(choice) = completion.choices.first() else {
+            return Err(fail(true, "no choices in response".to_string()));
+        };
+        if let Some(r) = choice.message.as_ref().and_then(|m| m.refusal.as_deref())
+            && !r.is_empty()
+        {
+            return Err(fail(false, format!("model refused: {}", head(r))));
+        }
+        if choice.finish_reason.as_deref() == Some("content_filter") {
+            return Err(fail(
+                false,
+                "model refused: finish_reason=content_filter".to_string(),
+            ));
+        }
+        if want_content {
+            let content = choice
+                .message
+                .as_ref()
+                .and_then(|m| m.content.as_deref())
+                .unwrap_or("");
+            if content.trim().is_empty() {
+                return Err(fail(true, "empty content".to_string()));
+            }
+            if choice.finish_reason.as_deref() == Some("length") {
+                let cap = max_tokens.map_or("the provider's limit".to_string(), |n| {
+                    format!("max_tokens={n}")
+                });
+                return Err(fail(
+                    false,
+                    format!("content truncated at {cap} (finish_reason=length); raise max_tokens"),
+                ));
+            }
+        }
+        Ok(Reply {
+            completion,
+            request_id,
+        })
+    }
+
+    /// Runs attempts until success, a non-retryable failure, or the retry budget is spent.
+    async fn call(
+        &self,
+        messages: &[Message],
+        sampling: &Sampling,
+        logprobs: bool,
+    ) -> Result<(Reply, u32), LlmError> {
+        let body = self.body(messages, sampling, logprobs);
+        let est = Self::estimate_tokens(messages, sampling);
+        let mut attempt = 0u32;
+        loop {
+            self.limiter.acquire(est).await;
+            let permit = self.sem.acquire().await.expect("semaphore never closed");
+            let r = self.attempt(&body, !logprobs, sampling.max_tokens).await;
+            drop(permit);
+            match r {
+                Ok(reply) => return Ok((reply, attempt)),
+                Err(f) if f.retryable && attempt < self.cfg.max_retries => {
+                    let wait = self.backoff(attempt, f.retry_after);
+                    self.log(&format!(
+                        "request {} (model {}): {}: {}; retry {}/{} in {:.2}s",
+                        f.request_id,
+                        self.cfg.model,
+                        status_text(f.status),
+                        f.message,
+                        attempt + 1,
+                        self.cfg.max_retries,
+                        wait.as_secs_f64()
+                    ));
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(f) => {
+                    let tries = attempt + 1;
+                    let message = if f.retryable {
+                        format!("{} (gave up after {tries} attempts)", f.message)
+                    } else {
+                        f.message
+                    };
+                    let e = LlmError::Http {
+                        request_id: f.request_id,
+                        status: f.status,
+                        message: self.redact(&message),
+                    };
+                    self.log(&format!("error (model {}): {e}", self.cfg.model));
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+fn status_text(status: u16) -> String {
+    if status == 0 {
+        "no response".to_string()
+    } else {
+        format!("HTTP {status}")
+    }
+}
+
+fn head(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+fn error_message(body: &str) -> String {
+    #[derive(Deserialize)]
+    struct E {
+        error: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        message: String,
+    }
+    match serde_json::from_str::<E>(body) {
+        Ok(e) => e.error.message,
+        Err(_) if body.trim().is_empty() => "empty body".to_string(),
+        Err(_) => head(body),
+    }
+}
+
+fn parse_retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = h
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    // Only the delta-seconds form; an HTTP date falls back to our own backoff.
+    h.get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// logsumexp over the top-logprob entries whose token, trimmed, equals `word` ignoring case.
+fn word_logprob(top: &[TopLogprob], word: &str) -> Option<f64> {
+    let hits: Vec<f64> = top
+        .iter()
+        .filter(|t| t.token.trim().eq_ignore_ascii_case(word))
+        .map(|t| t.logprob)
+        .collect();
+    let m = hits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if hits.is_empty() {
+        return None;
+    }
+    Some(m + hits.iter().map(|l| (l - m).exp()).sum::<f64>().ln())
+}
+
+/// The pointwise score from the first token's `top_logprobs`: log p(Yes) − log p(No), equal to
+/// logit(Yes) − logit(No) because both share the softmax normaliser. A word absent from the
+/// top list is given the smallest listed logprob, an upper bound on its true value.
+fn yes_no_score(first: &TokenLogprob) -> f32 {
+    let mut top: Vec<TopLogprob> = first
+        .top_logprobs
+        .iter()
+        .map(|t| TopLogprob {
+            token: t.token.clone(),
+            logprob: t.logprob,
+        })
+        .collect();
+    if top.is_empty() {
+        top.push(TopLogprob {
+            token: first.token.clone(),
+            logprob: first.logprob,
+        });
+    }
+    let floor = top.iter().map(|t| t.logprob).fold(f64::INFINITY, f64::min);
+    let yes = word_logprob(&top, "yes").unwrap_or(floor);
+    let no = word_logprob(&top, "no").unwrap_or(floor);
+    (yes - no) as f32
+}
+
+#[async_trait]
+impl ChatModel for OpenAiClient {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            backend: self.cfg.provider.backend().to_string(),
+            model: self.cfg.model.clone(),
+            file_sha256: None,
+        }
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        // No key here: settings are written into recordings.
+        serde_json::json!({
+            "base_url": self.cfg.base_url,
+            "timeout_s": self.cfg.timeout.as_secs_f64(),
+            "max_retries": self.cfg.max_retries,
+            "top_logprobs": self.cfg.top_logprobs,
+        })
+    }
+
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let t0 = Instant::now();
+        let (reply, retries) = self.call(&req.messages, &req.sampling, false).await?;
+        let u = reply.completion.usage.unwrap_or_default();
+        let content = reply
+            .completion
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message)
+            .and_then(|m| m.content)
+            .unwrap_or_default();
+        Ok(ChatResponse {
+            content,
+            usage: Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                latency_ms: t0.elapsed().as_millis() as u64,
+                retries,
+            },
+        })
+    }
+
+    async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        let t0 = Instant::now();
+        let sampling = Sampling {
+            temperature: Some(0.0),
+            max_tokens: Some(1),
+            seed: None,
+        };
+        let calls = (0..req.suffixes.len()).map(|i| {
+            let messages = req.messages_for(i);
+            let sampling = &sampling;
+            async move {
+                let (reply, retries) = self.call(&messages, sampling, true).await?;
+                let first = reply
+                    .completion
+                    .choices
+                    .first()
+                    .and_then(|c| c.logprobs.as_ref())
+                    .and_then(|l| l.content.as_ref())
+                    .and_then(|c| c.first());
+                let Some(first) = first else {
+                    return Err(LlmError::Http {
+                        request_id: reply.request_id,
+                        status: 200,
+                        message: "no logprobs in response; the server does not support scoring"
+                            .to_string(),
+                    });
+                };
+                let u = reply.completion.usage.as_ref();
+                Ok((
+                    yes_no_score(first),
+                    u.map_or(0, |u| u.prompt_tokens),
+                    u.map_or(0, |u| u.completion_tokens),
+                    retries,
+                ))
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut usage = Usage::default();
+        let mut scores = Vec::with_capacity(results.len());
+        for r in results {
+            let (s, p, c, retries) = r?;
+            scores.push(s);
+            usage.prompt_tokens += p;
+            usage.completion_tokens += c;
+            usage.retries += retries;
+        }
+        usage.latency_ms = t0.elapsed().as_millis() as u64;
+        Ok(ScoreResponse { scores, usage })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn o_series_detection() {
+        for (m, o) in [
+            ("o3-mini", true),
+            ("o1", true),
+            ("gpt-4o", false),
+            ("omni", false),
+        ] {
+            assert_eq!(
+                HttpConfig::generic("http://x/v1", m).is_o_series(),
+                o,
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn yes_no_score_merges_case_and_space_variants() {
+        let first = TokenLogprob {
+            token: "Yes".into(),
+            logprob: -0.5,
+            top_logprobs: vec![
+                TopLogprob {
+                    token: "Yes".into(),
+                    logprob: (0.3f64).ln(),
+                },
+                TopLogprob {
+                    token: " yes".into(),
+                    logprob: (0.1f64).ln(),
+                },
+                TopLogprob {
+                    token: "No".into(),
+                    logprob: (0.2f64).ln(),
+                },
+                TopLogprob {
+                    token: "Maybe".into(),
+                    logprob: (0.05f64).ln(),
+                },
+            ],
+        };
+        let s = yes_no_score(&first);
+        assert!((s - (2.0f32).ln()).abs() < 1e-6, "{s}");
+        let only_yes = TokenLogprob {
+            token: "Yes".into(),
+            logprob: 0.0,
+            top_logprobs: vec![
+                TopLogprob {
+                    token: "Yes".into(),
+                    logprob: -0.1,
+                },
+                TopLogprob {
+                    token: "Sure".into(),
+                    logprob: -3.0,
+                },
+            ],
+        };
+        assert!((yes_no_score(&only_yes) - 2.9).abs() < 1e-6);
+    }
+}

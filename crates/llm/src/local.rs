@@ -1,0 +1,469 @@
+//! In-process GGUF inference through llama.cpp (`llama-cpp-2`), behind the `local` feature.
+//!
+//! A llama.cpp context is not thread-safe, so one worker thread owns the model and its
+//! context and serves calls in arrival order; the async [`ChatModel`] methods hand it a job
+//! and await the answer. Decoding is greedy unless a temperature is given (then seeded), so a
+//! recording made here replays bit-for-bit.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::oneshot;
+
+use crate::{
+    ChatModel, ChatRequest, ChatResponse, LlmError, Message, ModelInfo, ScoreRequest,
+    ScoreResponse, Usage,
+};
+
+/// How to load and run a GGUF file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalConfig {
+    pub path: PathBuf,
+    /// Name recorded as the model (a pinned short name, or the file name).
+    pub name: String,
+    /// sha256 of the file; computed at load when `None`.
+    pub file_sha256: Option<String>,
+    /// CPU threads for prompt and generation. Two threads collapse under CPU contention
+    /// (spec local-llm.md §3), so this is the caller's choice.
+    pub threads: usize,
+    /// Context window in tokens (prompt + answer).
+    pub n_ctx: u32,
+    /// Tokens per decode call while reading a prompt.
+    pub n_batch: u32,
+    /// Answer length when the request sets no `max_tokens`.
+    pub default_max_tokens: u32,
+    /// Hard cap on any request's `max_tokens`.
+    pub max_tokens_cap: u32,
+    /// Score candidates on top of the shared prefix's KV cache (fast). `false` evaluates each
+    /// candidate prompt from scratch in one pass: slower, a reference for checking the cache.
+    pub reuse_prefix: bool,
+}
+
+impl LocalConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        Self {
+            path,
+            name,
+            file_sha256: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+            n_ctx: 4096,
+            n_batch: 512,
+            default_max_tokens: 512,
+            max_tokens_cap: 2048,
+            reuse_prefix: true,
+        }
+    }
+
+    /// Checks every field against its allowed range.
+    pub fn validate(&self) -> Result<(), LlmError> {
+        let bad = |f: &str, r: &str| Err(LlmError::Other(format!("local model {f}: {r}")));
+        if self.threads == 0 || self.threads > 256 {
+            return bad("threads", &format!("{} not in 1..=256", self.threads));
+        }
+        if !(128..=131_072).contains(&self.n_ctx) {
+            return bad("n_ctx", &format!("{} not in 128..=131072", self.n_ctx));
+        }
+        if self.n_batch == 0 || self.n_batch > self.n_ctx {
+            return bad(
+                "n_batch",
+                &format!("{} not in 1..=n_ctx ({})", self.n_batch, self.n_ctx),
+            );
+        }
+        if self.default_max_tokens == 0 || self.default_max_tokens > self.max_tokens_cap {
+            return bad(
+                "default_max_tokens",
+                &format!(
+                    "{} not in 1..=max_tokens_cap ({})",
+                    self.default_max_tokens, self.max_tokens_cap
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, LlmError>>;
+
+enum Job {
+    Chat(ChatRequest, Reply<ChatResponse>),
+    Score(ScoreRequest, Reply<ScoreResponse>),
+}
+
+/// A GGUF model served by one worker thread.
+pub struct LocalModel {
+    tx: mpsc::Sender<Job>,
+    info: ModelInfo,
+    cfg: LocalConfig,
+}
+
+impl std::fmt::Debug for LocalModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalModel")
+            .field("info", &self.info)
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+fn backend() -> Result<&'static LlamaBackend, LlmError> {
+    // llama.cpp's backend is process-global and may be initialised once.
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
+            b.void_logs();
+            Ok(b)
+        })
+        .as_ref()
+        .map_err(|e| LlmError::Other(format!("llama.cpp backend: {e}")))
+}
+
+fn err(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> LlmError {
+    LlmError::Other(format!("{}: {what}: {e}", path.display()))
+}
+
+impl LocalModel {
+    /// Loads the model on a new worker thread; returns once it is ready (or failed).
+    pub fn load(mut cfg: LocalConfig) -> Result<Self, LlmError> {
+        cfg.validate()?;
+        if !cfg.path.is_file() {
+            return Err(LlmError::Other(format!(
+                "{}: no such GGUF file (fetch one with `cargo xtask model fetch smollm2-135m`)",
+                cfg.path.display()
+            )));
+        }
+        let sha = match &cfg.file_sha256 {
+            Some(s) => s.clone(),
+            None => crate::fetch::file_sha256(&cfg.path)?,
+        };
+        cfg.file_sha256 = Some(sha.clone());
+        let info = ModelInfo {
+            backend: "local".to_string(),
+            model: cfg.name.clone(),
+            file_sha256: Some(sha),
+        };
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), LlmError>>(1);
+        let wcfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("agp-llm-local".to_string())
+            .spawn(move || worker_main(wcfg, ready_tx, rx))
+            .map_err(|e| LlmError::Other(format!("spawning model thread: {e}")))?;
+        ready_rx
+            .recv()
+            .map_err(|_| LlmError::Other("model thread exited while loading".to_string()))??;
+        Ok(Self { tx, info, cfg })
+    }
+
+    pub fn config(&self) -> &LocalConfig {
+        &self.cfg
+    }
+
+    async fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, LlmError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .map_err(|_| LlmError::Other("local model thread has stopped".to_string()))?;
+        rx.await
+            .map_err(|_| LlmError::Other("local model thread dropped the call".to_string()))?
+    }
+}
+
+#[async_trait]
+impl ChatModel for LocalModel {
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "runtime": "llama.cpp (llama-cpp-2 0.1.160)",
+            "threads": self.cfg.threads,
+            "n_ctx": self.cfg.n_ctx,
+            "n_batch": self.cfg.n_batch,
+            "default_max_tokens": self.cfg.default_max_tokens,
+            "max_tokens_cap": self.cfg.max_tokens_cap,
+            "reuse_prefix": self.cfg.reuse_prefix,
+            "decoding": "greedy unless temperature > 0 (then seeded)",
+        })
+    }
+
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let req = req.clone();
+        self.submit(|tx| Job::Chat(req, tx)).await
+    }
+
+    async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        let req = req.clone();
+        self.submit(|tx| Job::Score(req, tx)).await
+    }
+}
+
+fn worker_main(
+    cfg: LocalConfig,
+    ready: mpsc::SyncSender<Result<(), LlmError>>,
+    rx: mpsc::Receiver<Job>,
+) {
+    let setup = || -> Result<(&'static LlamaBackend, LlamaModel), LlmError> {
+        let b = backend()?;
+        let m = LlamaModel::load_from_file(b, &cfg.path, &LlamaModelParams::default())
+            .map_err(|e| err(&cfg.path, "loading GGUF", e))?;
+        Ok((b, m))
+    };
+    let (b, model) = match setup() {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let threads = i32::try_from(cfg.threads).unwrap_or(i32::MAX);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(cfg.n_ctx))
+        .with_n_batch(cfg.n_batch)
+        .with_n_ubatch(cfg.n_batch)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let ctx = match model.new_context(b, params) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(err(&cfg.path, "creating context", e)));
+            return;
+        }
+    };
+    let tmpl = match model.chat_template(None) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = ready.send(Err(err(&cfg.path, "reading the chat template", e)));
+            return;
+        }
+    };
+    let vocab = model.vocab();
+    let first = |w: &[u8]| vocab.tokenize(w, false, false).first().copied();
+    let (Some(yes), Some(no)) = (first(b"Yes"), first(b"No")) else {
+        let _ = ready.send(Err(err(&cfg.path, "tokenizer", "cannot tokenize Yes/No")));
+        return;
+    };
+    let mut w = Worker {
+        cfg: &cfg,
+        model: &model,
+        ctx,
+        tmpl,
+        yes,
+        no,
+    };
+    let _ = ready.send(Ok(()));
+    while let Ok(job) = rx.recv() {
+        // A Rust panic inside one call must not take the model down for every later call.
+        match job {
+            Job::Chat(req, tx) => {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.chat(&req)))
+                    .unwrap_or_else(|_| Err(LlmError::Other("panic in local chat".to_string())));
+                let _ = tx.send(r);
+            }
+            Job::Score(req, tx) => {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.score(&req)))
+                    .unwrap_or_else(|_| Err(LlmError::Other("panic in local score".to_string())));
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+struct Worker<'m> {
+    cfg: &'m LocalConfig,
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    tmpl: LlamaChatTemplate,
+    yes: LlamaToken,
+    no: LlamaToken,
+}
+
+impl Worker<'_> {
+    fn e(&self, what: &str, e: impl std::fmt::Display) -> LlmError {
+        err(&self.cfg.path, what, e)
+    }
+
+    /// The model's own chat template applied to `messages`, ending with the assistant's turn.
+    fn render(&self, messages: &[Message]) -> Result<Vec<LlamaToken>, LlmError> {
+        let chat = messages
+            .iter()
+            .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.e("message", e))?;
+        let text = self
+            .model
+            .apply_chat_template(&self.tmpl, &chat, true)
+            .map_err(|e| self.e("applying the chat template", e))?;
+        // add_special adds BOS only where the GGUF asks for it; parse_special turns
+        // `<|im_start|>` into its control token.
+        Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
+    }
+
+    /// Feeds `tokens` at positions `start..`, in `n_batch` chunks; returns the batch index of
+    /// the last token's logits when `want_logits` (requested for the last token only).
+    fn feed(
+        &mut self,
+        tokens: &[LlamaToken],
+        start: usize,
+        want_logits: bool,
+    ) -> Result<i32, LlmError> {
+        let n_batch = self.cfg.n_batch as usize;
+        let mut batch = LlamaBatch::new(n_batch, 1);
+        let mut last_idx = 0;
+        for (c, chunk) in tokens.chunks(n_batch).enumerate() {
+            batch.clear();
+            for (i, t) in chunk.iter().enumerate() {
+                let pos = start + c * n_batch + i;
+                let last = want_logits && pos == start + tokens.len() - 1;
+                batch
+                    .add(*t, pos as i32, &[0], last)
+                    .map_err(|e| self.e("batch", e))?;
+                if last {
+                    last_idx = i as i32;
+                }
+            }
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| self.e("decode", e))?;
+        }
+        Ok(last_idx)
+    }
+
+    fn check_fits(&self, n: usize) -> Result<(), LlmError> {
+        if n >= self.cfg.n_ctx as usize {
+            return Err(LlmError::Other(format!(
+                "{}: prompt of {n} tokens does not fit the context window n_ctx={} (raise it)",
+                self.cfg.path.display(),
+                self.cfg.n_ctx
+            )));
+        }
+        Ok(())
+    }
+
+    fn chat(&mut self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let t0 = Instant::now();
+        let prompt = self.render(&req.messages)?;
+        self.check_fits(prompt.len())?;
+        let asked = req
+            .sampling
+            .max_tokens
+            .unwrap_or(self.cfg.default_max_tokens);
+        let room = self.cfg.n_ctx as usize - prompt.len();
+        let max_new = (asked.min(self.cfg.max_tokens_cap) as usize).min(room);
+        self.ctx.clear_kv_cache();
+        let mut idx = self.feed(&prompt, 0, true)?;
+        let seed = req.sampling.seed.unwrap_or(0) as u32;
+        let mut sampler = match req.sampling.temperature {
+            Some(t) if t > 0.0 => {
+                LlamaSampler::chain_simple([LlamaSampler::temp(t), LlamaSampler::dist(seed)])
+            }
+            _ => LlamaSampler::greedy(),
+        };
+        let mut bytes = Vec::new();
+        let mut generated = 0usize;
+        let mut batch = LlamaBatch::new(1, 1);
+        let vocab = self.model.vocab();
+        while generated < max_new {
+            // sample() also accepts the token; calling accept() again would advance it twice.
+            let tok = sampler.sample(&self.ctx, idx);
+            if vocab.is_eog(tok) {
+                break;
+            }
+            bytes.extend(vocab.token_to_piece(tok, false, None));
+            generated += 1;
+            if generated == max_new {
+                break;
+            }
+            batch.clear();
+            batch
+                .add(tok, (prompt.len() + generated - 1) as i32, &[0], true)
+                .map_err(|e| self.e("batch", e))?;
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| self.e("decode", e))?;
+            idx = 0;
+        }
+        Ok(ChatResponse {
+            content: String::from_utf8_lossy(&bytes).into_owned(),
+            usage: Usage {
+                prompt_tokens: prompt.len() as u64,
+                completion_tokens: generated as u64,
+                latency_ms: t0.elapsed().as_millis() as u64,
+                retries: 0,
+            },
+        })
+    }
+
+    /// logit(Yes) − logit(No) of the first answer token, per suffix. The token prefix shared
+    /// by all candidate prompts is evaluated once and kept in the KV cache; each candidate's
+    /// remainder is evaluated on top of it and then rewound.
+    fn score(&mut self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        let t0 = Instant::now();
+        if req.suffixes.is_empty() {
+            return Ok(ScoreResponse {
+                scores: vec![],
+                usage: Usage::default(),
+            });
+        }
+        let prompts = (0..req.suffixes.len())
+            .map(|i| self.render(&req.messages_for(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in &prompts {
+            self.check_fits(p.len())?;
+        }
+        // Longest common token prefix, leaving at least one token per candidate so each has
+        // its own logits to read.
+        let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
+        let mut lcp = 0;
+        while lcp < shortest && prompts.iter().all(|p| p[lcp] == prompts[0][lcp]) {
+            lcp += 1;
+        }
+        lcp = lcp.min(shortest.saturating_sub(1));
+        if !self.cfg.reuse_prefix {
+            lcp = 0;
+        }
+        self.ctx.clear_kv_cache();
+        if lcp > 0 {
+            self.feed(&prompts[0][..lcp], 0, false)?;
+        }
+        let mut evaluated = lcp;
+        let mut scores = Vec::with_capacity(prompts.len());
+        for p in &prompts {
+            let rest = &p[lcp..];
+            let idx = self.feed(rest, lcp, true)?;
+            evaluated += rest.len();
+            let logits = self.ctx.get_logits_ith(idx);
+            scores.push(logits[self.yes.0 as usize] - logits[self.no.0 as usize]);
+            self.ctx
+                .clear_kv_cache_seq(Some(0), Some(lcp as u32), None)
+                .map_err(|e| self.e("rewinding the KV cache", e))?;
+        }
+        Ok(ScoreResponse {
+            scores,
+            usage: Usage {
+                prompt_tokens: evaluated as u64,
+                completion_tokens: 0,
+                latency_ms: t0.elapsed().as_millis() as u64,
+                retries: 0,
+            },
+        })
+    }
+}

@@ -1,0 +1,220 @@
+//! Usage accounting: one entry per call, totals by [`Stage`], and a cost estimate from a
+//! per-model price table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{LlmError, Stage, Usage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallKind {
+    Chat,
+    Score,
+}
+
+/// One booked call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallUsage {
+    pub stage: Stage,
+    pub model: String,
+    pub kind: CallKind,
+    /// Answered from a recording: nothing was spent now.
+    pub replayed: bool,
+    pub usage: Usage,
+}
+
+/// Sums over a set of calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StageTotals {
+    pub calls: u64,
+    pub replayed_calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub latency_ms: u64,
+    pub retries: u64,
+    /// What all these calls cost (or cost when recorded) at list price.
+    pub est_cost_usd: f64,
+    /// What the live (not replayed) calls cost in this run.
+    pub spent_usd: f64,
+    /// Calls whose model has no price in the table (counted as free above).
+    pub unpriced_calls: u64,
+}
+
+impl StageTotals {
+    fn add(&mut self, c: &CallUsage, prices: &PriceTable) {
+        self.calls += 1;
+        self.replayed_calls += u64::from(c.replayed);
+        self.prompt_tokens += c.usage.prompt_tokens;
+        self.completion_tokens += c.usage.completion_tokens;
+        self.latency_ms += c.usage.latency_ms;
+        self.retries += u64::from(c.usage.retries);
+        match prices.cost_usd(&c.model, &c.usage) {
+            Some(cost) => {
+                self.est_cost_usd += cost;
+                if !c.replayed {
+                    self.spent_usd += cost;
+                }
+            }
+            None => self.unpriced_calls += 1,
+        }
+    }
+}
+
+/// Thread-safe list of booked calls; clones share the same list.
+#[derive(Debug, Clone, Default)]
+pub struct UsageLedger(Arc<Mutex<Vec<CallUsage>>>);
+
+impl UsageLedger {
+    pub fn book(
+        &self,
+        stage: Option<Stage>,
+        model: &str,
+        kind: CallKind,
+        replayed: bool,
+        usage: &Usage,
+    ) {
+        let c = CallUsage {
+            stage: stage.unwrap_or(Stage::Other),
+            model: model.to_string(),
+            kind,
+            replayed,
+            usage: usage.clone(),
+        };
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+    }
+
+    pub fn calls(&self) -> Vec<CallUsage> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn totals_by_stage(&self, prices: &PriceTable) -> BTreeMap<Stage, StageTotals> {
+        let mut out: BTreeMap<Stage, StageTotals> = BTreeMap::new();
+        for c in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            out.entry(c.stage).or_default().add(c, prices);
+        }
+        out
+    }
+
+    pub fn total(&self, prices: &PriceTable) -> StageTotals {
+        let mut t = StageTotals::default();
+        for c in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            t.add(c, prices);
+        }
+        t
+    }
+}
+
+/// List price in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+/// Prices by model id. A lookup tries the exact id, then the longest table entry that
+/// prefixes it (so `gpt-4o-2024-08-06` prices as `gpt-4o`, `gpt-4o-mini-…` as `gpt-4o-mini`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PriceTable(pub HashMap<String, Price>);
+
+impl PriceTable {
+    /// Public list prices (standard tier, uncached input) as published by the providers in
+    /// 2025; override with [`PriceTable::from_json`] when they change. In-process models cost 0.
+    pub fn builtin() -> Self {
+        let p = |i, o| Price {
+            input_per_mtok: i,
+            output_per_mtok: o,
+        };
+        let mut m = HashMap::new();
+        m.insert("gpt-4o".to_string(), p(2.50, 10.00));
+        m.insert("gpt-4o-mini".to_string(), p(0.15, 0.60));
+        m.insert("o3-mini".to_string(), p(1.10, 4.40));
+        m.insert("deepseek-chat".to_string(), p(0.27, 1.10));
+        for local in ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] {
+            m.insert(local.to_string(), p(0.0, 0.0));
+        }
+        Self(m)
+    }
+
+    /// `{"model": {"input_per_mtok": 2.5, "output_per_mtok": 10.0}, ...}`
+    pub fn from_json(text: &str) -> Result<Self, LlmError> {
+        serde_json::from_str(text).map_err(|e| LlmError::Other(format!("price table: {e}")))
+    }
+
+    pub fn get(&self, model: &str) -> Option<Price> {
+        if let Some(p) = self.0.get(model) {
+            return Some(*p);
+        }
+        self.0
+            .iter()
+            .filter(|(k, _)| model.starts_with(k.as_str()))
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, p)| *p)
+    }
+
+    pub fn cost_usd(&self, model: &str, usage: &Usage) -> Option<f64> {
+        self.get(model).map(|p| {
+            (usage.prompt_tokens as f64 * p.input_per_mtok
+                + usage.completion_tokens as f64 * p.output_per_mtok)
+                / 1e6
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(p: u64, c: u64) -> Usage {
+        Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            latency_ms: 10,
+            retries: 1,
+        }
+    }
+
+    #[test]
+    fn prefix_lookup_prefers_longest_entry() {
+        let t = PriceTable::builtin();
+        assert_eq!(
+            t.get("gpt-4o-mini-2024-07-18").unwrap().input_per_mtok,
+            0.15
+        );
+        assert_eq!(t.get("gpt-4o-2024-08-06").unwrap().input_per_mtok, 2.50);
+        assert!(t.get("claude").is_none());
+    }
+
+    #[test]
+    fn totals_split_by_stage_and_separate_replayed_spend() {
+        let l = UsageLedger::default();
+        l.book(
+            Some(Stage::Rerank),
+            "gpt-4o",
+            CallKind::Chat,
+            false,
+            &u(1_000_000, 0),
+        );
+        l.book(
+            Some(Stage::Rerank),
+            "gpt-4o",
+            CallKind::Chat,
+            true,
+            &u(0, 1_000_000),
+        );
+        l.book(None, "mystery", CallKind::Score, false, &u(5, 5));
+        let t = l.totals_by_stage(&PriceTable::builtin());
+        let r = &t[&Stage::Rerank];
+        assert_eq!(r.calls, 2);
+        assert_eq!(r.replayed_calls, 1);
+        assert!((r.est_cost_usd - 12.5).abs() < 1e-9);
+        assert!((r.spent_usd - 2.5).abs() < 1e-9);
+        assert_eq!(t[&Stage::Other].unpriced_calls, 1);
+        let all = l.total(&PriceTable::builtin());
+        assert_eq!(all.calls, 3);
+        assert_eq!(all.retries, 3);
+        assert_eq!(all.prompt_tokens, 1_000_005);
+    }
+}

@@ -1,0 +1,499 @@
+//! The OpenAI-compatible client against a loopback mock server: each fault is retried to
+//! success or reported with request id and status; injected transient faults do not change a
+//! run's results; the API key leaks nowhere.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agp_llm::http::{ApiKey, HttpConfig, OpenAiClient};
+use agp_llm::{
+    ChatModel, ChatRequest, LlmError, Message, PriceTable, RecordMode, Recorder, ScoreRequest,
+    Store,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const KEY: &str = "sk-test-DO-NOT-LEAK-4f9c2a";
+
+fn completion(content: &str, finish: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+    })
+}
+
+/// The server's deterministic answer to a request: derived from its last message, so two runs
+/// can be compared without a real model.
+fn echo_answer(body: &Value) -> String {
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
+    format!("echo:{}", last.chars().rev().collect::<String>())
+}
+
+struct Echo;
+impl Respond for Echo {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        ResponseTemplate::new(200)
+            .insert_header("x-request-id", "req_echo")
+            .set_body_json(completion(&echo_answer(&body), "stop"))
+    }
+}
+
+/// Fails the first `fails` attempts of every distinct request body, each with a fault picked
+/// from `faults` by attempt number, then answers like [`Echo`].
+struct Faulty {
+    fails: usize,
+    faults: Vec<ResponseTemplate>,
+    seen: Mutex<HashMap<Vec<u8>, usize>>,
+}
+impl Respond for Faulty {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            let n = seen.entry(req.body.clone()).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        if n < self.fails {
+            let h = req.body.iter().map(|&b| b as usize).sum::<usize>();
+            self.faults[(h + n) % self.faults.len()].clone()
+        } else {
+            Echo.respond(req)
+        }
+    }
+}
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+fn client(base: &str, model: &str) -> (OpenAiClient, Lines) {
+    let mut cfg = HttpConfig::generic(&format!("{base}/v1"), model);
+    cfg.api_key = Some(ApiKey::new(KEY));
+    cfg.timeout = Duration::from_millis(400);
+    cfg.max_retries = 4;
+    cfg.backoff_base = Duration::from_millis(5);
+    cfg.backoff_max = Duration::from_millis(40);
+    cfg.max_concurrency = 8;
+    let lines: Lines = Arc::default();
+    let sink = lines.clone();
+    let c = OpenAiClient::new(cfg)
+        .unwrap()
+        .with_log(Arc::new(move |l: &str| {
+            sink.lock().unwrap().push(l.to_string())
+        }));
+    (c, lines)
+}
+
+fn req(text: &str) -> ChatRequest {
+    ChatRequest::new(vec![
+        Message::system("You rank movies."),
+        Message::user(text),
+    ])
+}
+
+async fn server_with(resp: impl Respond + 'static) -> MockServer {
+    let s = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(resp)
+        .mount(&s)
+        .await;
+    s
+}
+
+async fn one_fault_then_echo(fault: ResponseTemplate) -> (MockServer, OpenAiClient, Lines) {
+    let s = server_with(Faulty {
+        fails: 1,
+        faults: vec![fault],
+        seen: Mutex::default(),
+    })
+    .await;
+    let (c, l) = client(&s.uri(), "gpt-4o-mini");
+    (s, c, l)
+}
+
+#[tokio::test]
+async fn each_transient_fault_is_retried_to_success() {
+    let truncated = serde_json::to_string(&completion("cut", "stop")).unwrap();
+    let cases: Vec<(&str, ResponseTemplate)> = vec![
+        (
+            "429",
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(json!({"error": {"message": "rate limited"}})),
+        ),
+        ("500", ResponseTemplate::new(500)),
+        (
+            "502",
+            ResponseTemplate::new(502).set_body_string("<html>bad gateway</html>"),
+        ),
+        ("503", ResponseTemplate::new(503)),
+        (
+            "timeout",
+            ResponseTemplate::new(200)
+                .set_body_json(completion("late", "stop"))
+                .set_delay(Duration::from_secs(3)),
+        ),
+        (
+            "malformed JSON",
+            ResponseTemplate::new(200).set_body_string("{\"choices\": [oops"),
+        ),
+        (
+            "empty content",
+            ResponseTemplate::new(200).set_body_json(completion("", "stop")),
+        ),
+        ("empty body", ResponseTemplate::new(200).set_body_string("")),
+        (
+            "truncated body",
+            ResponseTemplate::new(200).set_body_string(&truncated[..truncated.len() / 2]),
+        ),
+    ];
+    for (name, fault) in cases {
+        let (_s, c, lines) = one_fault_then_echo(fault).await;
+        let r = c
+            .chat(&req("Alien (1979)"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.content, "echo:)9791( neilA", "{name}");
+        assert_eq!(r.usage.retries, 1, "{name}");
+        let log = lines.lock().unwrap().join("\n");
+        assert!(log.contains("retry 1/4"), "{name}: {log}");
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let (_s, c, lines) =
+        one_fault_then_echo(ResponseTemplate::new(429).insert_header("retry-after", "1")).await;
+    c.chat(&req("x")).await.unwrap();
+    let log = lines.lock().unwrap().join("\n");
+    assert!(
+        log.contains("HTTP 429") && log.contains("in 1.00s"),
+        "{log}"
+    );
+}
+
+/// Accepts connections; drops the first `resets` right after reading the request, then
+/// answers every later one with a fixed completion.
+async fn resetting_server(resets: usize) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let (mut sock, _) = l.accept().await.unwrap();
+            n += 1;
+            let reset = n <= resets;
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                loop {
+                    let k = sock.read(&mut buf).await.unwrap_or(0);
+                    if k == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..k]);
+                    if let Some(h) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..h]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if got.len() >= h + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                if reset {
+                    drop(sock);
+                    return;
+                }
+                let body = serde_json::to_string(&completion("after reset", "stop")).unwrap();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn connection_reset_is_retried() {
+    let base = resetting_server(2).await;
+    let (c, lines) = client(&base, "gpt-4o-mini");
+    let r = c.chat(&req("x")).await.unwrap();
+    assert_eq!(r.content, "after reset");
+    assert_eq!(r.usage.retries, 2);
+    assert!(
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|l| l.contains("no response"))
+    );
+}
+
+fn http_err(e: LlmError) -> (String, u16, String) {
+    match e {
+        LlmError::Http {
+            request_id,
+            status,
+            message,
+        } => (request_id, status, message),
+        other => panic!("expected an HTTP error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn permanent_failures_are_reported_with_request_id_and_status() {
+    // A refusal: not retried.
+    let refusal = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+        "refusal": "I can't help with that."}, "finish_reason": "stop"}]});
+    let s = server_with(
+        ResponseTemplate::new(200)
+            .insert_header("x-request-id", "req_refuse")
+            .set_body_json(refusal),
+    )
+    .await;
+    let (c, _) = client(&s.uri(), "gpt-4o");
+    let (id, status, msg) = http_err(c.chat(&req("x")).await.unwrap_err());
+    assert_eq!((id.as_str(), status), ("req_refuse", 200));
+    assert!(msg.contains("refused"), "{msg}");
+    assert_eq!(s.received_requests().await.unwrap().len(), 1);
+
+    // Content cut at max_tokens: reported, never silently accepted.
+    let s = server_with(
+        ResponseTemplate::new(200)
+            .insert_header("x-request-id", "req_len")
+            .set_body_json(completion("1. Alien\n2. Al", "length")),
+    )
+    .await;
+    let (c, _) = client(&s.uri(), "gpt-4o");
+    let mut r = req("x");
+    r.sampling.max_tokens = Some(8);
+    let (id, status, msg) = http_err(c.chat(&r).await.unwrap_err());
+    assert_eq!((id.as_str(), status), ("req_len", 200));
+    assert!(msg.contains("max_tokens=8"), "{msg}");
+
+    // A 400 is the caller's bug: one attempt.
+    let s = server_with(
+        ResponseTemplate::new(400)
+            .insert_header("x-request-id", "req_bad")
+            .set_body_json(json!({"error": {"message": "bad field"}})),
+    )
+    .await;
+    let (c, _) = client(&s.uri(), "gpt-4o");
+    let (id, status, msg) = http_err(c.chat(&req("x")).await.unwrap_err());
+    assert_eq!(
+        (id.as_str(), status, msg.as_str()),
+        ("req_bad", 400, "bad field")
+    );
+    assert_eq!(s.received_requests().await.unwrap().len(), 1);
+
+    // A 503 that never clears: reported after the retry budget.
+    let s = server_with(ResponseTemplate::new(503).insert_header("x-request-id", "req_down")).await;
+    let (c, _) = client(&s.uri(), "gpt-4o");
+    let (id, status, msg) = http_err(c.chat(&req("x")).await.unwrap_err());
+    assert_eq!((id.as_str(), status), ("req_down", 503));
+    assert!(msg.contains("gave up after 5 attempts"), "{msg}");
+    assert_eq!(s.received_requests().await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn injected_transient_faults_do_not_change_results() {
+    let prompts: Vec<String> = (0..24)
+        .map(|i| format!("user {i} watched Heat (1995)"))
+        .collect();
+    let run = |c: Arc<OpenAiClient>| {
+        let prompts = prompts.clone();
+        async move {
+            let calls = prompts.iter().map(|p| {
+                let c = c.clone();
+                let p = p.clone();
+                async move { c.chat(&req(&p)).await.map(|r| r.content) }
+            });
+            futures::future::join_all(calls)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+        }
+    };
+    let clean = server_with(Echo).await;
+    let (c, _) = client(&clean.uri(), "deepseek-chat");
+    let want = run(Arc::new(c)).await;
+
+    let faults = vec![
+        ResponseTemplate::new(429).insert_header("retry-after", "0"),
+        ResponseTemplate::new(500),
+        ResponseTemplate::new(502),
+        ResponseTemplate::new(503),
+        ResponseTemplate::new(200).set_body_string("{broken"),
+        ResponseTemplate::new(200).set_body_json(completion("", "stop")),
+        ResponseTemplate::new(200)
+            .set_body_json(completion("slow", "stop"))
+            .set_delay(Duration::from_secs(3)),
+    ];
+    let noisy = server_with(Faulty {
+        fails: 2,
+        faults,
+        seen: Mutex::default(),
+    })
+    .await;
+    let (c, lines) = client(&noisy.uri(), "deepseek-chat");
+    let got = run(Arc::new(c)).await;
+    assert_eq!(got, want);
+    assert_eq!(
+        lines.lock().unwrap().len(),
+        2 * prompts.len(),
+        "every request was retried twice"
+    );
+}
+
+#[tokio::test]
+async fn o_series_send_max_completion_tokens_and_no_temperature() {
+    let s = server_with(Echo).await;
+    let mut r = req("x");
+    r.sampling.temperature = Some(0.0);
+    r.sampling.max_tokens = Some(64);
+    let (o3, _) = client(&s.uri(), "o3-mini");
+    o3.chat(&r).await.unwrap();
+    let (g4, _) = client(&s.uri(), "gpt-4o");
+    g4.chat(&r).await.unwrap();
+    let bodies: Vec<Value> = s
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| serde_json::from_slice(&q.body).unwrap())
+        .collect();
+    assert_eq!(bodies[0]["max_completion_tokens"], 64);
+    assert!(bodies[0].get("temperature").is_none() && bodies[0].get("max_tokens").is_none());
+    assert_eq!(bodies[1]["max_tokens"], 64);
+    assert_eq!(bodies[1]["temperature"], 0.0);
+}
+
+struct Logprobs;
+impl Respond for Logprobs {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body["logprobs"], true);
+        assert_eq!(body["max_tokens"], 1);
+        let last = body["messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // "Yes" gets likelier the longer the title: a known order to check against.
+        let p_yes = (last.len() as f64 / 100.0).min(0.9);
+        ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Yes"}, "finish_reason": "length",
+                "logprobs": {"content": [{"token": "Yes", "logprob": p_yes.ln(), "top_logprobs": [
+                    {"token": "Yes", "logprob": p_yes.ln()}, {"token": "No", "logprob": (1.0 - p_yes).ln()}]}]}}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 1}
+        }))
+    }
+}
+
+#[tokio::test]
+async fn score_uses_first_token_logprobs() {
+    let s = server_with(Logprobs).await;
+    let (c, _) = client(&s.uri(), "gpt-4o-mini");
+    let sr = ScoreRequest {
+        messages: vec![Message::system("Answer Yes or No.")],
+        prefix: "Would the user enjoy ".into(),
+        suffixes: vec![
+            "Up".into(),
+            "The Lord of the Rings: The Fellowship of the Ring".into(),
+            "Heat".into(),
+        ],
+        stage: None,
+    };
+    let r = c.score(&sr).await.unwrap();
+    assert_eq!(r.scores.len(), 3);
+    assert!(
+        r.scores[1] > r.scores[2] && r.scores[2] > r.scores[0],
+        "{:?}",
+        r.scores
+    );
+    let p: f64 = ("Would the user enjoy Up".len() as f64) / 100.0;
+    assert!((r.scores[0] as f64 - (p.ln() - (1.0 - p).ln())).abs() < 1e-5);
+    assert_eq!(r.usage.prompt_tokens, 60);
+}
+
+#[tokio::test]
+async fn the_api_key_appears_in_no_recording_log_or_error() {
+    // A 401 whose body echoes the key, as some providers do, then transient faults, then success.
+    let unauthorized = ResponseTemplate::new(401)
+        .insert_header("x-request-id", "req_auth")
+        .set_body_json(json!({"error": {"message": format!("Incorrect API key provided: {KEY}")}}));
+    let s = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(wiremock::matchers::body_string_contains("unauthorised"))
+        .respond_with(unauthorized)
+        .mount(&s)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Faulty {
+            fails: 1,
+            faults: vec![
+                ResponseTemplate::new(500).set_body_string(format!("upstream saw key {KEY}")),
+            ],
+            seen: Mutex::default(),
+        })
+        .mount(&s)
+        .await;
+    let (c, lines) = client(&s.uri(), "gpt-4o-mini");
+    let debug = format!("{c:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let rec_path = dir.path().join("rec.jsonl");
+    let rec = Recorder::new(
+        Arc::new(c),
+        Some(Arc::new(Store::open(&rec_path).unwrap())),
+        RecordMode::Auto,
+    )
+    .unwrap();
+    rec.chat(&req("fine")).await.unwrap();
+    let err = rec.chat(&req("unauthorised")).await.unwrap_err();
+    let LlmError::Http {
+        request_id, status, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((request_id.as_str(), *status), ("req_auth", 401));
+
+    let report = format!("{:?}", rec.ledger().totals_by_stage(&PriceTable::builtin()));
+    let mut texts = vec![
+        std::fs::read_to_string(&rec_path).unwrap(),
+        err.to_string(),
+        format!("{err:?}"),
+        debug,
+        report,
+    ];
+    texts.extend(lines.lock().unwrap().iter().cloned());
+    assert!(texts[0].contains("fine"), "the recording was written");
+    assert!(
+        texts.iter().any(|t| t.contains("[redacted]")),
+        "the echoed key was seen and redacted"
+    );
+    for t in &texts {
+        assert!(
+            !t.contains(KEY) && !t.contains("DO-NOT-LEAK"),
+            "key leaked into: {t}"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! Record/replay: keys, modes, the torn-line rule, and single-flight recording.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use agp_llm::store::Record;
+use agp_llm::{
+    ChatModel, ChatRequest, ChatResponse, LlmError, Message, ModelInfo, PriceTable, RecordMode,
+    Recorder, ScoreRequest, ScoreResponse, Stage, Store, Usage, chat_key, score_key,
+};
+use async_trait::async_trait;
+
+/// A deterministic model that counts its calls: answers are derived from the request so a
+/// replayed answer can be checked against a fresh one. Not a fixture: nothing it says is
+/// committed or presented as model output.
+struct Counting {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl ChatModel for Counting {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            backend: "test".into(),
+            model: "counting".into(),
+            file_sha256: None,
+        }
+    }
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let last = &req.messages.last().unwrap().content;
+        Ok(ChatResponse {
+            content: format!("len={}", last.len()),
+            usage: Usage {
+                prompt_tokens: last.len() as u64,
+                completion_tokens: 2,
+                latency_ms: 20,
+                retries: 0,
+            },
+        })
+    }
+    async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(ScoreResponse {
+            scores: req.suffixes.iter().map(|s| s.len() as f32 / 3.0).collect(),
+            usage: Usage {
+                prompt_tokens: 10,
+                ..Default::default()
+            },
+        })
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({"threads": 1})
+    }
+}
+
+fn counting() -> Arc<Counting> {
+    Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+    })
+}
+
+fn req(text: &str) -> ChatRequest {
+    ChatRequest::new(vec![Message::system("sys"), Message::user(text)])
+}
+
+#[test]
+fn key_ignores_stage_but_not_model_messages_or_sampling() {
+    let info = ModelInfo {
+        backend: "openai".into(),
+        model: "gpt-4o".into(),
+        file_sha256: None,
+    };
+    let a = req("hello");
+    let k = chat_key(&info, &a);
+    assert_eq!(k.len(), 64);
+    assert_eq!(k, chat_key(&info, &a.clone().with_stage(Stage::Rerank)));
+    let mut b = a.clone();
+    b.sampling.temperature = Some(0.0);
+    assert_ne!(k, chat_key(&info, &b));
+    assert_ne!(k, chat_key(&info, &req("hello!")));
+    let other = ModelInfo {
+        model: "gpt-4o-mini".into(),
+        ..info.clone()
+    };
+    assert_ne!(k, chat_key(&other, &a));
+    let s = ScoreRequest {
+        messages: a.messages.clone(),
+        prefix: "p".into(),
+        suffixes: vec!["x".into()],
+        stage: None,
+    };
+    assert_ne!(score_key(&info, &s), k);
+}
+
+#[tokio::test]
+async fn auto_records_then_replay_answers_without_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.jsonl");
+    let inner = counting();
+    let store = Arc::new(Store::open(&path).unwrap());
+    let rec = Recorder::new(inner.clone(), Some(store), RecordMode::Auto).unwrap();
+    let live = rec
+        .chat(&req("one").with_stage(Stage::Profile))
+        .await
+        .unwrap();
+    let again = rec.chat(&req("one")).await.unwrap();
+    assert_eq!(live, again);
+    let scored = rec
+        .score(&ScoreRequest {
+            messages: vec![],
+            prefix: "p ".into(),
+            suffixes: vec!["a".into(), "bbb".into()],
+            stage: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        inner.calls.load(Ordering::SeqCst),
+        2,
+        "the repeat came from the store"
+    );
+
+    let totals = rec.ledger().totals_by_stage(&PriceTable::builtin());
+    assert_eq!(totals[&Stage::Profile].calls, 1);
+    assert_eq!(totals[&Stage::Other].replayed_calls, 1);
+
+    // A fresh process: replay-only, no inner model at all.
+    let store = Arc::new(Store::open(&path).unwrap());
+    assert_eq!(store.len(), 2);
+    let rec = Recorder::replay_sole_model(store).unwrap();
+    assert_eq!(rec.chat(&req("one")).await.unwrap(), live);
+    let s2 = rec
+        .score(&ScoreRequest {
+            messages: vec![],
+            prefix: "p ".into(),
+            suffixes: vec!["a".into(), "bbb".into()],
+            stage: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(s2.scores, scored.scores);
+
+    let miss = rec
+        .chat(&req("a prompt that was never recorded"))
+        .await
+        .unwrap_err();
+    let msg = miss.to_string();
+    assert!(matches!(miss, LlmError::ReplayMiss { .. }));
+    assert!(
+        msg.contains(&chat_key(
+            &rec.info(),
+            &req("a prompt that was never recorded")
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("test:counting") && msg.contains("a prompt that was never"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn every_record_carries_model_and_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.jsonl");
+    let store = Arc::new(Store::open(&path).unwrap());
+    let rec = Recorder::new(counting(), Some(store), RecordMode::Record).unwrap();
+    rec.chat(&req("x")).await.unwrap();
+    let line = std::fs::read_to_string(&path).unwrap();
+    let r: Record = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(r.model.model, "counting");
+    assert_eq!(r.settings["threads"], 1);
+    assert_eq!(r.request["messages"][1]["content"], "x");
+}
+
+#[tokio::test]
+async fn torn_last_line_is_dropped_and_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.jsonl");
+    {
+        let store = Arc::new(Store::open(&path).unwrap());
+        let rec = Recorder::new(counting(), Some(store), RecordMode::Auto).unwrap();
+        rec.chat(&req("kept")).await.unwrap();
+    }
+    let good = std::fs::read(&path).unwrap();
+    // Simulate a crash in the middle of writing the second record.
+    let torn = br#"{"key":"abc","kind":"chat","model":{"backend":"te"#;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(torn)
+        .unwrap();
+
+    let store = Arc::new(Store::open(&path).unwrap());
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.torn_bytes(), torn.len() as u64);
+    let inner = counting();
+    let rec = Recorder::new(inner.clone(), Some(store), RecordMode::Auto).unwrap();
+    rec.chat(&req("kept")).await.unwrap();
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 0);
+    rec.chat(&req("new")).await.unwrap();
+
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.starts_with(&good));
+    assert!(bytes.ends_with(b"\n"));
+    let text = String::from_utf8(bytes).unwrap();
+    assert_eq!(text.lines().count(), 2, "the torn bytes are gone: {text}");
+    assert_eq!(Store::open(&path).unwrap().len(), 2);
+}
+
+#[test]
+fn a_corrupt_complete_line_is_an_error_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.jsonl");
+    std::fs::write(&path, "\n{not json}\n").unwrap();
+    let e = Store::open(&path).unwrap_err().to_string();
+    assert!(e.contains("rec.jsonl:2:"), "{e}");
+}
+
+#[tokio::test]
+async fn concurrent_identical_requests_pay_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path().join("r.jsonl")).unwrap());
+    let inner = counting();
+    let rec = Arc::new(Recorder::new(inner.clone(), Some(store), RecordMode::Auto).unwrap());
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let rec = rec.clone();
+            tokio::spawn(async move { rec.chat(&req("same")).await.unwrap() })
+        })
+        .collect();
+    let outs: Vec<ChatResponse> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(outs.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn record_mode_calls_again_and_newest_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    let inner = counting();
+    let rec = Recorder::new(
+        inner.clone(),
+        Some(Arc::new(Store::open(&path).unwrap())),
+        RecordMode::Record,
+    )
+    .unwrap();
+    rec.chat(&req("x")).await.unwrap();
+    rec.chat(&req("x")).await.unwrap();
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+    assert_eq!(Store::open(&path).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn off_mode_touches_no_file_and_still_accounts() {
+    let inner = counting();
+    let rec = Recorder::new(inner.clone(), None, RecordMode::Off).unwrap();
+    rec.chat(&req("x").with_stage(Stage::Edit)).await.unwrap();
+    rec.chat(&req("x").with_stage(Stage::Edit)).await.unwrap();
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        rec.ledger().totals_by_stage(&PriceTable::builtin())[&Stage::Edit].calls,
+        2
+    );
+    assert!(Recorder::new(counting(), None, RecordMode::Replay).is_err());
+}
+
+#[test]
+fn mode_parses_and_rejects_unknown_words() {
+    assert_eq!("auto".parse::<RecordMode>().unwrap(), RecordMode::Auto);
+    assert!(
+        "replays"
+            .parse::<RecordMode>()
+            .unwrap_err()
+            .to_string()
+            .contains("off, record, replay, auto")
+    );
+}
