@@ -13,6 +13,50 @@
 //! - Every prompt is in [`prompts`]; the answer parser is [`parse::parse_rerank`]; metrics are
 //!   in [`metrics`].
 
+//!
+//! # Running a configured method
+//!
+//! ```no_run
+//! # async fn demo(
+//! #     ds: &agp_datasets::Dataset,
+//! #     cands: &agp_datasets::candidates::CandidateFile,
+//! #     llm: std::sync::Arc<dyn agp_llm::ChatModel>,
+//! # ) -> Result<(), agp::AgpError> {
+//! let cfg: agp::MethodConfig = toml::from_str("kind = \"agp\"\nbatch_size = 10").unwrap();
+//! let run = agp::run_method(&cfg, ds, cands, llm, &agp::RunOptions::default()).await?;
+//! println!("{}: NDCG@10 {:.3} (best-test epoch {})", run.label, run.best_test.test.ndcg10,
+//!     run.best_test.epoch);
+//! # Ok(()) }
+//! ```
+//!
+//! # Adding a method
+//!
+//! ```no_run
+//! use agp::{AgpError, Env, ParseOutcome, Ranking, RerankInput, Reranker};
+//!
+//! /// Puts candidates whose text shares a word with the last history item first.
+//! struct LastItemOverlap;
+//!
+//! #[async_trait::async_trait]
+//! impl Reranker for LastItemOverlap {
+//!     async fn rerank(&self, input: &RerankInput, _env: &Env) -> Result<Ranking, AgpError> {
+//!         let last = input.history.last().map(String::as_str).unwrap_or("");
+//!         let shares = |c: &str| c.split_whitespace().any(|w| last.contains(w));
+//!         let mut order: Vec<usize> = (0..input.candidates.len()).collect();
+//!         order.sort_by_key(|&i| !shares(&input.candidates[i]));
+//!         Ok(Ranking { order, outcome: ParseOutcome::Pointwise })
+//!     }
+//! }
+//! # async fn demo(
+//! #     ds: &agp_datasets::Dataset,
+//! #     cands: &agp_datasets::candidates::CandidateFile,
+//! #     llm: std::sync::Arc<dyn agp_llm::ChatModel>,
+//! # ) -> Result<(), agp::AgpError> {
+//! let run = agp::run_reranker(&mut LastItemOverlap, "Overlap", serde_json::Value::Null, ds,
+//!     cands, llm, &agp::RunOptions::default()).await?;
+//! # Ok(()) }
+//! ```
+
 pub mod config;
 pub mod error;
 pub mod llm;
