@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's front door. Run `cargo xtask --help`.
 
+mod ci;
 mod data;
 mod model;
 mod reproduce;
@@ -8,7 +9,10 @@ mod train;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "agp-bench tasks: data, train, model, reproduce")]
+#[command(
+    name = "cargo xtask",
+    about = "agp-bench tasks: data, train, model, reproduce, ci"
+)]
 enum Cmd {
     /// Fetch, prepare and describe datasets.
     #[command(subcommand)]
@@ -21,6 +25,8 @@ enum Cmd {
     Model(model::ModelCmd),
     /// Reproduce the paper's tables and figures.
     Reproduce(reproduce::ReproduceArgs),
+    /// The README's test command: set-up, lints, tests, and a check of every committed report.
+    Ci(ci::CiArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Train(c) => train::run(c),
         Cmd::Model(c) => model::run(c),
         Cmd::Reproduce(a) => reproduce::run(a),
+        Cmd::Ci(a) => ci::run(a),
     }
 }

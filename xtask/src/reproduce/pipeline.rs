@@ -1,0 +1,330 @@
+//! The run behind a report: dataset → backbone (trained or reloaded) → candidate file → every
+//! method under every LLM, turned into report cells.
+
+use super::experiment::{self, Experiment, Scale};
+use super::report::{BackboneFacts, Cell, EpochPoint, SelectedEpoch, Selection, UserOutcome};
+use crate::ci::workspace_root;
+use agp::{MethodConfig, MethodRun, RunOptions};
+use agp_datasets::candidates::CandidateFile;
+use agp_datasets::{Dataset, DatasetSource, PrepareOptions};
+use agp_llm::Sampling;
+use agp_recommenders::export::{self, ExportOptions, Provenance};
+use agp_recommenders::lightgcn::{self, LightGcnConfig, ModelStore};
+use agp_recommenders::sasrec::{self, SasRec, SasRecConfig};
+use agp_recommenders::{Scorer, eval, eval::Split};
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Candidate lists K: the paper's top-10.
+const K: usize = 10;
+
+pub fn load_dataset(name: &str) -> Result<Dataset> {
+    let source = DatasetSource::parse(name, None)?;
+    let (ds, _, _) = agp_datasets::prepare_cached(
+        &source,
+        &PrepareOptions::default(),
+        &agp_datasets::Cache::workspace(),
+    )
+    .with_context(|| format!("preparing dataset {name}"))?;
+    Ok(ds)
+}
+
+/// Where the bundled default's candidate files are committed: the recorded LLM responses are
+/// keyed by prompts built from them, so a retrained backbone must reproduce them exactly.
+fn committed_candidates(dataset: &str, backbone: &str, seed: u64) -> PathBuf {
+    workspace_root().join(format!(
+        "fixtures/candidates/{dataset}/{backbone}-seed{seed}.json"
+    ))
+}
+
+pub struct Backbone {
+    pub candidates: CandidateFile,
+    pub facts: BackboneFacts,
+}
+
+/// Train (or reload) a backbone and export the paper's candidate file.
+pub fn backbone(
+    exp: &Experiment,
+    ds: &Dataset,
+    name: &str,
+    seed: u64,
+    record: bool,
+    progress: bool,
+) -> Result<Backbone> {
+    let s = &exp.settings;
+    let epochs = s.backbone_epochs.get(name).copied();
+    let export = ExportOptions {
+        k: K,
+        n_test: s.test_users,
+        n_train: s.train_users,
+        n_valid: s.valid_users,
+        seed,
+        take_available: s.take_available_users,
+    };
+    let (candidates, metrics, epochs_run) = match name {
+        "lightgcn" => {
+            let mut config = LightGcnConfig {
+                seed,
+                ..LightGcnConfig::default()
+            };
+            if let Some(e) = epochs {
+                config.epochs = e;
+            }
+            let bar = agp_recommenders::progress::epoch_bar(config.epochs, progress);
+            bar.set_prefix(format!("lightgcn {}", ds.name));
+            let (model, report, _cached) =
+                lightgcn::train_cached(ds, &config, &ModelStore::workspace(), |e| {
+                    bar.set_position(e.epoch as u64)
+                })?;
+            bar.finish_and_clear();
+            let prov = Provenance::new("lightgcn", seed).with_hyperparameters(&config);
+            let c = export::export_candidates(&model, ds, prov, &export)?;
+            (c, test_metrics(&model, ds)?, report.epochs_run())
+        }
+        "sasrec" => {
+            let mut config = SasRecConfig {
+                seed,
+                ..SasRecConfig::for_dataset(ds)
+            };
+            if let Some(e) = epochs {
+                config.num_epochs = e;
+            }
+            let cache = workspace_root().join(".cache/models");
+            let path = sasrec::model_cache_path(&cache, ds, &config);
+            let (model, epochs_run) = match SasRec::load(&path, ds) {
+                Ok(m) => (m, config.num_epochs),
+                Err(_) => {
+                    let opts = sasrec::TrainOptions { progress };
+                    let (m, report) = SasRec::train(ds, &config, &opts)?;
+                    m.save(&path, ds)?;
+                    (m, report.epochs)
+                }
+            };
+            let prov = Provenance::new("sasrec", seed).with_hyperparameters(&config);
+            let c = export::export_candidates(&model, ds, prov, &export)?;
+            (c, test_metrics(&model, ds)?, epochs_run)
+        }
+        other => bail!("unknown backbone {other:?} (known: lightgcn, sasrec)"),
+    };
+    if exp.scale == Scale::Fixture {
+        check_or_store_candidates(&candidates, &ds.name, name, seed, record)?;
+    }
+    let eligible = candidates
+        .lists
+        .iter()
+        .filter(|l| l.items.contains(&ds.test[l.user as usize]))
+        .count();
+    let facts = BackboneFacts {
+        dataset: ds.name.clone(),
+        backbone: name.to_string(),
+        epochs: epochs_run,
+        metrics,
+        eligible_users: eligible,
+        test_users: candidates.test_users.len(),
+        train_users: candidates.train_users.len(),
+        valid_users: candidates.valid_users.len(),
+        requested: (s.test_users, s.train_users, s.valid_users),
+    };
+    Ok(Backbone { candidates, facts })
+}
+
+fn test_metrics(model: &dyn Scorer, ds: &Dataset) -> Result<BTreeMap<String, f64>> {
+    let ranks = eval::rank_targets(model, ds, Split::Test)?;
+    Ok(BTreeMap::from([
+        ("test recall@20".to_string(), ranks.recall(20)),
+        ("test ndcg@20".to_string(), ranks.ndcg(20)),
+        ("test hr@10".to_string(), ranks.hr(10)),
+    ]))
+}
+
+fn check_or_store_candidates(
+    c: &CandidateFile,
+    dataset: &str,
+    backbone: &str,
+    seed: u64,
+    record: bool,
+) -> Result<()> {
+    let path = committed_candidates(dataset, backbone, seed);
+    let fresh = serde_json::to_string(c)? + "\n";
+    if record || !path.exists() {
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        std::fs::write(&path, &fresh)?;
+        return Ok(());
+    }
+    let committed = std::fs::read_to_string(&path)?;
+    if committed != fresh {
+        bail!(
+            "{backbone} on {dataset} (seed {seed}) produced candidate lists that differ from the \
+             committed {}: the recorded LLM responses belong to those lists, so replay would miss. \
+             A changed backbone or dataset needs new recordings (`cargo xtask-local reproduce \
+             <experiment> --llm local:smollm2-135m --record`).",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Everything about one method run that the cache directory is keyed on.
+pub fn run_dir(exp: &Experiment, seed: u64, key: &str, fingerprint: &str) -> PathBuf {
+    let slug: String = key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    workspace_root().join(format!(
+        ".cache/runs/{}/{}/seed{seed}/{slug}-{}",
+        exp.name,
+        exp.scale.name(),
+        &fingerprint[..12]
+    ))
+}
+
+pub fn sha256_hex(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The method config an experiment row describes.
+pub fn method_config(row: &toml::Table) -> Result<MethodConfig> {
+    toml::Value::Table(row.clone())
+        .try_into::<MethodConfig>()
+        .with_context(|| {
+            format!(
+                "method {:?} (kind {:?})",
+                experiment::label(row),
+                experiment::kind(row)
+            )
+        })
+}
+
+pub struct MethodJob<'a> {
+    pub exp: &'a Experiment,
+    pub ds: &'a Dataset,
+    pub backbone: &'a Backbone,
+    pub row: &'a toml::Table,
+    pub llm_spec: &'a str,
+    pub llm: Arc<dyn agp_llm::ChatModel>,
+    pub seed: u64,
+    pub jobs: usize,
+    pub progress: bool,
+}
+
+pub async fn run_method(job: MethodJob<'_>) -> Result<Cell> {
+    let cfg = method_config(job.row)?;
+    let sampling = Sampling {
+        max_tokens: job.exp.settings.max_tokens,
+        ..Sampling::default()
+    };
+    let cands_json = serde_json::to_string(&job.backbone.candidates)?;
+    let key = format!(
+        "{}/{}/{}/{}",
+        job.ds.name,
+        job.backbone.facts.backbone,
+        job.llm_spec,
+        experiment::label(job.row)
+    );
+    let fingerprint = sha256_hex(&[
+        &cands_json,
+        &serde_json::to_string(&cfg)?,
+        job.llm_spec,
+        &serde_json::to_string(&sampling)?,
+    ]);
+    let opts = RunOptions {
+        sampling,
+        log_dir: Some(run_dir(job.exp, job.seed, &key, &fingerprint)),
+        concurrency: job.jobs,
+        seed: job.seed,
+        progress: job.progress,
+    };
+    let run = agp::run_method(
+        &cfg,
+        job.ds,
+        &job.backbone.candidates,
+        job.llm.clone(),
+        &opts,
+    )
+    .await
+    .with_context(|| format!("running {key}"))?;
+    Ok(cell_from_run(&job, &cfg, run))
+}
+
+fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodConfig, run: MethodRun) -> Cell {
+    let uses_llm = !matches!(cfg, MethodConfig::Base(_));
+    let settings: BTreeMap<String, String> = job
+        .row
+        .iter()
+        .filter(|(k, _)| *k != "label" && *k != "kind")
+        .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
+        .collect();
+    let select = |s: &agp::SelectedEpoch, sel: Selection| SelectedEpoch {
+        selection: sel,
+        epoch: s.epoch,
+        users: s
+            .users
+            .iter()
+            .map(|u| UserOutcome {
+                user: u.user,
+                rank: u.rank as u32,
+                ndcg: u.ndcg,
+            })
+            .collect(),
+    };
+    let mut selected = vec![
+        select(
+            run.best_valid.as_ref().unwrap_or(&run.last),
+            Selection::BestValid,
+        ),
+        select(&run.best_test, Selection::BestTest),
+        select(&run.last, Selection::Last),
+    ];
+    selected.sort_by_key(|s| s.selection);
+    let epochs = run
+        .epochs
+        .iter()
+        .map(|e| EpochPoint {
+            epoch: e.epoch,
+            train_ndcg: e.train.as_ref().map(|m| m.ndcg10),
+            valid_ndcg: e.valid.as_ref().map(|m| m.ndcg10),
+            test_ndcg: e.test.ndcg10,
+            test_rank: e.test.mean_rank,
+        })
+        .collect();
+    let n_epochs = run.epochs.len() as f64;
+    Cell {
+        seed: job.seed,
+        dataset: job.ds.name.clone(),
+        backbone: job.backbone.facts.backbone.clone(),
+        llm: if uses_llm {
+            job.llm_spec.to_string()
+        } else {
+            String::new()
+        },
+        llm_paper_label: super::paper::llm_label(&run.model.model).map(str::to_string),
+        label: experiment::label(job.row).to_string(),
+        kind: experiment::kind(job.row).to_string(),
+        settings,
+        epochs,
+        selected,
+        calls_by_stage: run
+            .calls
+            .iter()
+            .map(|(stage, t)| (format!("{stage:?}").to_lowercase(), t.calls))
+            .collect(),
+        prompt_tokens: run.prompt_tokens,
+        completion_tokens: run.completion_tokens,
+        parse_outcomes: run
+            .parse_counts
+            .iter()
+            .map(|(o, n)| (format!("{o:?}").to_lowercase(), *n))
+            .collect(),
+        eq7_training_calls: run.eq7_calls_per_epoch.map(|x| x * n_epochs),
+        estimated_cost_usd: None,
+        final_prompt: run.final_prompt,
+    }
+}
