@@ -18,7 +18,7 @@ use crate::error::AgpError;
 use crate::llm::{Llm, StageTally, eq7_api_calls};
 use crate::log::EventLog;
 use crate::methods::{Base, ListwiseBaseline, PointwiseBaseline, PromptOptimizer, Route};
-use crate::metrics::{MeanMetrics, UserResult, score_ordering};
+use crate::metrics::{MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_ordering};
 use crate::parse::ParseOutcome;
 use crate::reranker::{Env, RerankInput, Reranker, TrainStep, UserCase, join_ordered};
 
@@ -114,6 +114,14 @@ pub struct MethodRun {
     /// Eq. 7's training calls per epoch for this batch size and training-set size, to compare
     /// with the counted `profile + rerank + feedback + summarize + edit` (+ `verify`) calls.
     pub eq7_calls_per_epoch: Option<f64>,
+    /// Counted training calls per epoch that Eq. 7 models (profile, rerank, feedback, summarize,
+    /// edit); the verify step's calls are in `calls[verify]`.
+    pub counted_calls_per_epoch: Option<f64>,
+    /// The test users in backbone order (the reference code's "SR" line), for paired
+    /// comparisons.
+    pub backbone: MeanMetrics,
+    /// Expected NDCG@10 of a uniformly random order of K candidates: chance level.
+    pub random_order_ndcg: f64,
     /// Outcomes of every ranking the driver scored (evaluations and training batches).
     pub parse_counts: BTreeMap<ParseOutcome, u64>,
     /// The learned prompt at the end, for methods that learn one.
@@ -175,6 +183,19 @@ pub async fn run_method(
     .await?;
     if let MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) = cfg {
         run.eq7_calls_per_epoch = Some(eq7_api_calls(c.batch_size, c.train_users(cands)));
+        let modelled = [
+            Stage::Profile,
+            Stage::Rerank,
+            Stage::Feedback,
+            Stage::Summarize,
+            Stage::Edit,
+        ];
+        let counted: u64 = modelled
+            .iter()
+            .filter_map(|s| run.calls.get(s))
+            .map(|t| t.calls)
+            .sum();
+        run.counted_calls_per_epoch = Some(counted as f64 / run.epochs.len().max(1) as f64);
     }
     Ok(run)
 }
@@ -215,6 +236,14 @@ fn user_case(ds: &Dataset, cands: &CandidateFile, u: u32) -> UserCase {
             .target_position(u, ds.test[u as usize])
             .unwrap_or(usize::MAX),
     }
+}
+
+#[derive(Serialize)]
+struct EpochEvent<'a> {
+    event: &'static str,
+    #[serde(flatten)]
+    metrics: &'a EpochMetrics,
+    prompt: Option<&'a str>,
 }
 
 /// Per-epoch record kept in the checkpoint.
@@ -470,6 +499,11 @@ pub async fn run_reranker(
             accepted_edits: ck.epoch_accepted,
             discarded_edits: ck.epoch_discarded,
         };
+        env.log_event(&EpochEvent {
+            event: "epoch",
+            metrics: &metrics,
+            prompt: r.learned_prompt().as_deref(),
+        })?;
         ck.done.push(EpochRecord {
             metrics,
             test,
@@ -529,6 +563,26 @@ pub async fn run_reranker(
         completion_tokens: calls.values().map(|t| t.completion_tokens).sum(),
         calls,
         eq7_calls_per_epoch: None,
+        counted_calls_per_epoch: None,
+        backbone: MeanMetrics::of(
+            &test_cases
+                .iter()
+                .map(|c| {
+                    let k = c.input.candidates.len();
+                    let order: Vec<usize> = (0..k).collect();
+                    let rule = UnparseableRule::Zero;
+                    score_ordering(
+                        c.input.user,
+                        &order,
+                        c.gt_index,
+                        k,
+                        ParseOutcome::Backbone,
+                        rule,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        ),
+        random_order_ndcg: random_order_ndcg(cands.k),
         parse_counts: ck.parse_counts.clone(),
         final_prompt: r.learned_prompt(),
     })

@@ -67,6 +67,8 @@ async fn base_keeps_backbone_order() {
         / 12.0;
     assert!((r.last.test.ndcg10 - mean).abs() < 1e-12);
     assert_eq!(r.best_valid.as_ref().map(|s| s.epoch), Some(1));
+    assert_eq!(r.backbone, r.last.test);
+    assert!((r.random_order_ndcg - 0.4544).abs() < 1e-4);
 }
 
 #[tokio::test]
@@ -132,6 +134,7 @@ async fn agp_training_loop_counts_and_verify_rule() {
         + c(Stage::Summarize)
         + c(Stage::Edit);
     assert_eq!(without_verify, 2 * 68 - 3);
+    assert_eq!(r.counted_calls_per_epoch, Some((2.0 * 68.0 - 3.0) / 2.0));
     // Train metrics: epoch 1 batch 0 post-edit ranks 1..5, then 6..10, 1..5, 6..10.
     let train = r.epochs[0].train.as_ref().expect("train metrics");
     assert_eq!(train.n_users, 20);
