@@ -12,7 +12,8 @@ pub enum DataCmd {
     Prepare {
         #[command(flatten)]
         src: SourceArgs,
-        /// Also write the split here: dataset.json, stats.json and RecBole atomic files.
+        /// Also write the split here: dataset.json, stats.json and RecBole atomic files under
+        /// recbole/<name>/ (pre-split .train/.valid/.test.inter for RecBole's benchmark_filename).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -99,6 +100,10 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
                 };
                 write("dataset.json", serde_json::to_vec(&ds)?)?;
                 write("stats.json", serde_json::to_vec_pretty(&stats)?)?;
+                agp_datasets::formats::recbole::write_recbole(
+                    &ds,
+                    &out.join("recbole").join(&ds.name),
+                )?;
                 eprintln!("wrote {}", out.display());
             }
             Ok(())

@@ -1,5 +1,6 @@
-//! Reading a generated Amazon-format file of 10 M lines: lines/s (criterion throughput) and peak
-//! resident memory (VmHWM, printed after each group).
+//! Reading a generated Amazon-format file of 10 M lines: lines/s (criterion throughput), plus one
+//! timed run each of parsing and of the whole `prepare`, printed with on-CPU time and peak resident
+//! memory (VmHWM).
 //!
 //! Two formats: the 2014 ratings-only CSV and the 2018 review JSON lines (with a short review
 //! text and the fields the real dump carries, which the parser must skip). The file is generated
@@ -12,7 +13,6 @@ use agp_datasets::{DatasetSource, PrepareOptions, prepare};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::time::Duration;
 
 /// Amazon Movies & TV 2018 has 8.7 M reviews over 3.8 M users and 182 K items; keep roughly
 /// that shape at any line count (3 M users and 200 K items at 10 M lines).
@@ -93,6 +93,32 @@ fn peak_rss_mib_and_reset() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU time of the calling thread in seconds. The build machine is shared, so wall time alone
+/// says more about the neighbours than about the parser; on-CPU time does not.
+fn thread_cpu_s() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(s.split_whitespace().next()?.parse::<f64>().ok()? / 1e9)
+}
+
+/// One timed run outside criterion: wall, on-CPU time, peak RSS.
+fn once<T>(label: &str, lines: u64, f: impl FnOnce() -> T) -> T {
+    peak_rss_mib_and_reset();
+    let (cpu0, t0) = (thread_cpu_s(), std::time::Instant::now());
+    let out = f();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = thread_cpu_s().zip(cpu0).map(|(b, a)| b - a);
+    let rss = peak_rss_mib_and_reset().unwrap_or(f64::NAN);
+    let per_cpu = cpu.map_or(String::from("n/a"), |c| {
+        format!("{:.2} M lines/CPU-s", lines as f64 / c / 1e6)
+    });
+    println!(
+        "{label}: {lines} lines, wall {wall:.2} s ({:.2} M lines/s), CPU {:.2} s ({per_cpu}), peak RSS {rss:.0} MiB",
+        lines as f64 / wall / 1e6,
+        cpu.unwrap_or(f64::NAN),
+    );
+    out
+}
+
 fn bench(c: &mut Criterion) {
     let lines = n_lines();
     let dir = tempfile::tempdir().unwrap();
@@ -103,33 +129,32 @@ fn bench(c: &mut Criterion) {
     ] {
         let path = generate(dir.path(), json, lines);
         let bytes = std::fs::metadata(&path).unwrap().len();
-        peak_rss_mib_and_reset();
+        let parse = || {
+            let mut raw = RawData::default();
+            load_interactions(&path, release, &opts, &mut raw).unwrap();
+            assert_eq!(raw.interactions.len() as u64, lines);
+            raw
+        };
+        once(&format!("amazon-{label}/parse"), lines, parse);
+        let src = DatasetSource::parse("amazon-movies-tv", Some(dir.path().to_owned())).unwrap();
+        let ds = once(
+            &format!("amazon-{label}/prepare (parse, dedup, 5-core, split, sha256)"),
+            lines,
+            || prepare(&src, &opts).unwrap(),
+        );
+        println!(
+            "amazon-{label}: {} MB; after 5-core {} users, {} items, {} interactions",
+            bytes / 1_000_000,
+            ds.n_users(),
+            ds.n_items(),
+            ds.n_interactions()
+        );
+        drop(ds);
         let mut g = c.benchmark_group(format!("amazon-{label}"));
         g.sampling_mode(SamplingMode::Flat)
             .sample_size(10)
-            .measurement_time(Duration::from_secs(30))
             .throughput(Throughput::Elements(lines));
-        g.bench_function(
-            format!("parse {lines} lines ({} MB)", bytes / 1_000_000),
-            |b| {
-                b.iter(|| {
-                    let mut raw = RawData::default();
-                    load_interactions(&path, release, &opts, &mut raw).unwrap();
-                    assert_eq!(raw.interactions.len() as u64, lines);
-                    raw
-                })
-            },
-        );
-        if let Some(mib) = peak_rss_mib_and_reset() {
-            println!("amazon-{label}/parse: peak RSS {mib:.0} MiB");
-        }
-        let src = DatasetSource::parse("amazon-movies-tv", Some(dir.path().to_owned())).unwrap();
-        g.bench_function("prepare (parse + dedup + 5-core + split + checksum)", |b| {
-            b.iter(|| prepare(&src, &opts).unwrap())
-        });
-        if let Some(mib) = peak_rss_mib_and_reset() {
-            println!("amazon-{label}/prepare: peak RSS {mib:.0} MiB");
-        }
+        g.bench_function(format!("parse {lines} lines"), |b| b.iter(parse));
         g.finish();
         std::fs::remove_file(&path).unwrap();
     }

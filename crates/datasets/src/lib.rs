@@ -12,8 +12,8 @@
 //!
 //! Preprocessing (see [`prepare`]): every rating is an implicit interaction; repeated
 //! (user, item) pairs keep the earliest; iterative k-core; chronological leave-one-out where
-//! equal timestamps keep their order in the raw file; dense ids in order of first appearance
-//! in the raw files.
+//! equal timestamps keep their order in the raw file; dense user ids in order of first
+//! appearance in the raw files, item ids in order of first appearance along the users' sequences.
 
 pub mod cache;
 pub mod candidates;

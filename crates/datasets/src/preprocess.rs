@@ -74,16 +74,28 @@ pub fn k_core(inters: &mut Vec<Interaction>, n_users: usize, n_items: usize, k: 
 
 /// Chronological leave-one-out over interactions already sorted by user then time:
 /// the last item is the test item, the second-to-last the validation item, the rest train.
-/// Dense ids follow the order of first appearance in the raw files (the interned order).
+///
+/// Dense user ids follow the order of first appearance in the raw files. Dense item ids follow
+/// the order of first appearance when reading users in dense order, each chronologically; this
+/// depends only on the split itself, so writing it out (e.g. as RecBole files) and reading it
+/// back gives the same ids.
 pub fn leave_one_out(inters: &[Interaction], n_users: usize, n_items: usize) -> Split {
     let mut user_dense = vec![u32::MAX; n_users];
-    let mut item_dense = vec![u32::MAX; n_items];
     for x in inters {
         user_dense[x.user as usize] = 0;
-        item_dense[x.item as usize] = 0;
     }
     let users = assign_dense(&mut user_dense);
-    let items = assign_dense(&mut item_dense);
+    // Sorted by interned user, and dense user ids ascend with interned ids: this walk visits
+    // users in dense order.
+    let mut item_dense = vec![u32::MAX; n_items];
+    let mut items = Vec::new();
+    for x in inters {
+        let slot = &mut item_dense[x.item as usize];
+        if *slot == u32::MAX {
+            *slot = items.len() as u32;
+            items.push(x.item);
+        }
+    }
 
     let mut train = vec![Vec::new(); users.len()];
     let mut valid = vec![0; users.len()];
@@ -161,9 +173,9 @@ mod tests {
         let s = run(&mut r, 1);
         assert_eq!(s.duplicates_removed, 1);
         let names: Vec<&str> = s.items.iter().map(|&i| r.items.name(i)).collect();
-        // Dense ids in order of first appearance in the file.
-        assert_eq!(names, ["c", "a", "b", "d"]);
-        assert_eq!(s.train[0], [1, 0]); // a(1), c(5)
+        // Dense item ids in the user's chronological order.
+        assert_eq!(names, ["a", "c", "b", "d"]);
+        assert_eq!(s.train[0], [0, 1]); // a(1), c(5)
         assert_eq!(s.valid[0], 2); // b(5)
         assert_eq!(s.test[0], 3); // d(7)
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Bumped whenever preprocessing changes its output for the same input: part of every checksum,
 /// so caches and candidate files made by an older version are recognised as stale.
-pub const PREPROCESS_VERSION: u32 = 1;
+pub const PREPROCESS_VERSION: u32 = 2;
 
 /// Which raw layout to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,10 +210,9 @@ pub fn raw_files(source: &DatasetSource) -> Result<Vec<PathBuf>, DataError> {
         SourceKind::Ml100k => movielens::files_100k(dir),
         SourceKind::Ml1m => movielens::files_1m(dir),
         SourceKind::AmazonMoviesTv => amazon::files(dir),
-        _ => Err(DataError::UnknownDataset(format!(
-            "{} (loader not available yet)",
-            source.name
-        ))),
+        SourceKind::Yelp => yelp::files(dir),
+        SourceKind::Goodreads => goodreads::files(dir),
+        SourceKind::RecBole => recbole::files(dir, &source.name),
     }
 }
 
@@ -229,10 +228,9 @@ pub fn load_raw(
         SourceKind::Ml100k => movielens::load_100k(files, opts),
         SourceKind::Ml1m => movielens::load_1m(files, opts),
         SourceKind::AmazonMoviesTv => amazon::load(files, opts),
-        _ => Err(DataError::UnknownDataset(format!(
-            "{} (loader not available yet)",
-            source.name
-        ))),
+        SourceKind::Yelp => yelp::load(files, opts),
+        SourceKind::Goodreads => goodreads::load(files, opts),
+        SourceKind::RecBole => recbole::load(files, opts),
     }
 }
 

@@ -261,3 +261,141 @@ fn bad_options_and_names_are_rejected() {
         Err(DataError::UnknownDataset(_))
     ));
 }
+
+/// Each user's full chronological sequence by raw ids, independent of dense-id order.
+fn sequences(ds: &Dataset) -> std::collections::BTreeMap<String, Vec<String>> {
+    ds.user_ids
+        .iter()
+        .map(|u| {
+            (
+                u.clone(),
+                user_seq(ds, u).into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect()
+}
+
+fn expected(users: [&str; 4], items: [&str; 5]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let seq = |ix: &[usize]| ix.iter().map(|&i| items[i].to_owned()).collect();
+    [
+        (users[0].to_owned(), seq(&[0, 1, 2, 3])),
+        (users[1].to_owned(), seq(&[1, 2, 0, 4])),
+        (users[2].to_owned(), seq(&[3, 0, 1])),
+        (users[3].to_owned(), seq(&[4, 3, 2, 1])),
+    ]
+    .into()
+}
+
+#[test]
+fn every_format_gives_the_same_chronological_sequences() {
+    let o = opts(1, ItemTextStyle::Title);
+    let letters = expected(
+        ["A1", "A2", "A3", "A4"],
+        ["B001", "B002", "B003", "B004", "B005"],
+    );
+    let numbers = expected(["1", "2", "3", "4"], ["1", "2", "3", "4", "5"]);
+    let recbole = format!("recbole:{}", fixture("recbole/toy").display());
+    let cases: [(&str, &str, &_); 10] = [
+        ("amazon-movies-tv", "amazon-2014-ratings", &letters),
+        ("amazon-movies-tv", "amazon-2014", &letters),
+        ("amazon-movies-tv", "amazon-2018", &letters),
+        ("amazon-movies-tv", "amazon-2023", &letters),
+        ("yelp", "yelp", &letters),
+        ("goodreads", "goodreads", &letters),
+        ("goodreads", "goodreads-csv", &letters),
+        (&recbole, "recbole/toy", &letters),
+        ("ml-100k", "ml-100k", &numbers),
+        ("ml-1m", "ml-1m", &numbers),
+    ];
+    for (name, dir, want) in cases {
+        let ds = load(name, dir, &o).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert_eq!(&sequences(&ds), want, "{dir}");
+    }
+}
+
+#[test]
+fn rich_item_text_per_source() {
+    let o = opts(1, ItemTextStyle::Rich);
+    let recbole = format!("recbole:{}", fixture("recbole/toy").display());
+    let cases = [
+        (
+            "yelp",
+            "yelp",
+            "B001",
+            "Luna; Phoenix; Mexican, Restaurants",
+        ),
+        ("yelp", "yelp", "B003", "Dr. Smith, DDS; Toronto"),
+        (
+            "goodreads",
+            "goodreads",
+            "B001",
+            "The Hobbit; Houghton Mifflin; fantasy, classics, fiction",
+        ),
+        ("goodreads", "goodreads-csv", "B003", "Emma"),
+        (
+            &recbole,
+            "recbole/toy",
+            "B001",
+            "What Women Want; Comedy Romance",
+        ),
+        (
+            "ml-100k",
+            "ml-100k",
+            "1",
+            "Toy Story (1995); Animation, Children's, Comedy",
+        ),
+        (
+            "ml-100k",
+            "ml-100k",
+            "3",
+            "Cité des enfants perdus, La (1995); Drama, Sci-Fi",
+        ),
+        ("ml-100k", "ml-100k", "5", "Untitled item 5"),
+        (
+            "ml-1m",
+            "ml-1m",
+            "3",
+            "Cité des enfants perdus, La (1995); Adventure, Sci-Fi",
+        ),
+    ];
+    for (name, dir, raw, want) in cases {
+        let ds = load(name, dir, &o).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert_eq!(ds.item_text[item(&ds, raw)], want, "{dir} {raw}");
+    }
+}
+
+#[test]
+fn recbole_round_trip_of_the_bundled_default() {
+    let ds = agp_datasets::bundled_default().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(&ds.name);
+    let written = agp_datasets::formats::recbole::write_recbole(&ds, &dir).unwrap();
+    assert_eq!(written.len(), 5);
+    let src = DatasetSource::parse(&format!("recbole:{}", dir.display()), None).unwrap();
+    // k = 0: the split is already 5-core; filtering again must not change it.
+    let back = prepare(&src, &opts(0, ItemTextStyle::Title)).unwrap();
+    let test_file = std::fs::read_to_string(dir.join("ml-latest-small.test.inter")).unwrap();
+    assert_eq!(test_file.lines().count(), 1 + ds.n_users());
+    assert_eq!(back.user_ids, ds.user_ids);
+    assert_eq!(back.item_ids, ds.item_ids);
+    assert_eq!(back.item_text, ds.item_text);
+    assert_eq!(
+        (back.train, back.valid, back.test),
+        (ds.train, ds.valid, ds.test)
+    );
+}
+
+#[test]
+fn yelp_bad_date_names_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("review.json"),
+        "{\"user_id\":\"u\",\"business_id\":\"b\",\"stars\":5.0,\"date\":\"yesterday\"}\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("business.json"), "").unwrap();
+    let src = DatasetSource::parse("yelp", Some(tmp.path().to_owned())).unwrap();
+    let e = prepare(&src, &opts(1, ItemTextStyle::Title)).unwrap_err();
+    assert!(matches!(e, DataError::Parse { line: 1, .. }), "{e}");
+    assert!(e.to_string().contains("date"), "{e}");
+}
