@@ -23,7 +23,8 @@ pub enum ModelCmd {
         /// Any GGUF file instead of a pinned model.
         #[arg(long)]
         model_path: Option<PathBuf>,
-        #[arg(long, default_value_t = 2)]
+        /// CPU threads; more than one only helps on a quiet machine.
+        #[arg(long, default_value_t = 1)]
         threads: usize,
         #[arg(long, default_value_t = 64)]
         max_tokens: u32,

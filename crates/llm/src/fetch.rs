@@ -106,7 +106,14 @@ pub fn pinned(name: &str) -> Result<&'static PinnedModel, LlmError> {
 pub fn models_dir() -> PathBuf {
     match std::env::var_os("AGP_MODELS_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.models"),
+        _ => {
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            crate_dir
+                .ancestors()
+                .nth(2)
+                .unwrap_or(crate_dir)
+                .join(".models")
+        }
     }
 }
 

@@ -29,7 +29,7 @@ fn config(path: PathBuf) -> LocalConfig {
     let mut c = LocalConfig::new(path);
     c.name = "smollm2-135m".into();
     c.file_sha256 = Some(fetch::pinned("smollm2-135m").unwrap().sha256.into());
-    c.threads = 2;
+    c.threads = 1;
     c.n_ctx = 2048;
     c
 }
@@ -161,7 +161,7 @@ async fn recorded_local_calls_replay_identically() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
         text.contains(fetch::pinned("smollm2-135m").unwrap().sha256)
-            && text.contains("\"threads\":2")
+            && text.contains("\"threads\":1")
     );
     let replay = Recorder::replay_only(m.info(), Arc::new(Store::open(&path).unwrap()));
     assert_eq!(replay.chat(&chat_req(16)).await.unwrap(), c);
