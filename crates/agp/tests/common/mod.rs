@@ -97,7 +97,8 @@ pub struct FakeModel {
     pub calls: AtomicUsize,
     /// Fail every call after this many (simulates a killed run).
     pub fail_after: Option<usize>,
-    pub seen_stages: Mutex<Vec<String>>,
+    /// Every chat prompt received, with its stage.
+    pub prompts: Mutex<Vec<(Option<agp_llm::Stage>, String)>>,
 }
 
 impl FakeModel {
@@ -185,10 +186,10 @@ impl ChatModel for FakeModel {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.tick()?;
         let prompt = &req.messages.last().expect("a user message").content;
-        self.seen_stages
+        self.prompts
             .lock()
             .unwrap()
-            .push(format!("{:?}", req.stage));
+            .push((req.stage, prompt.clone()));
         tokio::time::sleep(delay(prompt)).await;
         let content = answer(prompt);
         Ok(ChatResponse {
