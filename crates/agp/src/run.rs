@@ -261,6 +261,9 @@ struct Checkpoint {
     version: u32,
     label: String,
     config: serde_json::Value,
+    /// What else fixes the run's results: model, sampling, seed, candidate file. A checkpoint
+    /// is only resumed when all of it matches.
+    inputs: serde_json::Value,
     /// The epoch in progress (1-based); `n_epochs + 1` once finished.
     epoch: usize,
     /// Training batches of `epoch` already done.
@@ -401,6 +404,18 @@ pub async fn run_reranker(
         version: CHECKPOINT_VERSION,
         label: label.to_string(),
         config: config.clone(),
+        inputs: serde_json::json!({
+            "model": model.info(),
+            "sampling": opts.sampling,
+            "seed": opts.seed,
+            "dataset_checksum": cands.dataset_checksum,
+            "backbone": cands.model,
+            "backbone_seed": cands.seed,
+            "k": cands.k,
+            "test_users": cands.test_users,
+            "train_users": cands.train_users,
+            "valid_users": cands.valid_users,
+        }),
         epoch: 1,
         batches_done: 0,
         epoch_train: Vec::new(),
@@ -415,11 +430,20 @@ pub async fn run_reranker(
     if let Some(path) = &ck_path
         && let Some(old) = load_checkpoint(path)?
     {
-        if old.version != CHECKPOINT_VERSION || old.label != ck.label || old.config != ck.config {
+        let differs = if old.version != CHECKPOINT_VERSION {
+            Some("checkpoint format version")
+        } else if old.label != ck.label || old.config != ck.config {
+            Some("method config")
+        } else if old.inputs != ck.inputs {
+            Some("model, sampling, seed or candidate file")
+        } else {
+            None
+        };
+        if let Some(what) = differs {
             return Err(AgpError::Checkpoint {
                 path: path.clone(),
                 message: format!(
-                    "holds a run of {} with a different config or version; use another log_dir or remove it",
+                    "holds a run of {} with a different {what}; use another log_dir or remove it",
                     old.label
                 ),
             });

@@ -118,7 +118,25 @@ async fn checkpoint_of_another_config_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("checkpoint.json") && e.contains("different config"),
+        e.contains("checkpoint.json") && e.contains("different method config"),
+        "{e}"
+    );
+    let reseeded = RunOptions {
+        seed: 1,
+        ..opts.clone()
+    };
+    let e = run_method(
+        &cfg(),
+        &ds,
+        &cands,
+        Arc::new(FakeModel::default()),
+        &reseeded,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("different model, sampling, seed or candidate file"),
         "{e}"
     );
 }
