@@ -128,6 +128,18 @@ pub struct MethodRun {
     pub final_prompt: Option<String>,
 }
 
+impl MethodRun {
+    /// The reported epoch chosen by `selection` (`None` for `BestValid` without validation
+    /// users).
+    pub fn selected(&self, selection: Selection) -> Option<&SelectedEpoch> {
+        match selection {
+            Selection::Last => Some(&self.last),
+            Selection::BestTest => Some(&self.best_test),
+            Selection::BestValid => self.best_valid.as_ref(),
+        }
+    }
+}
+
 /// Build the method a config describes.
 pub fn build_reranker(cfg: &MethodConfig, cands: &CandidateFile) -> Box<dyn Reranker> {
     match cfg {
@@ -388,6 +400,7 @@ pub async fn run_reranker(
         .iter()
         .map(|&u| user_case(ds, cands, u))
         .collect();
+    let eval_cases: Vec<UserCase> = test_cases.iter().chain(&valid_cases).cloned().collect();
     let batch_size = r.batch_size().max(1);
     let batches: Vec<&[UserCase]> = if n_epochs > 0 {
         train_cases.chunks(batch_size).collect()
@@ -510,8 +523,9 @@ pub async fn run_reranker(
             test_cases.len() + valid_cases.len(),
             format!("{label} evaluate epoch {epoch}/{eval_epochs}"),
         );
-        let test = evaluate(r, &test_cases, &env, &pb).await?;
-        let valid = evaluate(r, &valid_cases, &env, &pb).await?;
+        // Test and validation users share one queue so the concurrency limit stays busy.
+        let mut test = evaluate(r, &eval_cases, &env, &pb).await?;
+        let valid = test.split_off(test_cases.len());
         pb.finish_and_clear();
         count(&mut ck.parse_counts, &test);
         count(&mut ck.parse_counts, &valid);
