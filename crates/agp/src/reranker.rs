@@ -181,3 +181,49 @@ pub async fn join_ordered<R>(
         .try_collect()
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("item {i}")).collect()
+    }
+
+    #[test]
+    fn shown_history_takes_the_last_items() {
+        assert_eq!(
+            shown_history(&hist(7), 3, 0.0, 0, 1),
+            ["item 4", "item 5", "item 6"]
+        );
+        assert_eq!(shown_history(&hist(2), 5, 0.0, 0, 1), ["item 0", "item 1"]);
+        assert!(shown_history(&[], 5, 0.5, 0, 1).is_empty());
+    }
+
+    #[test]
+    fn mask_is_seeded_per_user() {
+        let a = shown_history(&hist(10), 10, 0.3, 9, 4);
+        assert_eq!(a.iter().filter(|s| *s == "[MASK]").count(), 3);
+        assert_eq!(a, shown_history(&hist(10), 10, 0.3, 9, 4));
+        let others: Vec<_> = (0..20)
+            .map(|u| shown_history(&hist(10), 10, 0.3, 9, u))
+            .collect();
+        assert!(
+            others.iter().any(|o| *o != a),
+            "different users get different masks"
+        );
+    }
+
+    #[test]
+    fn begin_and_end_steps() {
+        let at = |step, total_steps| TrainStep {
+            epoch: 1,
+            batch: 0,
+            step,
+            total_steps,
+        };
+        assert!(at(0, 100).is_begin() && at(9, 100).is_begin() && !at(10, 100).is_begin());
+        assert!(at(90, 100).is_end() && !at(89, 100).is_end());
+        assert!(at(0, 3).is_begin() && at(2, 3).is_end() && !at(1, 3).is_end());
+    }
+}

@@ -524,3 +524,36 @@ impl Reranker for PromptOptimizer {
         Some(self.prompt.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reranked_list_completes_partial_orders_in_backbone_order() {
+        let c: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        assert_eq!(reranked_list(&c, &[2, 0]), "<2: c>\n<0: a>\n<1: b>\n<3: d>");
+        assert_eq!(reranked_list(&c, &[]), "<0: a>\n<1: b>\n<2: c>\n<3: d>");
+    }
+
+    #[test]
+    fn initial_prompts_by_route() {
+        let cfg = AgpConfig::default();
+        assert_eq!(
+            PromptOptimizer::new(Route::ProfileListwise, cfg.clone(), 1).prompt(),
+            ""
+        );
+        assert_eq!(
+            PromptOptimizer::new(Route::DirectRerank, cfg.clone(), 1).prompt(),
+            prompts::INITIAL_RERANK_PROMPT
+        );
+        let given = AgpConfig {
+            initial_prompt: Some("p".into()),
+            ..cfg
+        };
+        assert_eq!(
+            PromptOptimizer::new(Route::ProfilePointwise, given, 1).prompt(),
+            "p"
+        );
+    }
+}
