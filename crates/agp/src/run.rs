@@ -235,19 +235,22 @@ pub fn check_inputs(ds: &Dataset, cands: &CandidateFile) -> Result<(), AgpError>
     Ok(())
 }
 
-fn user_case(ds: &Dataset, cands: &CandidateFile, u: u32) -> UserCase {
+fn user_case(ds: &Dataset, cands: &CandidateFile, u: u32) -> Result<UserCase, AgpError> {
     let text = |i: u32| ds.item_text[i as usize].clone();
     let list = &cands.lists[u as usize];
-    UserCase {
+    let gt_index = cands
+        .target_position(u, ds.test[u as usize])
+        .ok_or_else(|| {
+            AgpError::Data(format!("user {u}: test item is not in the candidate list"))
+        })?;
+    Ok(UserCase {
         input: RerankInput {
             user: u,
             history: ds.history_before_test(u).into_iter().map(text).collect(),
             candidates: list.items.iter().map(|&i| text(i)).collect(),
         },
-        gt_index: cands
-            .target_position(u, ds.test[u as usize])
-            .unwrap_or(usize::MAX),
-    }
+        gt_index,
+    })
 }
 
 #[derive(Serialize)]
@@ -389,17 +392,17 @@ pub async fn run_reranker(
     let train_cases: Vec<UserCase> = cands.train_users[..n_train]
         .iter()
         .map(|&u| user_case(ds, cands, u))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let test_cases: Vec<UserCase> = cands
         .test_users
         .iter()
         .map(|&u| user_case(ds, cands, u))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let valid_cases: Vec<UserCase> = cands
         .valid_users
         .iter()
         .map(|&u| user_case(ds, cands, u))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let eval_cases: Vec<UserCase> = test_cases.iter().chain(&valid_cases).cloned().collect();
     let batch_size = r.batch_size().max(1);
     let batches: Vec<&[UserCase]> = if n_epochs > 0 {
