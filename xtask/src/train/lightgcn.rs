@@ -171,6 +171,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "best_epoch": report.best_epoch,
         "stopped_early": report.stopped_early,
         "seconds_per_epoch": report.seconds_per_epoch(),
+        "final_loss": report.epochs.last().map(|e| e.loss),
         format!("test_hits@{}", a.k): hits,
         "best_valid": report.best_valid(),
     });

@@ -357,20 +357,17 @@ impl<'a> Trainer<'a> {
                 } else {
                     f.fill(0.0);
                 }
-                // (E⁰ + E¹ + … + E^K)/(K+1), summed in layer order.
-                let mut sum: Vec<f32> = ego[r * d..(r + 1) * d].to_vec();
-                for l in layers {
-                    for (s, x) in sum.iter_mut().zip(&l[r * d..(r + 1) * d]) {
-                        *s += x;
+                // (E⁰ + E¹ + … + E^K)/(K+1), summed in layer order as in `propagate`, so the
+                // training forward and the scoring embeddings agree bit for bit.
+                for j in 0..d {
+                    let mut sum = ego[r * d + j];
+                    for l in layers {
+                        sum += l[r * d + j];
                     }
-                }
-                if k_layers > 0 {
-                    for (s, x) in sum.iter_mut().zip(f.iter()) {
-                        *s += x;
+                    if k_layers > 0 {
+                        sum += f[j];
                     }
-                }
-                for (o, s) in f.iter_mut().zip(&sum) {
-                    *o = s * scale;
+                    f[j] = sum * scale;
                 }
             });
 

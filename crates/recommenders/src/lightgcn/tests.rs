@@ -263,3 +263,25 @@ fn config_errors_name_the_field_and_range() {
         Err(LightGcnError::Config(_))
     ));
 }
+
+#[test]
+fn training_forward_equals_scoring_embeddings() {
+    let ds = synthetic::clustered(40, 30, 2, 5, 4);
+    let adj = NormAdj::from_dataset(&ds);
+    let cfg = LightGcnConfig {
+        dim: 16,
+        ..LightGcnConfig::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let ego = normal_init(&mut rng, adj.n_nodes() * cfg.dim, cfg.init_std);
+    let mut tr = Trainer::new(&adj, cfg.clone(), ego.clone());
+    tr.loss_and_grad(&[(0, 1, 2), (5, 7, 3)]);
+    let model = LightGcn::from_ego(cfg, &adj, ego);
+    for (slot, &r) in tr.batch_rows.iter().enumerate() {
+        let r = r as usize;
+        assert_eq!(
+            tr.batch_final[slot * 16..(slot + 1) * 16],
+            model.propagated_embeddings()[r * 16..(r + 1) * 16]
+        );
+    }
+}
