@@ -146,11 +146,12 @@ impl HttpConfig {
     }
 }
 
-/// Sliding one-minute window over requests and (estimated) tokens.
+/// Sliding one-minute window over requests and (estimated) tokens. Uses tokio's clock so
+/// tests can run it on paused time.
 struct RateLimiter {
     rpm: Option<u32>,
     tpm: Option<u32>,
-    window: Mutex<VecDeque<(Instant, u64)>>,
+    window: Mutex<VecDeque<(tokio::time::Instant, u64)>>,
 }
 
 impl RateLimiter {
@@ -161,7 +162,7 @@ impl RateLimiter {
         let minute = Duration::from_secs(60);
         loop {
             let mut w = self.window.lock().await;
-            let now = Instant::now();
+            let now = tokio::time::Instant::now();
             while w
                 .front()
                 .is_some_and(|(t, _)| now.duration_since(*t) >= minute)
@@ -712,6 +713,31 @@ impl ChatModel for OpenAiClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_holds_requests_and_tokens_to_the_minute_window() {
+        let l = RateLimiter {
+            rpm: Some(2),
+            tpm: Some(1000),
+            window: Mutex::new(VecDeque::new()),
+        };
+        let t0 = tokio::time::Instant::now();
+        l.acquire(100).await;
+        l.acquire(100).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        l.acquire(100).await; // third request in a minute: waits for the first to age out
+        assert!(t0.elapsed() >= Duration::from_secs(60));
+        let l = RateLimiter {
+            rpm: None,
+            tpm: Some(1000),
+            window: Mutex::new(VecDeque::new()),
+        };
+        let t1 = tokio::time::Instant::now();
+        l.acquire(600).await;
+        l.acquire(600).await; // 1200 tokens > 1000 per minute
+        assert!(t1.elapsed() >= Duration::from_secs(60));
+        l.acquire(5000).await; // alone in its window, an oversized request still runs
+    }
 
     #[test]
     fn o_series_detection() {
