@@ -93,8 +93,9 @@ pub struct BatchOutcome {
 /// A reranking method. Implement [`Reranker::rerank`]; a method that learns overrides
 /// [`Reranker::epochs`], [`Reranker::train_batch`] and, to survive a restart, the state pair.
 ///
-/// The driver ([`crate::run_reranker`]) evaluates test and validation users after every epoch
-/// (once if `epochs() == 0`), computes the metrics, checkpoints and logs.
+/// The driver ([`crate::run_reranker`]) evaluates the test users after every epoch (once if
+/// `epochs() == 0`) and the validation users too when there are several epochs to choose
+/// from; it computes the metrics, checkpoints and logs.
 #[async_trait]
 pub trait Reranker: Send + Sync {
     /// Epochs of training; 0 means no training.

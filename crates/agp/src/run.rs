@@ -1,6 +1,7 @@
 //! The driver: builds user cases from a dataset and a candidate file, trains a [`Reranker`]
-//! epoch by epoch with a checkpoint after every batch, evaluates test and validation users
-//! after every epoch, and assembles a [`MethodRun`].
+//! epoch by epoch with a checkpoint after every batch, evaluates test users (and, when there
+//! are several epochs to choose from, validation users) after every epoch, and assembles a
+//! [`MethodRun`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,11 +99,14 @@ pub struct MethodRun {
     pub k: usize,
     pub n_train_users: usize,
     pub n_test_users: usize,
+    /// Validation users evaluated after every epoch (0 for single-epoch methods).
     pub n_valid_users: usize,
     pub epochs: Vec<EpochMetrics>,
     pub last: SelectedEpoch,
     pub best_test: SelectedEpoch,
-    /// `None` when the candidate file has no validation users.
+    /// The epoch chosen on the validation users. With a single epoch it is that epoch (and
+    /// validation users are not evaluated); `None` when several epochs ran but the candidate
+    /// file has no validation users.
     pub best_valid: Option<SelectedEpoch>,
     /// Calls and tokens per stage. Training calls are `profile`, `rerank`, `feedback`,
     /// `summarize`, `edit` and `verify` (the re-evaluation of an edit); every evaluation call of
@@ -366,7 +370,7 @@ fn count(parse: &mut BTreeMap<ParseOutcome, u64>, results: &[UserResult]) {
 }
 
 /// Run any [`Reranker`] under the protocol: training users in batches (same batches every
-/// epoch), test and validation users evaluated after every epoch.
+/// epoch), test users (and validation users, with several epochs) evaluated after every epoch.
 pub async fn run_reranker(
     r: &mut dyn Reranker,
     label: &str,
@@ -388,7 +392,6 @@ pub async fn run_reranker(
             n_train,
         ));
     }
-    let n_epochs = r.epochs();
     let train_cases: Vec<UserCase> = cands.train_users[..n_train]
         .iter()
         .map(|&u| user_case(ds, cands, u))
@@ -398,11 +401,18 @@ pub async fn run_reranker(
         .iter()
         .map(|&u| user_case(ds, cands, u))
         .collect::<Result<_, _>>()?;
-    let valid_cases: Vec<UserCase> = cands
-        .valid_users
-        .iter()
-        .map(|&u| user_case(ds, cands, u))
-        .collect::<Result<_, _>>()?;
+    let n_epochs = r.epochs();
+    // Validation users exist to choose an epoch; with a single epoch there is nothing to
+    // choose, so they are not paid for.
+    let valid_cases: Vec<UserCase> = if n_epochs > 1 {
+        cands
+            .valid_users
+            .iter()
+            .map(|&u| user_case(ds, cands, u))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
     let eval_cases: Vec<UserCase> = test_cases.iter().chain(&valid_cases).cloned().collect();
     let batch_size = r.batch_size().max(1);
     let batches: Vec<&[UserCase]> = if n_epochs > 0 {
@@ -580,12 +590,16 @@ pub async fn run_reranker(
     };
     let last = select(Selection::Last, ck.done.len() - 1);
     let best_test = select(Selection::BestTest, argmax(&|e| e.metrics.test.ndcg10));
-    let best_valid = (!valid_cases.is_empty()).then(|| {
-        select(
-            Selection::BestValid,
-            argmax(&|e| e.metrics.valid.as_ref().map_or(0.0, |v| v.ndcg10)),
-        )
-    });
+    let best_valid = if ck.done.len() == 1 {
+        Some(select(Selection::BestValid, 0))
+    } else {
+        (!valid_cases.is_empty()).then(|| {
+            select(
+                Selection::BestValid,
+                argmax(&|e| e.metrics.valid.as_ref().map_or(0.0, |v| v.ndcg10)),
+            )
+        })
+    };
     let calls = llm.ledger.snapshot();
     Ok(MethodRun {
         label: label.to_string(),
