@@ -77,7 +77,9 @@ type Lines = Arc<Mutex<Vec<String>>>;
 fn client(base: &str, model: &str) -> (OpenAiClient, Lines) {
     let mut cfg = HttpConfig::generic(&format!("{base}/v1"), model);
     cfg.api_key = Some(ApiKey::new(KEY));
-    cfg.timeout = Duration::from_millis(400);
+    // Generous next to normal answers (milliseconds) even on a loaded machine, short next to
+    // the 10 s the timeout fault holds its answer back.
+    cfg.timeout = Duration::from_millis(1500);
     cfg.max_retries = 4;
     cfg.backoff_base = Duration::from_millis(5);
     cfg.backoff_max = Duration::from_millis(40);
@@ -140,7 +142,7 @@ async fn each_transient_fault_is_retried_to_success() {
             "timeout",
             ResponseTemplate::new(200)
                 .set_body_json(completion("late", "stop"))
-                .set_delay(Duration::from_secs(3)),
+                .set_delay(Duration::from_secs(10)),
         ),
         (
             "malformed JSON",
@@ -344,7 +346,7 @@ async fn injected_transient_faults_do_not_change_results() {
         ResponseTemplate::new(200).set_body_json(completion("", "stop")),
         ResponseTemplate::new(200)
             .set_body_json(completion("slow", "stop"))
-            .set_delay(Duration::from_secs(3)),
+            .set_delay(Duration::from_secs(10)),
     ];
     let noisy = server_with(Faulty {
         fails: 2,
