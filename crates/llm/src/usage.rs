@@ -98,6 +98,42 @@ impl UsageLedger {
         out
     }
 
+    /// A Markdown table of the totals by stage plus an overall row, for reports.
+    pub fn markdown(&self, prices: &PriceTable) -> String {
+        let mut out = String::from(
+            "| stage | calls | replayed | prompt tokens | completion tokens | retries | latency s | est. cost USD | spent USD |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let row = |name: &str, t: &StageTotals| {
+            format!(
+                "| {name} | {} | {} | {} | {} | {} | {:.1} | {:.4} | {:.4} |\n",
+                t.calls,
+                t.replayed_calls,
+                t.prompt_tokens,
+                t.completion_tokens,
+                t.retries,
+                t.latency_ms as f64 / 1000.0,
+                t.est_cost_usd,
+                t.spent_usd
+            )
+        };
+        for (stage, t) in self.totals_by_stage(prices) {
+            let name = serde_json::to_value(stage)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            out.push_str(&row(&name.unwrap_or_default(), &t));
+        }
+        let all = self.total(prices);
+        out.push_str(&row("**total**", &all));
+        if all.unpriced_calls > 0 {
+            out.push_str(&format!(
+                "\n{} calls used a model with no price (counted as free).\n",
+                all.unpriced_calls
+            ));
+        }
+        out
+    }
+
     pub fn total(&self, prices: &PriceTable) -> StageTotals {
         let mut t = StageTotals::default();
         for c in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -216,5 +252,32 @@ mod tests {
         assert_eq!(all.calls, 3);
         assert_eq!(all.retries, 3);
         assert_eq!(all.prompt_tokens, 1_000_005);
+        let md = l.markdown(&PriceTable::builtin());
+        assert!(
+            md.contains("| rerank | 2 | 1 | 1000000 | 1000000 | 2 | 0.0 | 12.5000 | 2.5000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **total** | 3 |") && md.contains("1 calls used a model with no price"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn price_table_reads_json_and_names_the_problem() {
+        let t = PriceTable::from_json(
+            r#"{"my-model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}"#,
+        )
+        .unwrap();
+        let u = Usage {
+            prompt_tokens: 500_000,
+            completion_tokens: 250_000,
+            ..Default::default()
+        };
+        assert_eq!(t.cost_usd("my-model", &u), Some(1.0));
+        let e = PriceTable::from_json(r#"{"m": {"input_per_mtok": "cheap"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("price table:"), "{e}");
     }
 }
