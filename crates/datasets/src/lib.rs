@@ -18,12 +18,15 @@
 pub mod cache;
 pub mod candidates;
 mod error;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 pub mod formats;
 pub mod io;
 pub mod preprocess;
 pub mod raw;
 mod source;
 pub mod stats;
+pub mod zip;
 
 pub use cache::{Cache, CacheOutcome, prepare_cached};
 pub use error::DataError;
