@@ -25,6 +25,31 @@ pub enum DataCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Download the official raw files (resumable, sha256-checked) into .cache/raw/<dataset>.
+    Fetch {
+        /// ml-latest-small, ml-100k, ml-1m, amazon-movies-tv, goodreads (yelp needs a browser).
+        dataset: String,
+        /// Amazon release (2014, 2014-ratings, 2018, 2018-5core, 2023) or Goodreads genre.
+        #[arg(long)]
+        variant: Option<String>,
+        /// Destination directory [default: .cache/raw/<dataset>].
+        #[arg(long)]
+        dest: Option<PathBuf>,
+        /// Replace the scheme and host of every URL (a mirror; keeps the paths).
+        #[arg(long)]
+        mirror: Option<String>,
+        /// Pin a file's sha256: FILE=HEX (repeatable).
+        #[arg(long, value_parser = parse_pin)]
+        sha256: Vec<(String, String)>,
+    },
+}
+
+fn parse_pin(s: &str) -> Result<(String, String), String> {
+    let (f, h) = s.split_once('=').ok_or("expected FILE=HEX")?;
+    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{h}` is not a 64-digit hex sha256"));
+    }
+    Ok((f.to_owned(), h.to_ascii_lowercase()))
 }
 
 #[derive(clap::Args)]
@@ -105,6 +130,39 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
                     &out.join("recbole").join(&ds.name),
                 )?;
                 eprintln!("wrote {}", out.display());
+            }
+            Ok(())
+        }
+        DataCmd::Fetch {
+            dataset,
+            variant,
+            dest,
+            mirror,
+            sha256,
+        } => {
+            use agp_datasets::fetch::{Bar, fetch_files_blocking, manifest, with_mirror};
+            let source = DatasetSource::parse(&dataset, None)?;
+            let mut files = manifest(&source.kind, variant.as_deref())?;
+            if let Some(m) = mirror {
+                files = with_mirror(files, &m);
+            }
+            for (file, hash) in sha256 {
+                let f = files
+                    .iter_mut()
+                    .find(|f| f.file == file)
+                    .with_context(|| format!("--sha256 {file}: not one of this dataset's files"))?;
+                f.sha256 = Some(hash);
+            }
+            // Never the bundled fixture directory, even for ml-latest-small: the committed copy
+            // is a specific release and must not be overwritten by whatever GroupLens serves now.
+            let dest = dest.unwrap_or_else(|| {
+                agp_datasets::workspace_root()
+                    .join(".cache/raw")
+                    .join(&source.name)
+            });
+            let got = fetch_files_blocking(&files, &dest, &mut Bar::default())?;
+            for p in got {
+                eprintln!("ok {}", p.display());
             }
             Ok(())
         }

@@ -260,6 +260,19 @@ pub async fn fetch_files(
     Ok(out)
 }
 
+/// An error with its causes ("error sending request: dns error: ..."), since reqwest's own
+/// message omits the part a user needs.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
 fn client() -> Result<reqwest::Client, DataError> {
     // reqwest is built without a bundled TLS provider; ring is the workspace's choice.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -283,7 +296,7 @@ async fn download(
     let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     let net = |e: reqwest::Error| DataError::Network {
         url: f.url.clone(),
-        msg: e.to_string(),
+        msg: chain(&e),
     };
     let mut req = client.get(&f.url);
     if have > 0 {
@@ -347,4 +360,39 @@ pub fn fetch_files_blocking(
         .build()
         .map_err(|e| DataError::io(dest, e))?;
     rt.block_on(fetch_files(files, dest, progress))
+}
+
+/// A terminal progress bar per file (bytes, rate, ETA).
+#[derive(Default)]
+pub struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress for Bar {
+    fn start(&mut self, file: &str, total: Option<u64>, already: u64) {
+        let bar = match total {
+            Some(t) => indicatif::ProgressBar::new(t),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(file.to_owned());
+        bar.set_position(already);
+        self.bar = Some(bar);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
 }

@@ -59,7 +59,9 @@ pub struct DatasetSource {
 
 /// The workspace root, found from this crate's manifest so it works from any current directory.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // crates/datasets → the workspace root, without `..` so paths in messages read cleanly.
+    manifest.ancestors().nth(2).unwrap_or(manifest).to_owned()
 }
 
 impl DatasetSource {

@@ -23,7 +23,13 @@ pub(crate) fn find_file(dir: &Path, names: &[&str], dataset: &str) -> Result<Pat
     Err(DataError::MissingRawFiles {
         dir: dir.to_owned(),
         expected: names.join(" or "),
-        hint: format!("run `cargo xtask data fetch {dataset}` or pass --raw DIR"),
+        hint: if dataset == "yelp" {
+            "download the Yelp Open Dataset (its terms must be accepted in a browser), extract it \
+             and pass --raw DIR"
+                .to_owned()
+        } else {
+            format!("run `cargo xtask data fetch {dataset}` or pass --raw DIR")
+        },
     })
 }
 
