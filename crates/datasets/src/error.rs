@@ -34,6 +34,12 @@ pub enum DataError {
         line: u64,
         field: String,
     },
+    #[error("{path}: all {count} rows were skipped ({reason}); nothing left to prepare")]
+    AllSkipped {
+        path: PathBuf,
+        reason: String,
+        count: u64,
+    },
     #[error("{path}: file is empty (no records)")]
     Empty { path: PathBuf },
     #[error(

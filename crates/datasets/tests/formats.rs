@@ -399,3 +399,16 @@ fn yelp_bad_date_names_the_field() {
     assert!(matches!(e, DataError::Parse { line: 1, .. }), "{e}");
     assert!(e.to_string().contains("date"), "{e}");
 }
+
+#[test]
+fn a_threshold_that_drops_everything_says_so() {
+    let o = PrepareOptions {
+        min_rating: Some(6.0),
+        ..opts(1, ItemTextStyle::Title)
+    };
+    let e = load("amazon-movies-tv", "amazon-2018", &o).unwrap_err();
+    assert!(
+        matches!(&e, DataError::AllSkipped { count: 16, reason, .. } if reason == "below_min_rating"),
+        "{e}"
+    );
+}

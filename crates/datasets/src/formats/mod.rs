@@ -51,6 +51,13 @@ pub(crate) fn parse_num<T: FromStr>(
 /// A file that yields no interactions is an error, never an empty dataset.
 pub(crate) fn require_nonempty(raw: &RawData, path: &Path) -> Result<(), DataError> {
     if raw.interactions.is_empty() {
+        if let Some((reason, &count)) = raw.skipped.iter().next() {
+            return Err(DataError::AllSkipped {
+                path: path.to_owned(),
+                reason: reason.clone(),
+                count,
+            });
+        }
         Err(DataError::Empty {
             path: path.to_owned(),
         })
