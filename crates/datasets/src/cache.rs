@@ -309,6 +309,34 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_raw_file_is_prepared_again() {
+        let raw = tempfile::tempdir().unwrap();
+        let fixtures = crate::workspace_root().join("fixtures/datasets/amazon-2018");
+        for f in ["Movies_and_TV.json", "meta_Movies_and_TV.json.gz"] {
+            std::fs::copy(fixtures.join(f), raw.path().join(f)).unwrap();
+        }
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(cache_dir.path());
+        let src = DatasetSource::parse("amazon-movies-tv", Some(raw.path().to_owned())).unwrap();
+        let opts = PrepareOptions {
+            k_core: 1,
+            ..Default::default()
+        };
+        let (a, _, _) = prepare_cached(&src, &opts, &cache).unwrap();
+        // Same length, different bytes: swap two ratings digits in place.
+        let p = raw.path().join("Movies_and_TV.json");
+        let text = std::fs::read_to_string(&p).unwrap().replacen(
+            "\"overall\": 5.0",
+            "\"overall\": 4.0",
+            1,
+        );
+        std::fs::write(&p, text).unwrap();
+        let (b, _, outcome) = prepare_cached(&src, &opts, &cache).unwrap();
+        assert_eq!(outcome, CacheOutcome::Miss);
+        assert_ne!(a.checksum, b.checksum);
+    }
+
+    #[test]
     fn corrupt_entry_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
