@@ -10,10 +10,19 @@ use std::hash::BuildHasher;
 /// millions of distinct users this is what keeps parsing fast and memory small.
 #[derive(Default)]
 pub struct Interner {
-    table: HashTable<u32>,
+    /// Each entry carries its name's position in the arena, so a lookup touches the table and
+    /// the arena only: with millions of ids every extra indirection is a cache miss.
+    table: HashTable<Slot>,
     arena: String,
     /// End offset of each name in `arena`; name `i` spans `ends[i-1]..ends[i]`.
     ends: Vec<usize>,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    start: usize,
+    len: u32,
+    id: u32,
 }
 
 impl std::fmt::Debug for Interner {
@@ -24,8 +33,16 @@ impl std::fmt::Debug for Interner {
     }
 }
 
+/// Fx is fast but its high bits are weak on ids that share long prefixes (`A0000000027CB`),
+/// and hashbrown probes with the top 7 bits: without the murmur3 finaliser below, interning
+/// 10 M Amazon-style ids spent half its time on false matches.
 fn hash(s: &str) -> u64 {
-    FxBuildHasher.hash_one(s)
+    let mut h = FxBuildHasher.hash_one(s);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 impl Interner {
@@ -37,21 +54,30 @@ impl Interner {
 
     pub fn intern(&mut self, s: &str) -> u32 {
         let h = hash(s);
-        let (arena, ends) = (&self.arena, &self.ends);
-        if let Some(&id) = self.table.find(h, |&id| &arena[Self::span(ends, id)] == s) {
-            return id;
+        let arena = &self.arena;
+        let eq = |e: &Slot| e.len as usize == s.len() && &arena[e.start..e.start + s.len()] == s;
+        if let Some(e) = self.table.find(h, eq) {
+            return e.id;
         }
         let id = self.ends.len() as u32;
+        let start = self.arena.len();
         self.arena.push_str(s);
         self.ends.push(self.arena.len());
-        let (arena, ends) = (&self.arena, &self.ends);
+        let arena = &self.arena;
+        let slot = Slot {
+            start,
+            len: s.len() as u32,
+            id,
+        };
         self.table
-            .insert_unique(h, id, |&id| hash(&arena[Self::span(ends, id)]));
+            .insert_unique(h, slot, |e| hash(&arena[e.start..e.start + e.len as usize]));
         id
     }
 
     pub fn get(&self, s: &str) -> Option<u32> {
-        self.table.find(hash(s), |&id| self.name(id) == s).copied()
+        let eq =
+            |e: &Slot| e.len as usize == s.len() && &self.arena[e.start..e.start + s.len()] == s;
+        self.table.find(hash(s), eq).map(|e| e.id)
     }
 
     pub fn name(&self, id: u32) -> &str {
