@@ -25,7 +25,7 @@ pub struct Args {
     maxlen: Option<usize>,
     /// Dropout [default: 0.2 for dense data like ML-1M, else 0.5].
     #[arg(long)]
-    dropout: Option<f32>,
+    dropout: Option<f64>,
     /// Evaluate on the validation items every N epochs.
     #[arg(long)]
     eval_every: Option<usize>,

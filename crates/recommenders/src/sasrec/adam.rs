@@ -23,10 +23,14 @@ impl Adam {
     /// `θ ← θ − lr·(m/(1−β₁ᵗ)) / (√(v/(1−β₂ᵗ)) + ε)`.
     pub fn update(&mut self, params: &mut [f32], grads: &[f32], cfg: &SasRecConfig) {
         self.t += 1;
-        let (b1, b2, eps) = (cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps);
+        let (b1, b2, eps) = (
+            cfg.adam_beta1 as f32,
+            cfg.adam_beta2 as f32,
+            cfg.adam_eps as f32,
+        );
         let bc1 = 1.0 - b1.powi(self.t);
         let bc2_sqrt = (1.0 - b2.powi(self.t)).sqrt();
-        let step = cfg.lr / bc1;
+        let step = cfg.lr as f32 / bc1;
         const CHUNK: usize = 16 * 1024;
         params
             .par_chunks_mut(CHUNK)

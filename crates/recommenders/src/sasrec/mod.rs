@@ -50,6 +50,8 @@ pub enum BlockLayout {
 }
 
 /// Every hyper-parameter, with the reference defaults. Field names match the reference CLI.
+/// Rates are `f64` so configs and candidate files record them as written (`0.2`, not
+/// `0.20000000298023224`); the model computes in `f32`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SasRecConfig {
@@ -59,15 +61,15 @@ pub struct SasRecConfig {
     pub maxlen: usize,
     pub num_blocks: usize,
     /// Dropout on embeddings, attention weights and both FFN layers.
-    pub dropout_rate: f32,
-    pub lr: f32,
+    pub dropout_rate: f64,
+    pub lr: f64,
     pub batch_size: usize,
     /// Maximum epochs (an epoch visits every user with ≥ 2 training items once).
     pub num_epochs: usize,
-    pub adam_beta1: f32,
-    pub adam_beta2: f32,
-    pub adam_eps: f32,
-    pub layer_norm_eps: f32,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+    pub layer_norm_eps: f64,
     pub layout: BlockLayout,
     /// Evaluate on the validation items every this many epochs (the TF code uses 20).
     pub eval_every: usize,
@@ -166,8 +168,8 @@ impl SasRecConfig {
 
     fn pass(&self) -> PassConfig {
         PassConfig {
-            dropout: self.dropout_rate,
-            ln_eps: self.layer_norm_eps,
+            dropout: self.dropout_rate as f32,
+            ln_eps: self.layer_norm_eps as f32,
         }
     }
 }
