@@ -145,6 +145,18 @@ impl Experiment {
                 );
             }
             let mut own = m.clone();
+            // `only_at = ["paper"]`: a row too costly to record for the bundled default.
+            if let Some(only) = own.remove("only_at") {
+                let scales = only.as_array().with_context(|| {
+                    format!(
+                        "{}: methods[{i}].only_at is not a list of scale names",
+                        path.display()
+                    )
+                })?;
+                if !scales.iter().any(|v| v.as_str() == Some(scale.name())) {
+                    continue;
+                }
+            }
             let at_scale = match own.remove("at_scale") {
                 Some(toml::Value::Table(t)) => t,
                 Some(_) => bail!("{}: methods[{i}].at_scale is not a table", path.display()),
@@ -240,6 +252,11 @@ label = "AGP b5"
 kind = "agp"
 batch_size = 5
 at_scale.paper = { batch_size = 20 }
+[[methods]]
+label = "AGP b20"
+kind = "agp"
+batch_size = 20
+only_at = ["paper"]
 [scales.fixture]
 backbones = ["lightgcn"]
 all_methods = { history_length = 5 }
@@ -250,7 +267,7 @@ method_overrides.agp = { epochs = 2 }
     fn overrides_merge_with_method_keys_winning() {
         let dir = tempfile::tempdir().unwrap();
         let e = Experiment::load(&write(dir.path(), BASE), Scale::Fixture).unwrap();
-        assert_eq!(e.methods.len(), 2);
+        assert_eq!(e.methods.len(), 2, "the paper-only row is skipped");
         let agp = &e.methods[1];
         assert_eq!(agp["epochs"].as_integer(), Some(2));
         assert_eq!(

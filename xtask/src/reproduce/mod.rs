@@ -122,14 +122,17 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
     let paid = llm_specs
         .iter()
         .any(|s| s.starts_with("openai:") || s.starts_with("deepseek:"));
-    if paid && !args.yes {
-        bail!(
-            "{} at scale {} calls a paid API ({}); the run summary of a fixture run shows calls \
-             per stage. Re-run with --yes to start (runs resume after an interruption).",
-            exp.name,
-            exp.scale.name(),
-            llm_specs.join(", ")
-        );
+    if paid {
+        let plan = plan_calls(exp, &llm_specs, args.seeds)?;
+        eprintln!("{plan}");
+        if !args.yes {
+            bail!(
+                "{} at scale {} calls a paid API; re-run with --yes to start (an interrupted run \
+                 resumes, and recorded calls are never paid twice)",
+                exp.name,
+                exp.scale.name()
+            );
+        }
     }
     let mode = if args.record {
         RecordMode::Auto
@@ -239,6 +242,70 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Prompt and completion tokens assumed per call for the up-front estimate: the reference
+/// prompts with 5 history items and 10 candidates are ~600-800 tokens; answers are short.
+const EST_PROMPT_TOKENS: f64 = 700.0;
+const EST_COMPLETION_TOKENS: f64 = 200.0;
+
+/// Upper bound of LLM calls per (LLM, method), and the cost at list prices, before a paid run.
+fn plan_calls(exp: &Experiment, llms: &[String], seeds: u64) -> Result<String> {
+    use std::fmt::Write;
+    let s = &exp.settings;
+    let cells = (s.datasets.len() * s.backbones.len()) as f64 * seeds as f64;
+    let eval_users = (s.test_users + s.valid_users) as f64;
+    let prices = agp_llm::usage::PriceTable::builtin();
+    let mut out = format!(
+        "{} at scale {}: {} dataset(s) x {} backbone(s) x {seeds} seed(s); estimated calls \
+         (upper bound: every user gets feedback, every verify re-evaluates) at ~{EST_PROMPT_TOKENS} \
+         prompt + {EST_COMPLETION_TOKENS} completion tokens per call:\n",
+        exp.name,
+        exp.scale.name(),
+        s.datasets.len(),
+        s.backbones.len()
+    );
+    let mut total_cost = 0.0;
+    for llm in llms {
+        let model = llm.split_once(':').map(|(_, m)| m).unwrap_or(llm);
+        for row in &exp.methods {
+            let cfg = pipeline::method_config(row)?;
+            let calls = match &cfg {
+                agp::MethodConfig::Base(_) => 0.0,
+                agp::MethodConfig::LlmDir(_)
+                | agp::MethodConfig::LlmCot(_)
+                | agp::MethodConfig::LlmDirPointwise(_) => s.test_users as f64,
+                agp::MethodConfig::Agp(c)
+                | agp::MethodConfig::AgpPointwise(c)
+                | agp::MethodConfig::RerankOpt(c) => {
+                    let n = c.n_train_users.unwrap_or(s.train_users) as f64;
+                    let per_epoch = agp::eq7_api_calls(c.batch_size, n as usize)
+                        + 2.0 * n * c.verify_steps as f64
+                        + 2.0 * eval_users;
+                    per_epoch * c.epochs as f64
+                }
+            } * cells;
+            let cost = prices
+                .get(model)
+                .map(|p| {
+                    calls
+                        * (EST_PROMPT_TOKENS * p.input_per_mtok
+                            + EST_COMPLETION_TOKENS * p.output_per_mtok)
+                        / 1e6
+                })
+                .unwrap_or(f64::NAN);
+            if cost.is_finite() {
+                total_cost += cost;
+            }
+            let _ = writeln!(
+                out,
+                "  {llm:<28} {:<28} {calls:>9.0} calls  ~${cost:.2}",
+                experiment::label(row)
+            );
+        }
+    }
+    let _ = write!(out, "  total ~${total_cost:.2} at list prices");
+    Ok(out)
 }
 
 fn describe_model(info: &agp_llm::ModelInfo, mode: RecordMode) -> String {

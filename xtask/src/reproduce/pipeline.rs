@@ -324,7 +324,14 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodConfig, run: MethodRun) -> Cel
             .map(|(o, n)| (format!("{o:?}").to_lowercase(), *n))
             .collect(),
         eq7_training_calls: run.eq7_calls_per_epoch.map(|x| x * n_epochs),
-        estimated_cost_usd: None,
+        estimated_cost_usd: agp_llm::usage::PriceTable::builtin().cost_usd(
+            &run.model.model,
+            &agp_llm::Usage {
+                prompt_tokens: run.prompt_tokens,
+                completion_tokens: run.completion_tokens,
+                ..Default::default()
+            },
+        ),
         final_prompt: run.final_prompt,
     }
 }

@@ -274,9 +274,11 @@ fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String {
     if small_local {
         let _ = writeln!(
             md,
-            "**Read this first:** these responses come from a small local model that ranks near \
-             chance (it echoes the input order when asked for a list), so this run proves the \
-             harness end to end, not the paper's claim.\n"
+            "**Read this first:** these responses come from a small local model whose list \
+             answers are mostly unparseable or echo the input order, and whose yes/no scores \
+             rank near chance, so this run proves the harness end to end, not the paper's \
+             claim. Unparseable answers count as rank 10 (NDCG 0), as in the reference code; \
+             the run summary counts them.\n"
         );
     }
     let _ = writeln!(md, "## Setup\n");
