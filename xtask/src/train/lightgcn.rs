@@ -1,7 +1,7 @@
 //! `cargo xtask train lightgcn`: train (or load) LightGCN, report validation per epoch and test
 //! metrics beside popularity, and optionally export the paper's top-K candidate file.
 
-use agp_datasets::{DatasetSource, PrepareOptions};
+use agp_datasets::{Cache, DatasetSource, PrepareOptions, prepare_cached};
 use agp_recommenders::eval::{self, Split};
 use agp_recommenders::export::{self, ExportOptions, Provenance};
 use agp_recommenders::lightgcn::{self, LightGcnConfig, ModelStore};
@@ -85,7 +85,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let source = DatasetSource::parse(&a.dataset, a.raw.clone())?;
-    let dataset = agp_datasets::prepare(&source, &PrepareOptions::default())
+    let (dataset, _, _) = prepare_cached(&source, &PrepareOptions::default(), &Cache::workspace())
         .with_context(|| format!("preparing dataset {}", a.dataset))?;
     let config = LightGcnConfig {
         dim: a.dim,
