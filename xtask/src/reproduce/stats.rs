@@ -22,7 +22,7 @@ impl SplitMix64 {
 
     fn below(&mut self, n: usize) -> usize {
         // Multiply-shift maps 64 random bits onto 0..n with negligible bias for n << 2^32.
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 }
 
