@@ -210,17 +210,24 @@ fn summarize(c: &Cell, s: Selection) -> Summary {
     }
 }
 
-/// Paired difference of `c` against the Base cell of the same (dataset, backbone) on the same
-/// users; `None` when the user sets differ.
-fn versus_base(c: &Cell, base: Option<&Cell>, s: Selection) -> Option<Paired> {
-    let base = base?;
+/// Per-user NDCG of `c` (at `s`) and of `base` on the same users in the same order; `None`
+/// when the user sets differ.
+fn paired_ndcgs(c: &Cell, s: Selection, base: &Cell) -> Option<(Vec<f64>, Vec<f64>)> {
     let a = &c.selected(s).users;
     let b = &base.selected(Selection::Last).users;
     if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.user != y.user) || a.is_empty() {
         return None;
     }
-    let av: Vec<f64> = a.iter().map(|u| u.ndcg).collect();
-    let bv: Vec<f64> = b.iter().map(|u| u.ndcg).collect();
+    Some((
+        a.iter().map(|u| u.ndcg).collect(),
+        b.iter().map(|u| u.ndcg).collect(),
+    ))
+}
+
+/// Paired difference of `c` against the Base cell of the same (dataset, backbone) on the same
+/// users; `None` when the user sets differ.
+fn versus_base(c: &Cell, base: Option<&Cell>, s: Selection) -> Option<Paired> {
+    let (av, bv) = paired_ndcgs(c, s, base?)?;
     Some(stats::paired(&av, &bv, cell_seed(&c.key()) ^ 1))
 }
 
@@ -341,7 +348,7 @@ fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String {
             "| Method | LLM | n | NDCG@10 (valid) [95% CI] | Δ Base [95% CI] (p) | NDCG@10 best test | NDCG@10 last | mean rank | HR@1 | HR@3 | HR@5 | paper |"
         );
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-        let rnd = stats::random_order_ndcg(K);
+        let rnd = agp::random_order_ndcg(K);
         let _ = writeln!(
             md,
             "| Random order (expected) | – | – | {} | – | – | – | {} | {} | {} | {} | – |",
@@ -611,20 +618,13 @@ fn across_seeds(cells: &[Cell]) -> String {
             .collect();
         let (m, h) = stats::across_seeds(&means);
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        for c in &runs {
+        for c in runs.iter().filter(|c| c.kind != "base") {
             let base = cells
                 .iter()
                 .find(|x| x.kind == "base" && x.seed == c.seed && group_key(x) == group_key(c));
-            if c.kind == "base" || base.is_none() {
-                continue;
-            }
-            let base = base.expect("checked");
-            let mine = &c.selected(Selection::BestValid).users;
-            let theirs = &base.selected(Selection::Last).users;
-            if mine.len() == theirs.len() && mine.iter().zip(theirs).all(|(x, y)| x.user == y.user)
-            {
-                a.extend(mine.iter().map(|u| u.ndcg));
-                b.extend(theirs.iter().map(|u| u.ndcg));
+            if let Some((x, y)) = base.and_then(|b| paired_ndcgs(c, Selection::BestValid, b)) {
+                a.extend(x);
+                b.extend(y);
             }
         }
         let d = if a.is_empty() {
@@ -787,7 +787,7 @@ fn slug(s: &str) -> String {
 
 fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let rnd = ("random order".to_string(), stats::random_order_ndcg(K));
+    let rnd = ("random order".to_string(), agp::random_order_ndcg(K));
     // Per-epoch curves for every trained cell: the figure a researcher checks first.
     for c in cells.iter().filter(|c| c.trained()) {
         let pts = |f: &dyn Fn(&EpochPoint) -> Option<f64>| -> Vec<(f64, f64)> {

@@ -59,12 +59,6 @@ fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] * (1.0 - w) + sorted[hi] * w
 }
 
-/// Expected NDCG@K of a uniformly random order of `k` candidates holding one relevant item:
-/// the mean of 1/log2(r+1) over r = 1..k (0.4544 for k = 10).
-pub fn random_order_ndcg(k: usize) -> f64 {
-    (1..=k).map(|r| 1.0 / ((r + 1) as f64).log2()).sum::<f64>() / k as f64
-}
-
 /// Expected 1-based rank of the relevant item in a random order of `k` candidates.
 pub fn random_order_rank(k: usize) -> f64 {
     (k as f64 + 1.0) / 2.0
@@ -137,21 +131,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn random_reference_matches_closed_form() {
-        assert!(
-            (random_order_ndcg(10) - 0.4544).abs() < 5e-5,
-            "{}",
-            random_order_ndcg(10)
-        );
-        assert_eq!(random_order_ndcg(1), 1.0);
+    fn random_reference_rank_and_ndcg() {
         assert_eq!(random_order_rank(10), 5.5);
-    }
-
-    #[test]
-    fn random_reference_agrees_with_enumeration() {
-        // Average NDCG over every position of the relevant item in a list of 4.
-        let direct: f64 = (0..4).map(|p| 1.0 / ((p + 2) as f64).log2()).sum::<f64>() / 4.0;
-        assert!((random_order_ndcg(4) - direct).abs() < 1e-12);
+        // The NDCG reference comes from the agp crate's metric; pin the value reports print.
+        assert!((agp::random_order_ndcg(10) - 0.4544).abs() < 5e-5);
     }
 
     #[test]
