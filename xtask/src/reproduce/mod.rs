@@ -386,3 +386,37 @@ fn check_report(dir: &Path, files: &BTreeMap<String, String>) -> Result<()> {
         bail!("{}", problems.join("\n"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_scale_plan_counts_calls_and_prices_them() {
+        let exp = Experiment::load(&experiment_path("table1"), Scale::Paper).unwrap();
+        let plan = plan_calls(&exp, &["openai:gpt-4o-mini".to_string()], 1).unwrap();
+        // LLM-Dir: one call per test user, for 3 datasets x 2 backbones.
+        assert!(
+            plan.contains("LLM-Dir") && plan.contains(" 1800 calls"),
+            "{plan}"
+        );
+        // AGP at T100, batch 10, 10 epochs, verify 1, 300 test + 100 valid users:
+        // (Eq. 7: 320 + verify 200 + eval 800) x 10 epochs x 6 = 79200.
+        assert!(plan.contains(" 79200 calls"), "{plan}");
+        assert!(plan.contains("total ~$"), "{plan}");
+    }
+
+    #[test]
+    fn every_experiment_file_loads_at_every_scale() {
+        for name in ALL {
+            for scale in [Scale::Fixture, Scale::Small, Scale::Paper] {
+                let exp = Experiment::load(&experiment_path(name), scale)
+                    .unwrap_or_else(|e| panic!("{name} at {scale:?}: {e:#}"));
+                for row in &exp.methods {
+                    pipeline::method_config(row)
+                        .unwrap_or_else(|e| panic!("{name} at {scale:?}: {e:#}"));
+                }
+            }
+        }
+    }
+}

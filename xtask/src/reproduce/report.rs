@@ -1004,6 +1004,24 @@ mod tests {
             "header + cells × selections × users"
         );
         assert!(a.files.contains_key("table.tex"));
+        assert!(!md.contains("## Across seeds"));
+        let mut second = cells.clone();
+        for c in &mut second {
+            c.seed = 2;
+        }
+        let both: Vec<Cell> = cells.iter().cloned().chain(second).collect();
+        let facts2 = RunFacts {
+            seeds: vec![1, 2],
+            ..facts.clone()
+        };
+        let two = render(&experiment(), &facts2, &both);
+        let md2 = &two.files["README.md"];
+        assert!(md2.contains("## Across seeds"), "{md2}");
+        assert!(
+            md2.contains("| ml-latest-small/lightgcn/replay/LLM-Dir | 2 |"),
+            "{md2}"
+        );
+        assert_eq!(two.files["per_user.csv"].lines().count(), 1 + 2 * 2 * 3 * 4);
         assert!(a.files.keys().any(|k| k.starts_with("bars-")));
     }
 }
