@@ -124,13 +124,11 @@ pub struct Ranks {
     pub ranks: Vec<Option<u32>>,
 }
 
-/// Ranks every user's held-out item of `split` over all items (full ranking). Users are scored
-/// in parallel, each independently, so the result does not depend on the thread count.
-pub fn rank_targets<S: Scorer + ?Sized>(
+/// The dataset's item count, after checking that the model scores exactly those items.
+pub(crate) fn check_item_count<S: Scorer + ?Sized>(
     scorer: &S,
     dataset: &Dataset,
-    split: Split,
-) -> Result<Ranks, EvalError> {
+) -> Result<usize, EvalError> {
     let n_items = dataset.n_items();
     if scorer.n_items() != n_items {
         return Err(EvalError::ItemCount {
@@ -138,6 +136,17 @@ pub fn rank_targets<S: Scorer + ?Sized>(
             dataset: n_items,
         });
     }
+    Ok(n_items)
+}
+
+/// Ranks every user's held-out item of `split` over all items (full ranking). Users are scored
+/// in parallel, each independently, so the result does not depend on the thread count.
+pub fn rank_targets<S: Scorer + ?Sized>(
+    scorer: &S,
+    dataset: &Dataset,
+    split: Split,
+) -> Result<Ranks, EvalError> {
+    let n_items = check_item_count(scorer, dataset)?;
     let ranks = (0..dataset.n_users() as u32)
         .into_par_iter()
         .map_init(

@@ -34,13 +34,7 @@ pub fn sampled_eval<S: Scorer + ?Sized>(
     n_negatives: usize,
     seed: u64,
 ) -> Result<SampledMetrics, EvalError> {
-    let n_items = dataset.n_items();
-    if scorer.n_items() != n_items {
-        return Err(EvalError::ItemCount {
-            model: scorer.n_items(),
-            dataset: n_items,
-        });
-    }
+    let n_items = crate::eval::check_item_count(scorer, dataset)?;
     let ranks: Vec<Option<usize>> = (0..dataset.n_users() as u32)
         .into_par_iter()
         .map_init(
