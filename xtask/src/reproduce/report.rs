@@ -835,11 +835,16 @@ fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, String> {
                     y_label: "NDCG@10".into(),
                     groups: g.iter().map(|c| c.label.clone()).collect(),
                     series: vec![(
-                        "ours".into(),
+                        "ours (95% CI)".into(),
                         g.iter()
                             .map(|c| summarize(c, Selection::BestValid).ndcg)
                             .collect(),
                     )],
+                    whiskers: vec![
+                        g.iter()
+                            .map(|c| summarize(c, Selection::BestValid).ci)
+                            .collect(),
+                    ],
                     references: vec![rnd.clone()],
                 };
                 out.insert(
@@ -883,6 +888,7 @@ fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, String> {
                             )
                         })
                         .collect(),
+                    whiskers: vec![],
                     references: vec![rnd.clone()],
                 };
                 out.insert(

@@ -36,6 +36,8 @@ pub struct BarChart {
     pub groups: Vec<String>,
     /// One bar per (series, group); NaN means no bar.
     pub series: Vec<(String, Vec<f64>)>,
+    /// Per series, an interval per group drawn as a whisker; empty draws none.
+    pub whiskers: Vec<Vec<(f64, f64)>>,
     pub references: Vec<(String, f64)>,
 }
 
@@ -149,7 +151,7 @@ fn references(out: &mut String, f: &Frame, refs: &[(String, f64)]) {
             out,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#555" stroke-dasharray="2 3"/><text x="{:.1}" y="{:.1}" fill="#555" font-size="10">{}</text>"##,
             W - RIGHT,
-            W - RIGHT - 4.0,
+            LEFT + 4.0,
             y - 4.0,
             esc(&format!("{name} {v:.4}"))
         );
@@ -239,7 +241,8 @@ impl BarChart {
         let mut out = String::new();
         header(&mut out, &self.title);
         let ys = self.series.iter().flat_map(|s| s.1.iter().copied());
-        let (lo, hi) = finite_range(ys.chain(self.references.iter().map(|r| r.1)));
+        let ws = self.whiskers.iter().flatten().flat_map(|&(a, b)| [a, b]);
+        let (lo, hi) = finite_range(ys.chain(ws).chain(self.references.iter().map(|r| r.1)));
         let (lo, hi) = if lo.is_finite() {
             (lo.min(0.0), hi)
         } else {
@@ -265,15 +268,35 @@ impl BarChart {
                     continue;
                 }
                 let x = LEFT + gw * g as f64 + gw * 0.1 + bw * i as f64;
+                let cx = x + bw * 0.475;
                 let (ya, yb) = (f.y(*v), f.y(f.y0.max(0.0)));
                 let _ = writeln!(
                     out,
-                    r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{color}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{v:.3}</text>"#,
+                    r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{color}"/>"#,
                     ya.min(yb),
                     bw * 0.95,
                     (yb - ya).abs(),
-                    x + bw * 0.475,
-                    ya.min(yb) - 3.0
+                );
+                let mut label_y = ya.min(yb);
+                if let Some(&(lo, hi)) = self.whiskers.get(i).and_then(|w| w.get(g))
+                    && lo.is_finite()
+                    && hi.is_finite()
+                {
+                    let (y_lo, y_hi, cap) = (f.y(lo), f.y(hi), bw * 0.15);
+                    let _ = writeln!(
+                        out,
+                        r##"<path d="M{cx:.1},{y_lo:.1}V{y_hi:.1}M{:.1},{y_lo:.1}H{:.1}M{:.1},{y_hi:.1}H{:.1}" stroke="#222" fill="none"/>"##,
+                        cx - cap,
+                        cx + cap,
+                        cx - cap,
+                        cx + cap
+                    );
+                    label_y = label_y.min(y_hi);
+                }
+                let _ = writeln!(
+                    out,
+                    r#"<text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="10">{v:.3}</text>"#,
+                    label_y - 3.0
                 );
             }
             legend(&mut out, i, name, false);
@@ -325,9 +348,15 @@ mod tests {
             y_label: "NDCG@10".into(),
             groups: vec!["x".into(), "y".into()],
             series: vec![("s".into(), vec![0.5, f64::NAN])],
+            whiskers: vec![vec![(0.4, 0.6), (f64::NAN, f64::NAN)]],
             references: vec![],
         }
         .render();
         assert_eq!(bars.matches("<rect").count(), 2, "background + one bar");
+        assert_eq!(
+            bars.matches("<path").count(),
+            1,
+            "one whisker for the one bar"
+        );
     }
 }
