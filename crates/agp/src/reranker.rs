@@ -25,6 +25,14 @@ pub struct RerankInput {
     pub candidates: Vec<String>,
 }
 
+impl RerankInput {
+    /// The history block a prompt shows: the last `len` item texts, a `mask` fraction of them
+    /// masked (seeded per user), one per line.
+    pub fn history_text(&self, len: usize, mask: f64, seed: u64) -> String {
+        crate::prompts::history_lines(&shown_history(&self.history, len, mask, seed, self.user))
+    }
+}
+
 /// A training user: the input plus the index of the ground truth in `input.candidates`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserCase {

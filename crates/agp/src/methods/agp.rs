@@ -14,7 +14,6 @@ use crate::parse::{MissingPolicy, ParseOutcome, between_markers, parse_rerank};
 use crate::prompts::{self, Position};
 use crate::reranker::{
     BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase, join_ordered,
-    shown_history,
 };
 
 use super::order_by_scores;
@@ -273,14 +272,7 @@ impl PromptOptimizer {
         env: &Env,
         stages: (Stage, Stage),
     ) -> Result<Forward, AgpError> {
-        let hist = shown_history(
-            &input.history,
-            self.cfg.history_length,
-            self.cfg.hist_mask,
-            env.seed,
-            input.user,
-        );
-        let history = prompts::history_lines(&hist);
+        let history = input.history_text(self.cfg.history_length, self.cfg.hist_mask, env.seed);
         let (profile_stage, rank_stage) = stages;
         match self.route {
             Route::DirectRerank => {

@@ -8,7 +8,7 @@ use crate::error::AgpError;
 use crate::metrics::UnparseableRule;
 use crate::parse::{ParseOutcome, parse_rerank};
 use crate::prompts;
-use crate::reranker::{Env, Ranking, RerankInput, Reranker, shown_history};
+use crate::reranker::{Env, Ranking, RerankInput, Reranker};
 
 use super::order_by_scores;
 
@@ -40,14 +40,7 @@ impl Reranker for ListwiseBaseline {
     }
 
     async fn rerank(&self, input: &RerankInput, env: &Env) -> Result<Ranking, AgpError> {
-        let hist = shown_history(
-            &input.history,
-            self.cfg.history_length,
-            self.cfg.hist_mask,
-            env.seed,
-            input.user,
-        );
-        let hist = prompts::history_lines(&hist);
+        let hist = input.history_text(self.cfg.history_length, self.cfg.hist_mask, env.seed);
         let cands = prompts::candidate_list(&input.candidates);
         let k = input.candidates.len();
         let prompt = if self.cot {
@@ -69,14 +62,8 @@ pub struct PointwiseBaseline {
 #[async_trait]
 impl Reranker for PointwiseBaseline {
     async fn rerank(&self, input: &RerankInput, env: &Env) -> Result<Ranking, AgpError> {
-        let hist = shown_history(
-            &input.history,
-            self.cfg.history_length,
-            self.cfg.hist_mask,
-            env.seed,
-            input.user,
-        );
-        let prefix = prompts::pointwise_prefix_history(&prompts::history_lines(&hist));
+        let hist = input.history_text(self.cfg.history_length, self.cfg.hist_mask, env.seed);
+        let prefix = prompts::pointwise_prefix_history(&hist);
         let suffixes = input
             .candidates
             .iter()
