@@ -99,6 +99,7 @@ fn try_local(spec: &str, threads: usize, max_tokens: u32, prompt: &str) -> anyho
             "\"Notting Hill (1999)\"?".to_string(),
         ],
         stage: None,
+        priority: 0,
     };
     let s = agp_llm::block_on(h.model.score(&score))?;
     println!(

@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rand::Rng;
 use serde::Deserialize;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
+
+use crate::pool::{Pool, PoolLimits, Slots, Verdict, parse_reset};
 
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, LlmError, Message, ModelInfo, Sampling, ScoreRequest,
-    ScoreResponse, Usage,
+    ChatModel, ChatRequest, ChatResponse, FailureReason, LlmError, Message, ModelInfo, Sampling,
+    ScoreRequest, ScoreResponse, Usage,
 };
 
 /// Which service the client talks to; decides the env variables, defaults and quirks.
@@ -80,6 +82,8 @@ pub struct HttpConfig {
     pub backoff_max: Duration,
     /// `top_logprobs` asked for when scoring (OpenAI allows up to 20).
     pub top_logprobs: u8,
+    /// How long the whole pool waits out rate limits and outages.
+    pub pool: PoolLimits,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -101,6 +105,7 @@ impl HttpConfig {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             top_logprobs: 20,
+            pool: PoolLimits::default(),
         }
     }
 
@@ -242,6 +247,7 @@ struct ApiUsage {
 /// Why an attempt failed, and whether another attempt may help.
 struct Failure {
     retryable: bool,
+    reason: FailureReason,
     status: u16,
     request_id: String,
     message: String,
@@ -252,12 +258,15 @@ struct Failure {
 struct Reply {
     completion: Completion,
     request_id: String,
+    /// The server said the quota is spent until then (`x-ratelimit-remaining-*: 0`).
+    quota_reset: Option<Duration>,
 }
 
 pub struct OpenAiClient {
     cfg: HttpConfig,
     http: reqwest::Client,
-    sem: Semaphore,
+    slots: Arc<Slots>,
+    pool: Pool,
     limiter: RateLimiter,
     log: LogSink,
     next_id: AtomicU64,
@@ -290,7 +299,8 @@ impl OpenAiClient {
             .build()
             .map_err(|e| LlmError::Other(format!("building HTTP client: {e}")))?;
         Ok(Self {
-            sem: Semaphore::new(cfg.max_concurrency),
+            slots: Slots::new(cfg.max_concurrency),
+            pool: Pool::default(),
             limiter: RateLimiter {
                 rpm: cfg.requests_per_minute,
                 tpm: cfg.tokens_per_minute,
@@ -393,6 +403,11 @@ impl OpenAiClient {
         }
         let transport = |id: &str, what: &str, e: reqwest::Error| Failure {
             retryable: true,
+            reason: if e.is_timeout() {
+                FailureReason::Timeout
+            } else {
+                FailureReason::Transport
+            },
             status: 0,
             request_id: id.to_string(),
             message: format!("{what}: {e}"),
@@ -416,6 +431,7 @@ impl OpenAiClient {
             .map(str::to_string)
             .unwrap_or(local_id);
         let retry_after = parse_retry_after(resp.headers());
+        let quota_reset = parse_quota_reset(resp.headers());
         let text = resp.text().await.map_err(|e| {
             let what = if e.is_timeout() {
                 "timeout reading body"
@@ -424,34 +440,50 @@ impl OpenAiClient {
             };
             transport(&request_id, what, e)
         })?;
-        let fail = |retryable: bool, message: String| Failure {
-            retryable,
+        let fail = |reason: FailureReason, message: String| Failure {
+            retryable: reason.is_transient(),
+            reason,
             status,
             request_id: request_id.clone(),
             message,
             retry_after,
         };
         if !(200..300).contains(&status) {
-            let retryable = matches!(status, 408 | 409 | 425 | 429) || status >= 500;
-            return Err(fail(retryable, error_message(&text)));
+            let reason = match status {
+                429 => FailureReason::RateLimited,
+                408 | 409 | 425 => FailureReason::ServerError,
+                s if s >= 500 => FailureReason::ServerError,
+                _ => FailureReason::ClientError,
+            };
+            let mut f = fail(reason, error_message(&text));
+            if status == 429 {
+                f.retry_after = f.retry_after.or(quota_reset);
+            }
+            return Err(f);
         }
         let completion: Completion = serde_json::from_str(&text).map_err(|e| {
             fail(
-                true,
+                FailureReason::Malformed,
                 format!("malformed JSON body ({e}); body starts {:?}", head(&text)),
             )
         })?;
         let Some(choice) = completion.choices.first() else {
-            return Err(fail(true, "no choices in response".to_string()));
+            return Err(fail(
+                FailureReason::Malformed,
+                "no choices in response".to_string(),
+            ));
         };
         if let Some(r) = choice.message.as_ref().and_then(|m| m.refusal.as_deref())
             && !r.is_empty()
         {
-            return Err(fail(false, format!("model refused: {}", head(r))));
+            return Err(fail(
+                FailureReason::Refusal,
+                format!("model refused: {}", head(r)),
+            ));
         }
         if choice.finish_reason.as_deref() == Some("content_filter") {
             return Err(fail(
-                false,
+                FailureReason::ContentFilter,
                 "model refused: finish_reason=content_filter".to_string(),
             ));
         }
@@ -461,73 +493,155 @@ impl OpenAiClient {
                 .as_ref()
                 .and_then(|m| m.content.as_deref())
                 .unwrap_or("");
+            // A cut answer that still has text is kept, as the reference code keeps it: the
+            // parser decides whether it holds a ranking. With no text at all it is an empty
+            // answer, which a retry may fix.
             if content.trim().is_empty() {
-                return Err(fail(true, "empty content".to_string()));
-            }
-            if choice.finish_reason.as_deref() == Some("length") {
-                let cap = max_tokens.map_or("the provider's limit".to_string(), |n| {
-                    format!("max_tokens={n}")
-                });
-                return Err(fail(
-                    false,
-                    format!("content truncated at {cap} (finish_reason=length); raise max_tokens"),
-                ));
+                let why = if choice.finish_reason.as_deref() == Some("length") {
+                    let cap = max_tokens.map_or("the provider's limit".to_string(), |n| {
+                        format!("max_tokens={n}")
+                    });
+                    format!("empty content, cut at {cap} (finish_reason=length)")
+                } else {
+                    "empty content".to_string()
+                };
+                return Err(fail(FailureReason::Empty, why));
             }
         }
         Ok(Reply {
             completion,
             request_id,
+            quota_reset,
         })
     }
 
-    /// Runs attempts until success, a non-retryable failure, or the retry budget is spent.
+    /// Runs attempts until success, a failure that retrying cannot fix, or the retry budget
+    /// is spent. 429s that say when to come back and outages pause the whole pool and do not
+    /// spend the request's retries; they are bounded by [`PoolLimits`] instead.
     async fn call(
         &self,
         messages: &[Message],
         sampling: &Sampling,
         logprobs: bool,
+        priority: u8,
     ) -> Result<(Reply, u32), LlmError> {
         let body = self.body(messages, sampling, logprobs);
         let est = Self::estimate_tokens(messages, sampling);
-        let mut attempt = 0u32;
+        let limits = self.cfg.pool;
+        let mut spent = 0u32;
+        let mut attempts = 0u32;
+        let mut rate_waited = Duration::ZERO;
         loop {
+            self.pool.ready().await;
             self.limiter.acquire(est).await;
-            let permit = self.sem.acquire().await.expect("semaphore never closed");
+            let permit = self.slots.acquire(priority).await;
+            // A pause may have begun while this request waited for its slot.
+            if self.pool.paused() {
+                drop(permit);
+                continue;
+            }
             let r = self.attempt(&body, !logprobs, sampling.max_tokens).await;
             drop(permit);
-            match r {
-                Ok(reply) => return Ok((reply, attempt)),
-                Err(f) if f.retryable && attempt < self.cfg.max_retries => {
-                    let wait = self.backoff(attempt, f.retry_after);
+            attempts += 1;
+            let f = match r {
+                Ok(reply) => {
+                    if let Some(down) = self.pool.success() {
+                        self.log(&format!(
+                            "model {}: server answering again after {:.0} s down",
+                            self.cfg.model,
+                            down.as_secs_f64()
+                        ));
+                    }
+                    if let Some(reset) = reply.quota_reset {
+                        self.pool.pause_for(reset);
+                    }
+                    return Ok((reply, attempts - 1));
+                }
+                Err(f) => f,
+            };
+            let give_up = |f: Failure, why: String| {
+                let e = LlmError::Http {
+                    request_id: f.request_id,
+                    status: f.status,
+                    reason: f.reason,
+                    message: self.redact(&format!("{}{why}", f.message)),
+                };
+                self.log(&format!("error (model {}): {e}", self.cfg.model));
+                Err(e)
+            };
+            if !f.retryable {
+                return give_up(f, String::new());
+            }
+            if f.reason == FailureReason::RateLimited
+                && let Some(told) = f.retry_after
+            {
+                let wait = told.min(Duration::from_secs(600));
+                rate_waited += wait;
+                if rate_waited > limits.max_rate_limit_wait {
+                    let why = format!(
+                        " (rate-limited for {:.0} s in total, over the {:.0} s allowed)",
+                        rate_waited.as_secs_f64(),
+                        limits.max_rate_limit_wait.as_secs_f64()
+                    );
+                    return give_up(f, why);
+                }
+                if self.pool.pause_for(wait) {
                     self.log(&format!(
-                        "request {} (model {}): {}: {}; retry {}/{} in {:.2}s",
+                        "request {} (model {}): HTTP 429: {}; pausing all requests {:.2}s as told",
                         f.request_id,
                         self.cfg.model,
-                        status_text(f.status),
                         f.message,
-                        attempt + 1,
-                        self.cfg.max_retries,
                         wait.as_secs_f64()
                     ));
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
                 }
-                Err(f) => {
-                    let tries = attempt + 1;
-                    let message = if f.retryable {
-                        format!("{} (gave up after {tries} attempts)", f.message)
-                    } else {
-                        f.message
-                    };
-                    let e = LlmError::Http {
-                        request_id: f.request_id,
-                        status: f.status,
-                        message: self.redact(&message),
-                    };
-                    self.log(&format!("error (model {}): {e}", self.cfg.model));
-                    return Err(e);
-                }
+                continue;
             }
+            let outage = matches!(
+                f.reason,
+                FailureReason::ServerError | FailureReason::Transport | FailureReason::Timeout
+            );
+            if outage && let (Verdict::Outage { down_for }, newly) = self.pool.failure(&limits) {
+                if down_for > limits.max_outage {
+                    let why = format!(
+                        " (server down for {:.0} s, over the {:.0} s allowed)",
+                        down_for.as_secs_f64(),
+                        limits.max_outage.as_secs_f64()
+                    );
+                    return give_up(f, why);
+                }
+                if newly {
+                    self.log(&format!(
+                        "model {}: {} failures in a row ({}: {}); the server looks down, pausing \
+                         all requests and probing until it answers (at most {:.0} s)",
+                        self.cfg.model,
+                        limits.outage_after,
+                        status_text(f.status),
+                        f.message,
+                        limits.max_outage.as_secs_f64()
+                    ));
+                }
+                continue;
+            }
+            if spent >= self.cfg.max_retries {
+                let why = format!(" (gave up after {attempts} attempts)");
+                return give_up(f, why);
+            }
+            let wait = self.backoff(spent, f.retry_after);
+            if f.reason == FailureReason::RateLimited {
+                self.pool.pause_for(wait);
+            }
+            self.log(&format!(
+                "request {} (model {}): {}: {}; retry {}/{} in {:.2}s",
+                f.request_id,
+                self.cfg.model,
+                status_text(f.status),
+                f.message,
+                spent + 1,
+                self.cfg.max_retries,
+                wait.as_secs_f64()
+            ));
+            tokio::time::sleep(wait).await;
+            spent += 1;
         }
     }
 }
@@ -558,6 +672,21 @@ fn error_message(body: &str) -> String {
         Err(_) if body.trim().is_empty() => "empty body".to_string(),
         Err(_) => head(body),
     }
+}
+
+/// When the quota the server reports is spent (`x-ratelimit-remaining-* = 0`), how long until
+/// its reset; the longer of requests and tokens.
+fn parse_quota_reset(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    ["requests", "tokens"]
+        .iter()
+        .filter(|k| {
+            get(&format!("x-ratelimit-remaining-{k}"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .is_some_and(|n| n <= 0.0)
+        })
+        .filter_map(|k| get(&format!("x-ratelimit-reset-{k}")).and_then(parse_reset))
+        .max()
 }
 
 fn parse_retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -638,13 +767,16 @@ impl ChatModel for OpenAiClient {
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let t0 = Instant::now();
-        let (reply, retries) = self.call(&req.messages, &req.sampling, false).await?;
+        let (reply, retries) = self
+            .call(&req.messages, &req.sampling, false, req.priority)
+            .await?;
         let u = reply.completion.usage.unwrap_or_default();
-        let content = reply
-            .completion
-            .choices
-            .into_iter()
-            .next()
+        let choice = reply.completion.choices.into_iter().next();
+        let finish_reason = choice
+            .as_ref()
+            .and_then(|c| c.finish_reason.clone())
+            .filter(|r| r != "stop");
+        let content = choice
             .and_then(|c| c.message)
             .and_then(|m| m.content)
             .unwrap_or_default();
@@ -656,6 +788,7 @@ impl ChatModel for OpenAiClient {
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries,
             },
+            finish_reason,
         })
     }
 
@@ -670,7 +803,7 @@ impl ChatModel for OpenAiClient {
             let messages = req.messages_for(i);
             let sampling = &sampling;
             async move {
-                let (reply, retries) = self.call(&messages, sampling, true).await?;
+                let (reply, retries) = self.call(&messages, sampling, true, req.priority).await?;
                 let first = reply
                     .completion
                     .choices
@@ -682,6 +815,7 @@ impl ChatModel for OpenAiClient {
                     return Err(LlmError::Http {
                         request_id: reply.request_id,
                         status: 200,
+                        reason: FailureReason::Malformed,
                         message: "no logprobs in response; the server does not support scoring"
                             .to_string(),
                     });

@@ -19,11 +19,14 @@ pub mod fetch;
 pub mod http;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod pool;
 pub mod store;
 pub mod usage;
 
 pub use factory::{LlmHandle, LlmOptions, LlmSpec, build_model};
-pub use store::{RecordMode, Recorder, ReplayModel, Store, chat_key, score_key};
+pub use store::{
+    RecordMode, RecordedFailure, Recorder, ReplayModel, Store, chat_key, score_key, score_part_key,
+};
 pub use usage::{CallUsage, Price, PriceTable, StageTotals, UsageLedger};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -100,6 +103,11 @@ pub struct ChatRequest {
     pub sampling: Sampling,
     #[serde(skip)]
     pub stage: Option<Stage>,
+    /// Scheduling only, never part of a key: with more requests waiting than slots, higher
+    /// goes first (see [`http`]'s slot pool). The harness raises the calls a long chain of
+    /// training steps waits on above bulk evaluation.
+    #[serde(skip)]
+    pub priority: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -114,6 +122,10 @@ pub struct Usage {
 pub struct ChatResponse {
     pub content: String,
     pub usage: Usage,
+    /// The provider's `finish_reason` when it is not a plain `stop` (e.g. `length`: the answer
+    /// was cut at `max_tokens` and is kept as it is, as the reference code keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
 }
 
 /// Pointwise yes/no scoring: for each suffix, the prompt is `messages` with `prefix + suffix`
@@ -126,6 +138,9 @@ pub struct ScoreRequest {
     pub suffixes: Vec<String>,
     #[serde(skip)]
     pub stage: Option<Stage>,
+    /// As [`ChatRequest::priority`].
+    #[serde(skip)]
+    pub priority: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,12 +160,82 @@ pub struct ModelInfo {
     pub file_sha256: Option<String>,
 }
 
+/// Why a call produced no usable answer. A long paid run treats every reason but the fatal ones
+/// ([`FailureReason::is_fatal`]) as an outcome for one user, not the end of the experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureReason {
+    /// HTTP 429 that outlasted the total wait the client allows.
+    RateLimited,
+    /// HTTP 5xx (and 408/409/425) after the last retry.
+    ServerError,
+    /// No answer within the attempt's time limit.
+    Timeout,
+    /// Connection refused, reset or cut mid-body.
+    Transport,
+    /// A 200 whose body is not a completion (bad JSON, no choices, no logprobs).
+    Malformed,
+    /// A completion with no content.
+    Empty,
+    /// The model declined (`refusal` field).
+    Refusal,
+    /// `finish_reason = content_filter`.
+    ContentFilter,
+    /// A 4xx other than the retryable ones: bad request, auth, unknown model.
+    ClientError,
+    /// Not a call outcome: a replay miss, an unwritable recordings file, a wrong setup.
+    Setup,
+}
+
+impl FailureReason {
+    /// Worth asking again later (a resumed run retries these); the others are answers.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited
+                | Self::ServerError
+                | Self::Timeout
+                | Self::Transport
+                | Self::Malformed
+                | Self::Empty
+        )
+    }
+
+    /// Ends the run whatever the failure policy: retrying or scoring it as a user outcome would
+    /// hide a broken setup (missing recordings, a rejected key, a file that cannot be written).
+    pub fn is_fatal(self) -> bool {
+        matches!(self, Self::Setup | Self::ClientError)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate-limited",
+            Self::ServerError => "server-error",
+            Self::Timeout => "timeout",
+            Self::Transport => "transport",
+            Self::Malformed => "malformed",
+            Self::Empty => "empty",
+            Self::Refusal => "refusal",
+            Self::ContentFilter => "content-filter",
+            Self::ClientError => "client-error",
+            Self::Setup => "setup",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
     #[error("request {request_id}: HTTP {status}: {message}")]
     Http {
         request_id: String,
         status: u16,
+        reason: FailureReason,
         message: String,
     },
     #[error(
@@ -165,6 +250,16 @@ pub enum LlmError {
     Other(String),
 }
 
+impl LlmError {
+    /// Why the call failed; [`FailureReason::Setup`] for everything that is not a call outcome.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::Http { reason, .. } => *reason,
+            Self::ReplayMiss { .. } | Self::Other(_) => FailureReason::Setup,
+        }
+    }
+}
+
 impl ChatRequest {
     /// A request with provider-default sampling and no stage.
     pub fn new(messages: Vec<Message>) -> Self {
@@ -172,6 +267,7 @@ impl ChatRequest {
             messages,
             sampling: Sampling::default(),
             stage: None,
+            priority: 0,
         }
     }
     pub fn with_stage(mut self, stage: Stage) -> Self {
@@ -213,6 +309,12 @@ pub trait ChatModel: Send + Sync {
     fn settings(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// Whether one `score` call over several candidates costs less than one call each (an
+    /// in-process model shares the prompt prefix). An API bills every candidate separately,
+    /// so the recorder sends and stores them one by one.
+    fn scores_in_one_pass(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
@@ -229,6 +331,9 @@ impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
     fn settings(&self) -> serde_json::Value {
         (**self).settings()
     }
+    fn scores_in_one_pass(&self) -> bool {
+        (**self).scores_in_one_pass()
+    }
 }
 
 #[async_trait]
@@ -244,5 +349,8 @@ impl<T: ChatModel + ?Sized> ChatModel for Box<T> {
     }
     fn settings(&self) -> serde_json::Value {
         (**self).settings()
+    }
+    fn scores_in_one_pass(&self) -> bool {
+        (**self).scores_in_one_pass()
     }
 }

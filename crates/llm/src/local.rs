@@ -216,6 +216,10 @@ impl ChatModel for LocalModel {
         let req = req.clone();
         self.submit(|tx| Job::Score(req, tx)).await
     }
+
+    fn scores_in_one_pass(&self) -> bool {
+        self.cfg.reuse_prefix
+    }
 }
 
 fn worker_main(
@@ -411,6 +415,7 @@ impl Worker<'_> {
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries: 0,
             },
+            finish_reason: (generated == max_new).then(|| "length".to_string()),
         })
     }
 

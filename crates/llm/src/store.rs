@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use crate::usage::{CallKind, UsageLedger};
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, LlmError, Message, ModelInfo, Sampling, ScoreRequest,
-    ScoreResponse,
+    ChatModel, ChatRequest, ChatResponse, FailureReason, LlmError, Message, ModelInfo, Sampling,
+    ScoreRequest, ScoreResponse, Usage,
 };
 
 /// Bumped when the canonical request layout changes, so old recordings miss loudly instead of
@@ -135,6 +135,74 @@ pub fn score_key(info: &ModelInfo, req: &ScoreRequest) -> String {
     sha256_hex(&serde_json::to_vec(&c).expect("canonical request serialises"))
 }
 
+#[derive(Serialize)]
+struct CanonicalScorePart<'a> {
+    v: u32,
+    kind: &'static str,
+    model: CanonicalModel<'a>,
+    messages: &'a [Message],
+}
+
+/// Cache key of one candidate of a pointwise scoring: the messages it sends (`messages` plus
+/// `prefix + suffix`). Each candidate is its own paid request, so it is its own record: the
+/// same history and candidate asked under two backbones, or the siblings of a candidate whose
+/// request failed, are never paid again.
+pub fn score_part_key(info: &ModelInfo, req: &ScoreRequest, i: usize) -> String {
+    let messages = req.messages_for(i);
+    let c = CanonicalScorePart {
+        v: KEY_VERSION,
+        kind: "score-part",
+        model: canonical_model(info),
+        messages: &messages,
+    };
+    sha256_hex(&serde_json::to_vec(&c).expect("canonical request serialises"))
+}
+
+/// A call the provider answered without a usable result (a refusal, a content filter): kept so
+/// a resumed run does not pay to be refused again. Transient failures are never recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedFailure {
+    pub reason: FailureReason,
+    pub request_id: String,
+    pub status: u16,
+    pub message: String,
+}
+
+impl RecordedFailure {
+    fn to_error(&self) -> LlmError {
+        LlmError::Http {
+            request_id: self.request_id.clone(),
+            status: self.status,
+            reason: self.reason,
+            message: self.message.clone(),
+        }
+    }
+
+    /// The failure to keep, if `e` is one a retry would only pay for again.
+    fn of(e: &LlmError) -> Option<Self> {
+        match e {
+            LlmError::Http {
+                request_id,
+                status,
+                reason,
+                message,
+            } if matches!(
+                reason,
+                FailureReason::Refusal | FailureReason::ContentFilter
+            ) =>
+            {
+                Some(Self {
+                    reason: *reason,
+                    request_id: request_id.clone(),
+                    status: *status,
+                    message: message.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// One line of a recordings file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -151,6 +219,9 @@ pub struct Record {
     pub chat: Option<ChatResponse>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<ScoreResponse>,
+    /// A permanent failure in place of an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RecordedFailure>,
     /// Seconds since the Unix epoch.
     pub recorded_at: u64,
 }
@@ -266,13 +337,20 @@ impl Store {
         v
     }
 
-    /// Appends one record durably (write + fsync) before making it visible.
-    pub fn append(&self, rec: Record) -> Result<(), LlmError> {
-        let mut line = serde_json::to_vec(&rec)
-            .map_err(|e| LlmError::Other(format!("serialising recording: {e}")))?;
-        line.push(b'\n');
+    /// Opens the file for appending now, so a recordings file that cannot be written is an
+    /// error before the first paid call rather than after it.
+    pub fn ensure_writable(&self) -> Result<(), LlmError> {
         let mut inner = self.lock();
-        let io = |e: std::io::Error| LlmError::Other(format!("{}: {e}", self.path.display()));
+        self.open_for_append(&mut inner)
+    }
+
+    fn open_for_append(&self, inner: &mut StoreInner) -> Result<(), LlmError> {
+        let io = |e: std::io::Error| {
+            LlmError::Other(format!(
+                "recordings file {} cannot be written: {e}",
+                self.path.display()
+            ))
+        };
         if inner.file.is_none() {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(io)?;
@@ -290,6 +368,17 @@ impl Store {
             f.seek(SeekFrom::Start(inner.valid_len)).map_err(io)?;
             inner.file = Some(f);
         }
+        Ok(())
+    }
+
+    /// Appends one record durably (write + fsync) before making it visible.
+    pub fn append(&self, rec: Record) -> Result<(), LlmError> {
+        let mut line = serde_json::to_vec(&rec)
+            .map_err(|e| LlmError::Other(format!("serialising recording: {e}")))?;
+        line.push(b'\n');
+        let mut inner = self.lock();
+        self.open_for_append(&mut inner)?;
+        let io = |e: std::io::Error| LlmError::Other(format!("{}: {e}", self.path.display()));
         let f = inner.file.as_mut().expect("opened above");
         f.write_all(&line).map_err(io)?;
         f.sync_data().map_err(io)?;
@@ -346,6 +435,9 @@ impl Recorder {
             return Err(LlmError::Other(format!(
                 "record mode {mode} needs a recordings file"
             )));
+        }
+        if let (Some(store), RecordMode::Record | RecordMode::Auto) = (&store, mode) {
+            store.ensure_writable()?;
         }
         Ok(Self {
             info: inner.info(),
@@ -435,10 +527,14 @@ impl Recorder {
         key: String,
         kind: CallKind,
         request: serde_json::Value,
-        chat: Option<ChatResponse>,
-        score: Option<ScoreResponse>,
+        answer: Answer,
     ) -> Result<(), LlmError> {
         let store = self.store.as_ref().expect("checked in new");
+        let (chat, score, failure) = match answer {
+            Answer::Chat(c) => (Some(c), None, None),
+            Answer::Score(s) => (None, Some(s), None),
+            Answer::Failed(f) => (None, None, Some(f)),
+        };
         store.append(Record {
             key,
             kind,
@@ -447,9 +543,124 @@ impl Recorder {
             request,
             chat,
             score,
+            failure,
             recorded_at: now_unix(),
         })
     }
+
+    /// One candidate of a pointwise scoring, from the store or from the model (and then stored
+    /// before it is used). Returns the score, its usage and whether it was replayed.
+    async fn score_part(
+        &self,
+        req: &ScoreRequest,
+        i: usize,
+        key: &str,
+    ) -> Result<(f32, Usage, bool), LlmError> {
+        let store = self.store.as_ref().expect("checked in new");
+        let lock = self.key_lock(key);
+        let _guard = lock.lock().await;
+        if self.mode != RecordMode::Record
+            && let Some(rec) = store.get(key)
+        {
+            if let Some(f) = &rec.failure {
+                return Err(f.to_error());
+            }
+            if let Some(r) = rec.score
+                && let [s] = r.scores[..]
+            {
+                return Ok((s, r.usage, true));
+            }
+        }
+        if self.mode == RecordMode::Replay {
+            return Err(self.miss(key, &req.messages_for(i)));
+        }
+        let one = ScoreRequest {
+            messages: req.messages.clone(),
+            prefix: req.prefix.clone(),
+            suffixes: vec![req.suffixes[i].clone()],
+            stage: req.stage,
+            priority: req.priority,
+        };
+        let request = serde_json::json!({
+            "messages": one.messages, "prefix": one.prefix, "suffixes": one.suffixes
+        });
+        match self.inner()?.score(&one).await {
+            Ok(r) => {
+                let [s] = r.scores[..] else {
+                    return Err(LlmError::Other(format!(
+                        "model {} returned {} scores for 1 candidate",
+                        self.info.model,
+                        r.scores.len()
+                    )));
+                };
+                let usage = r.usage.clone();
+                self.record(key.to_string(), CallKind::Score, request, Answer::Score(r))?;
+                Ok((s, usage, false))
+            }
+            Err(e) => {
+                if let Some(f) = RecordedFailure::of(&e) {
+                    self.record(key.to_string(), CallKind::Score, request, Answer::Failed(f))?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The candidates missing from the store, scored in one request (for a model that shares
+    /// the prompt prefix between candidates) and stored one record per candidate.
+    async fn score_missing_in_one_pass(
+        &self,
+        req: &ScoreRequest,
+        keys: &[String],
+        missing: &[usize],
+    ) -> Result<(), LlmError> {
+        let sub = ScoreRequest {
+            messages: req.messages.clone(),
+            prefix: req.prefix.clone(),
+            suffixes: missing.iter().map(|&i| req.suffixes[i].clone()).collect(),
+            stage: req.stage,
+            priority: req.priority,
+        };
+        let r = self.inner()?.score(&sub).await?;
+        if r.scores.len() != missing.len() {
+            return Err(LlmError::Other(format!(
+                "model {} returned {} scores for {} candidates",
+                self.info.model,
+                r.scores.len(),
+                missing.len()
+            )));
+        }
+        let n = missing.len() as u64;
+        for (j, &i) in missing.iter().enumerate() {
+            // One pass has one usage; each candidate's record carries an equal share.
+            let usage = Usage {
+                prompt_tokens: r.usage.prompt_tokens / n,
+                completion_tokens: r.usage.completion_tokens / n,
+                latency_ms: r.usage.latency_ms / n,
+                retries: r.usage.retries,
+            };
+            let request = serde_json::json!({
+                "messages": req.messages, "prefix": req.prefix, "suffixes": [req.suffixes[i]]
+            });
+            let part = ScoreResponse {
+                scores: vec![r.scores[j]],
+                usage,
+            };
+            self.record(
+                keys[i].clone(),
+                CallKind::Score,
+                request,
+                Answer::Score(part),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+enum Answer {
+    Chat(ChatResponse),
+    Score(ScoreResponse),
+    Failed(RecordedFailure),
 }
 
 #[async_trait]
@@ -476,65 +687,120 @@ impl ChatModel for Recorder {
         let _guard = lock.lock().await;
         if self.mode != RecordMode::Record
             && let Some(rec) = store.get(&key)
-            && let Some(r) = rec.chat
         {
-            self.ledger
-                .book(req.stage, model, CallKind::Chat, true, &r.usage);
-            return Ok(r);
+            if let Some(f) = &rec.failure {
+                return Err(f.to_error());
+            }
+            if let Some(r) = rec.chat {
+                self.ledger
+                    .book(req.stage, model, CallKind::Chat, true, &r.usage);
+                return Ok(r);
+            }
         }
         if self.mode == RecordMode::Replay {
             return Err(self.miss(&key, &req.messages));
         }
-        let r = self.inner()?.chat(req).await?;
         let request = serde_json::json!({ "messages": req.messages, "sampling": req.sampling });
-        self.record(key, CallKind::Chat, request, Some(r.clone()), None)?;
-        self.ledger
-            .book(req.stage, model, CallKind::Chat, false, &r.usage);
-        Ok(r)
+        match self.inner()?.chat(req).await {
+            Ok(r) => {
+                // Stored (and fsynced) before anyone sees the answer: a kill after this line
+                // cannot make the call be paid again.
+                self.record(key, CallKind::Chat, request, Answer::Chat(r.clone()))?;
+                self.ledger
+                    .book(req.stage, model, CallKind::Chat, false, &r.usage);
+                Ok(r)
+            }
+            Err(e) => {
+                if let Some(f) = RecordedFailure::of(&e) {
+                    self.record(key, CallKind::Chat, request, Answer::Failed(f))?;
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
         let model = &self.info.model;
         if self.mode == RecordMode::Off {
             let r = self.inner()?.score(req).await?;
-            self.ledger
-                .book(req.stage, model, CallKind::Score, false, &r.usage);
+            for _ in 0..req.suffixes.len() {
+                self.ledger.book(
+                    req.stage,
+                    model,
+                    CallKind::Score,
+                    false,
+                    &share(&r.usage, req.suffixes.len()),
+                );
+            }
             return Ok(r);
         }
-        let key = score_key(&self.info, req);
         let store = self.store.as_ref().expect("checked in new");
-        let lock = self.key_lock(&key);
-        let _guard = lock.lock().await;
+        // Recordings made before candidates had records of their own keep replaying.
         if self.mode != RecordMode::Record
-            && let Some(rec) = store.get(&key)
+            && let Some(rec) = store.get(&score_key(&self.info, req))
             && let Some(r) = rec.score
+            && r.scores.len() == req.suffixes.len()
         {
-            self.ledger
-                .book(req.stage, model, CallKind::Score, true, &r.usage);
+            for _ in 0..req.suffixes.len() {
+                self.ledger.book(
+                    req.stage,
+                    model,
+                    CallKind::Score,
+                    true,
+                    &share(&r.usage, req.suffixes.len()),
+                );
+            }
             return Ok(r);
         }
-        if self.mode == RecordMode::Replay {
-            let shown = if req.suffixes.is_empty() {
-                req.messages.clone()
-            } else {
-                req.messages_for(0)
-            };
-            return Err(self.miss(&key, &shown));
+        let keys: Vec<String> = (0..req.suffixes.len())
+            .map(|i| score_part_key(&self.info, req, i))
+            .collect();
+        if self.mode == RecordMode::Auto
+            && self.inner.as_ref().is_some_and(|m| m.scores_in_one_pass())
+        {
+            let missing: Vec<usize> = (0..keys.len())
+                .filter(|&i| store.get(&keys[i]).is_none())
+                .collect();
+            if !missing.is_empty() {
+                self.score_missing_in_one_pass(req, &keys, &missing).await?;
+            }
         }
-        let r = self.inner()?.score(req).await?;
-        if r.scores.len() != req.suffixes.len() {
-            return Err(LlmError::Other(format!(
-                "model {model} returned {} scores for {} candidates",
-                r.scores.len(),
-                req.suffixes.len()
-            )));
+        let parts =
+            futures::future::join_all((0..keys.len()).map(|i| self.score_part(req, i, &keys[i])))
+                .await;
+        let mut scores = Vec::with_capacity(parts.len());
+        let mut usage = Usage::default();
+        let mut first_error = None;
+        for p in parts {
+            match p {
+                Ok((s, u, replayed)) => {
+                    self.ledger
+                        .book(req.stage, model, CallKind::Score, replayed, &u);
+                    scores.push(s);
+                    usage.prompt_tokens += u.prompt_tokens;
+                    usage.completion_tokens += u.completion_tokens;
+                    usage.latency_ms = usage.latency_ms.max(u.latency_ms);
+                    usage.retries += u.retries;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        let request = serde_json::json!({
-            "messages": req.messages, "prefix": req.prefix, "suffixes": req.suffixes
-        });
-        self.record(key, CallKind::Score, request, None, Some(r.clone()))?;
-        self.ledger
-            .book(req.stage, model, CallKind::Score, false, &r.usage);
-        Ok(r)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(ScoreResponse { scores, usage }),
+        }
+    }
+}
+
+/// An equal share of one request's usage, for accounting a multi-candidate answer per candidate.
+fn share(u: &Usage, n: usize) -> Usage {
+    let n = n.max(1) as u64;
+    Usage {
+        prompt_tokens: u.prompt_tokens / n,
+        completion_tokens: u.completion_tokens / n,
+        latency_ms: u.latency_ms / n,
+        retries: u.retries,
     }
 }

@@ -68,6 +68,7 @@ fn score_req() -> ScoreRequest {
         .map(|s| format!("{s}\"? Answer Yes or No."))
         .to_vec(),
         stage: None,
+        priority: 0,
     }
 }
 

@@ -39,6 +39,7 @@ impl ChatModel for Counting {
                 latency_ms: 20,
                 retries: 0,
             },
+            finish_reason: None,
         })
     }
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
@@ -91,6 +92,7 @@ fn key_ignores_stage_but_not_model_messages_or_sampling() {
         prefix: "p".into(),
         suffixes: vec!["x".into()],
         stage: None,
+        priority: 0,
     };
     assert_ne!(score_key(&info, &s), k);
 }
@@ -114,13 +116,14 @@ async fn auto_records_then_replay_answers_without_the_model() {
             prefix: "p ".into(),
             suffixes: vec!["a".into(), "bbb".into()],
             stage: None,
+            priority: 0,
         })
         .await
         .unwrap();
     assert_eq!(
         inner.calls.load(Ordering::SeqCst),
-        2,
-        "the repeat came from the store"
+        3,
+        "one chat, one request per scored candidate; the repeat came from the store"
     );
 
     let totals = rec.ledger().totals_by_stage(&PriceTable::builtin());
@@ -129,7 +132,7 @@ async fn auto_records_then_replay_answers_without_the_model() {
 
     // A fresh process: replay-only, no inner model at all.
     let store = Arc::new(Store::open(&path).unwrap());
-    assert_eq!(store.len(), 2);
+    assert_eq!(store.len(), 3, "a record per chat and per scored candidate");
     let rec = Recorder::replay_sole_model(store).unwrap();
     assert_eq!(rec.chat(&req("one")).await.unwrap(), live);
     let s2 = rec
@@ -138,6 +141,7 @@ async fn auto_records_then_replay_answers_without_the_model() {
             prefix: "p ".into(),
             suffixes: vec!["a".into(), "bbb".into()],
             stage: None,
+            priority: 0,
         })
         .await
         .unwrap();
@@ -284,4 +288,39 @@ fn mode_parses_and_rejects_unknown_words() {
             .to_string()
             .contains("off, record, replay, auto")
     );
+}
+
+#[tokio::test]
+async fn a_recording_of_a_whole_score_request_still_replays() {
+    // Recordings made when a score request was one record keep replaying after the switch to
+    // one record per candidate.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.jsonl");
+    let info = counting().info();
+    let sr = ScoreRequest {
+        messages: vec![Message::system("sys")],
+        prefix: "p ".into(),
+        suffixes: vec!["a".into(), "bbb".into()],
+        stage: None,
+        priority: 0,
+    };
+    let old = Record {
+        key: score_key(&info, &sr),
+        kind: agp_llm::usage::CallKind::Score,
+        model: info.clone(),
+        settings: serde_json::Value::Null,
+        request: serde_json::Value::Null,
+        chat: None,
+        score: Some(ScoreResponse {
+            scores: vec![0.25, -1.5],
+            usage: Usage::default(),
+        }),
+        failure: None,
+        recorded_at: 0,
+    };
+    std::fs::write(&path, serde_json::to_string(&old).unwrap() + "\n").unwrap();
+    let rec = Recorder::replay_only(info, Arc::new(Store::open(&path).unwrap()));
+    assert_eq!(rec.score(&sr).await.unwrap().scores, vec![0.25, -1.5]);
+    let totals = rec.ledger().totals_by_stage(&PriceTable::builtin());
+    assert_eq!(totals[&Stage::Other].replayed_calls, 2, "one per candidate");
 }
