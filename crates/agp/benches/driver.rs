@@ -29,6 +29,7 @@ impl ChatModel for Instant {
         Ok(ChatResponse {
             content: "|beginoftext|9, 8, 7, 6, 5, 4, 3, 2, 1, 0|endoftext|".into(),
             usage: Usage::default(),
+            finish_reason: None,
         })
     }
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {

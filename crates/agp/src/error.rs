@@ -1,7 +1,7 @@
 //! One error type for the crate: every variant says where the problem is (config field,
 //! data file, user and stage of an LLM call, checkpoint path).
 
-use agp_llm::{LlmError, Stage};
+use agp_llm::{FailureReason, LlmError, Stage};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,14 @@ pub enum AgpError {
 }
 
 impl AgpError {
+    /// Why the LLM call failed; `None` for errors that are not an LLM call's.
+    pub fn failure_reason(&self) -> Option<FailureReason> {
+        match self {
+            AgpError::Llm { source, .. } => Some(source.reason()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn config(
         field: &'static str,
         allowed: impl Into<String>,

@@ -12,6 +12,9 @@
 //!   (Eq. 6) and [`llm::eq7_api_calls`] (Eq. 7).
 //! - Every prompt is in [`prompts`]; the answer parser is [`parse::parse_rerank`]; metrics are
 //!   in [`metrics`].
+//! - A failed LLM call ends the run or becomes an outcome for one user or training step, as
+//!   [`RunOptions::on_failure`] says; [`run`]'s module docs give the rules and what a resumed
+//!   run does with the failures in its checkpoint.
 
 //!
 //! # Running a configured method
@@ -73,8 +76,10 @@ pub use config::{
     PointwiseConfig,
 };
 pub use error::AgpError;
-pub use llm::{CallLedger, Llm, StageTally, eq7_api_calls};
-pub use metrics::{MeanMetrics, UnparseableRule, UserResult, ndcg_at_10, random_order_ndcg};
+pub use llm::{CallLedger, FailurePolicy, Llm, StageTally, eq7_api_calls};
+pub use metrics::{
+    MeanMetrics, UnparseableRule, UserResult, ndcg_at_10, random_order_ndcg, score_failed_call,
+};
 pub use parse::{MissingPolicy, ParseOutcome, ParsedRanking, parse_rerank};
 pub use reranker::{BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase};
 pub use run::{

@@ -1,59 +1,112 @@
 //! The crate's view of a chat model: every call goes through [`Llm`], which adds the system
 //! message and the run's sampling settings, tags the call with its pipeline stage, and counts
-//! calls and tokens per stage (what Eq. 7 is compared against).
+//! requests, tokens and failed calls per stage (what Eq. 7 is compared against).
+//!
+//! A failed call is an [`AgpError::Llm`]. Under [`FailurePolicy::Continue`] the callers turn a
+//! non-fatal one into an outcome for one user through [`Llm::tolerate`]; fatal reasons
+//! ([`FailureReason::is_fatal`]) always end the run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use agp_llm::{ChatModel, ChatRequest, Message, Sampling, ScoreRequest, Stage};
+use agp_llm::{ChatModel, ChatRequest, FailureReason, Message, Sampling, ScoreRequest, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgpError;
 use crate::prompts;
 
-/// Calls and tokens of one stage.
+/// What a run does when an LLM call fails (after the HTTP client's own retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// A call whose reason is not fatal becomes an outcome: an evaluated user scores as an
+    /// unusable answer (rank K, NDCG 0, [`crate::ParseOutcome::CallFailed`]); in training the
+    /// user gives no feedback, and a failed summarize, edit or verify call discards that edit.
+    /// One refusal or outage must not cost a paid run of tens of thousands of calls its report.
+    #[default]
+    Continue,
+    /// Any failed call ends the run with its error.
+    Stop,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Requests, tokens and failures of one stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StageTally {
-    /// Requests sent (a pointwise score request counts once, however many candidates).
+    /// HTTP requests answered: one per chat call, n per pointwise score request of n
+    /// candidates (each candidate is its own request).
     pub calls: u64,
     /// Candidates scored by pointwise requests.
     pub scored_items: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Calls that ended without a usable answer (not in `calls`; a failed pointwise request
+    /// counts once, since how many of its candidates were answered first is not known).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed: u64,
+    /// Answers cut at `max_tokens` (`finish_reason = length`), kept and parsed as they are.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub truncated: u64,
 }
 
-/// Per-stage tallies of a run. Shared by all concurrent calls.
+#[derive(Debug, Default)]
+struct Tallies {
+    stages: BTreeMap<Stage, StageTally>,
+    failures: BTreeMap<FailureReason, u64>,
+}
+
+/// Per-stage tallies and failed calls by reason of a run. Shared by all concurrent calls.
 #[derive(Debug, Default)]
 pub struct CallLedger {
-    inner: Mutex<BTreeMap<Stage, StageTally>>,
+    inner: Mutex<Tallies>,
 }
 
 impl CallLedger {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tallies> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn snapshot(&self) -> BTreeMap<Stage, StageTally> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().stages.clone()
+    }
+
+    /// Failed calls by reason.
+    pub fn failures(&self) -> BTreeMap<FailureReason, u64> {
+        self.lock().failures.clone()
     }
 
     /// Replace the tallies, e.g. with those stored in a checkpoint.
     pub fn restore(&self, tallies: BTreeMap<Stage, StageTally>) {
-        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = tallies;
+        self.lock().stages = tallies;
+    }
+
+    /// Replace the failure counts, e.g. with those stored in a checkpoint.
+    pub fn restore_failures(&self, failures: BTreeMap<FailureReason, u64>) {
+        self.lock().failures = failures;
     }
 
     fn add(&self, stage: Stage, f: impl FnOnce(&mut StageTally)) {
-        f(self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(stage)
-            .or_default());
+        f(self.lock().stages.entry(stage).or_default());
+    }
+
+    fn fail(&self, stage: Stage, reason: FailureReason) {
+        let mut t = self.lock();
+        t.stages.entry(stage).or_default().failed += 1;
+        *t.failures.entry(reason).or_default() += 1;
     }
 }
 
-/// A chat model plus the run's sampling settings and call ledger.
+/// A chat model plus the run's sampling settings, failure policy and call ledger.
 #[derive(Clone)]
 pub struct Llm {
     pub model: Arc<dyn ChatModel>,
     pub sampling: Sampling,
     pub ledger: Arc<CallLedger>,
+    /// Read by [`Llm::tolerate`]; the driver sets it from [`crate::RunOptions::on_failure`].
+    pub on_failure: FailurePolicy,
 }
 
 impl Llm {
@@ -62,6 +115,23 @@ impl Llm {
             model,
             sampling,
             ledger: Arc::default(),
+            on_failure: FailurePolicy::default(),
+        }
+    }
+
+    /// Under [`FailurePolicy::Continue`], a failed call with a non-fatal reason becomes
+    /// `Ok(Err(reason))` for the caller to score or skip; every other error is returned as it
+    /// is, and a success is `Ok(Ok(value))`.
+    pub fn tolerate<T>(
+        &self,
+        result: Result<T, AgpError>,
+    ) -> Result<Result<T, FailureReason>, AgpError> {
+        match result {
+            Ok(v) => Ok(Ok(v)),
+            Err(e) => match (self.on_failure, e.failure_reason()) {
+                (FailurePolicy::Continue, Some(reason)) if !reason.is_fatal() => Ok(Err(reason)),
+                _ => Err(e),
+            },
         }
     }
 
@@ -73,21 +143,28 @@ impl Llm {
         prompt: String,
     ) -> Result<String, AgpError> {
         let req = ChatRequest {
-            messages: vec![Message::system(prompts::SYSTEM), Message::user(prompt)],
             sampling: self.sampling.clone(),
-            stage: Some(stage),
+            ..ChatRequest::new(vec![
+                Message::system(prompts::SYSTEM),
+                Message::user(prompt),
+            ])
+            .with_stage(stage)
         };
-        let resp = self
-            .model
-            .chat(&req)
-            .await
-            .map_err(|source| AgpError::Llm {
-                stage,
-                user,
-                source,
-            })?;
+        let resp = match self.model.chat(&req).await {
+            Ok(r) => r,
+            Err(source) => {
+                self.ledger.fail(stage, source.reason());
+                return Err(AgpError::Llm {
+                    stage,
+                    user,
+                    source,
+                });
+            }
+        };
+        let truncated = resp.finish_reason.as_deref() == Some("length");
         self.ledger.add(stage, |t| {
             t.calls += 1;
+            t.truncated += u64::from(truncated);
             t.prompt_tokens += resp.usage.prompt_tokens;
             t.completion_tokens += resp.usage.completion_tokens;
         });
@@ -108,28 +185,33 @@ impl Llm {
             prefix,
             suffixes,
             stage: Some(stage),
+            priority: 0,
         };
-        let resp = self
-            .model
-            .score(&req)
-            .await
-            .map_err(|source| AgpError::Llm {
-                stage,
-                user,
-                source,
-            })?;
-        if resp.scores.len() != n {
-            return Err(AgpError::Llm {
-                stage,
-                user,
-                source: agp_llm::LlmError::Other(format!(
+        let resp = match self.model.score(&req).await {
+            Ok(r) if r.scores.len() == n => r,
+            Ok(r) => {
+                let source = agp_llm::LlmError::Other(format!(
                     "score request for {n} candidates returned {} scores",
-                    resp.scores.len()
-                )),
-            });
-        }
+                    r.scores.len()
+                ));
+                self.ledger.fail(stage, source.reason());
+                return Err(AgpError::Llm {
+                    stage,
+                    user,
+                    source,
+                });
+            }
+            Err(source) => {
+                self.ledger.fail(stage, source.reason());
+                return Err(AgpError::Llm {
+                    stage,
+                    user,
+                    source,
+                });
+            }
+        };
         self.ledger.add(stage, |t| {
-            t.calls += 1;
+            t.calls += n as u64;
             t.scored_items += n as u64;
             t.prompt_tokens += resp.usage.prompt_tokens;
             t.completion_tokens += resp.usage.completion_tokens;
@@ -140,11 +222,76 @@ impl Llm {
 
 /// Eq. 7: API calls of one training epoch, (B·3 + 2)·N / B for batch size B and N training
 /// users (the paper states it for N = 100). It counts profile, rerank and feedback per user and
-/// summarize and edit per batch; it leaves out the verify step's re-evaluation and the
-/// feedback calls skipped for users already ranked first.
+/// summarize and edit per batch, one request each (a listwise rerank); it leaves out the verify
+/// step's re-evaluation and the feedback calls skipped for users already ranked first.
 pub fn eq7_api_calls(batch_size: usize, n_train_users: usize) -> f64 {
     if batch_size == 0 {
         return 0.0;
     }
     (batch_size as f64 * 3.0 + 2.0) * n_train_users as f64 / batch_size as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_of_older_checkpoints_load_and_clean_ones_serialise_as_before() {
+        let old = r#"{"calls":3,"scored_items":0,"prompt_tokens":5,"completion_tokens":2}"#;
+        let t: StageTally = serde_json::from_str(old).unwrap();
+        assert_eq!((t.calls, t.failed, t.truncated), (3, 0, 0));
+        assert_eq!(serde_json::to_string(&t).unwrap(), old);
+    }
+
+    #[test]
+    fn only_non_fatal_failures_are_tolerated_and_only_under_continue() {
+        struct Never;
+        #[async_trait::async_trait]
+        impl ChatModel for Never {
+            fn info(&self) -> agp_llm::ModelInfo {
+                agp_llm::ModelInfo {
+                    backend: "none".into(),
+                    model: "none".into(),
+                    file_sha256: None,
+                }
+            }
+            async fn chat(
+                &self,
+                _: &ChatRequest,
+            ) -> Result<agp_llm::ChatResponse, agp_llm::LlmError> {
+                unreachable!()
+            }
+            async fn score(
+                &self,
+                _: &ScoreRequest,
+            ) -> Result<agp_llm::ScoreResponse, agp_llm::LlmError> {
+                unreachable!()
+            }
+        }
+        let err = |reason| AgpError::Llm {
+            stage: Stage::Test,
+            user: Some(1),
+            source: agp_llm::LlmError::Http {
+                request_id: "r".into(),
+                status: 0,
+                reason,
+                message: String::new(),
+            },
+        };
+        let mut llm = Llm::new(Arc::new(Never), Sampling::default());
+        assert_eq!(llm.on_failure, FailurePolicy::Continue);
+        let tolerated = llm.tolerate::<()>(Err(err(FailureReason::Refusal)));
+        assert!(matches!(tolerated, Ok(Err(FailureReason::Refusal))));
+        assert!(
+            llm.tolerate::<()>(Err(err(FailureReason::ClientError)))
+                .is_err()
+        );
+        assert!(llm.tolerate::<()>(Err(AgpError::Data("d".into()))).is_err());
+        assert!(matches!(llm.tolerate(Ok(1)), Ok(Ok(1))));
+        llm.on_failure = FailurePolicy::Stop;
+        assert!(
+            llm.tolerate::<()>(Err(err(FailureReason::Timeout)))
+                .is_err()
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Ranking metrics with one relevant item per user (the held-out test item).
 
+use agp_llm::FailureReason;
 use serde::{Deserialize, Serialize};
 
 use crate::parse::ParseOutcome;
@@ -33,6 +34,9 @@ pub struct UserResult {
     pub rank: usize,
     pub ndcg: f64,
     pub parse: ParseOutcome,
+    /// Why the user's call failed, when `parse` is [`ParseOutcome::CallFailed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureReason>,
 }
 
 /// Score an ordering of candidate indices against the ground-truth index `gt`.
@@ -53,6 +57,7 @@ pub fn score_ordering(
             rank: p + 1,
             ndcg: ndcg_at_10(p + 1),
             parse,
+            failure: None,
         },
         None => {
             let ndcg = if parse == ParseOutcome::Unparseable && rule == UnparseableRule::Deepseek {
@@ -65,8 +70,27 @@ pub fn score_ordering(
                 rank: k,
                 ndcg,
                 parse,
+                failure: None,
             }
         }
+    }
+}
+
+/// A user whose call failed scores as the reference code scores an unusable answer: rank `k`,
+/// NDCG 0. This is the `zero` rule whatever the method's [`UnparseableRule`]: the `deepseek`
+/// value credits an answer the model gave, and here there was none.
+pub fn score_failed_call(user: u32, k: usize, reason: FailureReason) -> UserResult {
+    UserResult {
+        failure: Some(reason),
+        // An empty ordering is exactly what an unparseable answer yields.
+        ..score_ordering(
+            user,
+            &[],
+            0,
+            k,
+            ParseOutcome::CallFailed,
+            UnparseableRule::Zero,
+        )
     }
 }
 
@@ -152,6 +176,21 @@ mod tests {
             UnparseableRule::Zero,
         );
         assert_eq!(r.ndcg, 0.0);
+    }
+
+    #[test]
+    fn failed_call_scores_rank_k_and_zero() {
+        let r = score_failed_call(3, 10, FailureReason::Refusal);
+        assert_eq!((r.rank, r.ndcg), (10, 0.0));
+        assert_eq!(r.parse, ParseOutcome::CallFailed);
+        assert_eq!(r.failure, Some(FailureReason::Refusal));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains(r#""parse":"call_failed","failure":"refusal""#),
+            "{json}"
+        );
+        let plain = score_ordering(3, &[0], 0, 10, ParseOutcome::Exact, UnparseableRule::Zero);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("failure"));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub enum ParseOutcome {
     Pointwise,
     /// The backbone's order; nothing to parse.
     Backbone,
+    /// The call failed (e.g. a refusal, or an outage that outlasted the client's retries) and
+    /// the run went on; scored as an unusable answer. Appended last so serialized data keeps
+    /// its meaning.
+    CallFailed,
 }
 
 /// The parser's result: `order` holds candidate indices, best first.

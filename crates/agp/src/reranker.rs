@@ -103,7 +103,10 @@ pub struct BatchOutcome {
 ///
 /// The driver ([`crate::run_reranker`]) evaluates the test users after every epoch (once if
 /// `epochs() == 0`) and the validation users too when there are several epochs to choose
-/// from; it computes the metrics, checkpoints and logs.
+/// from; it computes the metrics, checkpoints and logs. A `rerank` error whose LLM failure
+/// [`crate::Llm::tolerate`] accepts (under [`crate::FailurePolicy::Continue`]) scores that user
+/// as a failed call; `train_batch` decides for itself (through the same helper) what a failed
+/// call means for a training step.
 #[async_trait]
 pub trait Reranker: Send + Sync {
     /// Epochs of training; 0 means no training.

@@ -2,6 +2,23 @@
 //! epoch by epoch with a checkpoint after every batch, evaluates test users (and, when there
 //! are several epochs to choose from, validation users) after every epoch, and assembles a
 //! [`MethodRun`].
+//!
+//! # Failed calls
+//!
+//! Under [`FailurePolicy::Continue`] (the default) a call that fails for a non-fatal reason
+//! (after the HTTP client's own retries) is an outcome, not the end of the run: an evaluated
+//! user scores rank K and NDCG 0 with [`ParseOutcome::CallFailed`] and the reason in
+//! [`UserResult::failure`]; training skips the user's feedback, or discards the batch's edit
+//! when a summarize, edit or verify call fails. [`MethodRun::failures`] and
+//! [`StageTally::failed`] count them. Fatal reasons (a replay miss, an unwritable recordings
+//! file, a rejected key or request) end the run under either policy.
+//!
+//! A checkpoint that holds a *transient* failure ([`FailureReason::is_transient`]: rate limit,
+//! server error, timeout, ...) is not resumed: the run starts over from epoch 1 so that those
+//! calls are asked again. With recordings (an `agp_llm::Recorder` in `auto` mode, as every paid
+//! run has) each answered call replays for free and only the failed ones are paid again.
+//! Permanent failures (refusal, content filter) are answers: a checkpoint holding only those
+//! resumes as usual.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,17 +26,19 @@ use std::sync::Arc;
 
 use agp_datasets::Dataset;
 use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION};
-use agp_llm::{ChatModel, ModelInfo, Sampling, Stage};
+use agp_llm::{ChatModel, FailureReason, ModelInfo, Sampling, Stage};
 use futures::FutureExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::config::MethodConfig;
 use crate::error::AgpError;
-use crate::llm::{Llm, StageTally, eq7_api_calls};
+use crate::llm::{FailurePolicy, Llm, StageTally, eq7_api_calls};
 use crate::log::EventLog;
 use crate::methods::{Base, ListwiseBaseline, PointwiseBaseline, PromptOptimizer, Route};
-use crate::metrics::{MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_ordering};
+use crate::metrics::{
+    MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_failed_call, score_ordering,
+};
 use crate::parse::ParseOutcome;
 use crate::reranker::{Env, RerankInput, Reranker, TrainStep, UserCase, join_ordered};
 
@@ -30,7 +49,9 @@ pub struct RunOptions {
     /// Sampling settings sent with every chat call (e.g. a `max_tokens` cap).
     pub sampling: Sampling,
     /// Where `checkpoint.json` and `events.jsonl` go; `None` runs without either. A directory
-    /// holding a checkpoint of the same method and config resumes from it.
+    /// holding a checkpoint of the same method and config resumes from it, unless the
+    /// checkpoint holds a transient call failure: then the run starts over from epoch 1 (see
+    /// the [module docs](crate::run)).
     pub log_dir: Option<PathBuf>,
     /// Calls in flight at once (users of a batch run concurrently).
     pub concurrency: usize,
@@ -38,6 +59,10 @@ pub struct RunOptions {
     pub seed: u64,
     /// Show progress bars on stderr.
     pub progress: bool,
+    /// What a failed LLM call does: `continue` (default) scores it as an outcome for the user
+    /// or training step it belongs to, `stop` ends the run with the error. Fatal reasons end
+    /// the run either way.
+    pub on_failure: FailurePolicy,
 }
 
 impl Default for RunOptions {
@@ -48,6 +73,7 @@ impl Default for RunOptions {
             concurrency: 8,
             seed: 0,
             progress: false,
+            on_failure: FailurePolicy::default(),
         }
     }
 }
@@ -108,18 +134,21 @@ pub struct MethodRun {
     /// validation users are not evaluated); `None` when several epochs ran but the candidate
     /// file has no validation users.
     pub best_valid: Option<SelectedEpoch>,
-    /// Calls and tokens per stage. Training calls are `profile`, `rerank`, `feedback`,
-    /// `summarize`, `edit` and `verify` (the re-evaluation of an edit); every evaluation call of
-    /// test and validation users is `test`.
+    /// Requests, tokens and failed calls per stage. Training calls are `profile`, `rerank`,
+    /// `feedback`, `summarize`, `edit` and `verify` (the re-evaluation of an edit); every
+    /// evaluation call of test and validation users is `test`. A pointwise request of n
+    /// candidates counts n.
     pub calls: BTreeMap<Stage, StageTally>,
+    /// HTTP requests answered, over all stages.
     pub total_calls: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// Eq. 7's training calls per epoch for this batch size and training-set size, to compare
     /// with the counted `profile + rerank + feedback + summarize + edit` (+ `verify`) calls.
     pub eq7_calls_per_epoch: Option<f64>,
-    /// Counted training calls per epoch that Eq. 7 models (profile, rerank, feedback, summarize,
-    /// edit); the verify step's calls are in `calls[verify]`.
+    /// Answered training requests per epoch in the stages Eq. 7 models (profile, rerank,
+    /// feedback, summarize, edit); the verify step's are in `calls[verify]`. Eq. 7 assumes a
+    /// listwise rerank; a pointwise one adds K requests per user here, as it does to the bill.
     pub counted_calls_per_epoch: Option<f64>,
     /// The test users in backbone order (the reference code's "SR" line), for paired
     /// comparisons.
@@ -128,6 +157,9 @@ pub struct MethodRun {
     pub random_order_ndcg: f64,
     /// Outcomes of every ranking the driver scored (evaluations and training batches).
     pub parse_counts: BTreeMap<ParseOutcome, u64>,
+    /// Failed calls by reason, over all stages (including those the run went on after).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<FailureReason, u64>,
     /// The learned prompt at the end, for methods that learn one.
     pub final_prompt: Option<String>,
 }
@@ -292,6 +324,10 @@ struct Checkpoint {
     epoch_discarded: usize,
     done: Vec<EpochRecord>,
     calls: BTreeMap<Stage, StageTally>,
+    /// Decides whether the checkpoint may be resumed (no transient failures) and keeps the
+    /// counts of a resumed run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    failures: BTreeMap<FailureReason, u64>,
     parse_counts: BTreeMap<ParseOutcome, u64>,
     reranker: serde_json::Value,
     log_len: u64,
@@ -345,17 +381,20 @@ async fn evaluate(
         .iter()
         .map(|c| {
             async move {
-                let ranking = r.rerank(&c.input, env).await?;
+                let ranking = env.llm.tolerate(r.rerank(&c.input, env).await)?;
                 pb.inc(1);
                 let k = c.input.candidates.len();
-                Ok(score_ordering(
-                    c.input.user,
-                    &ranking.order,
-                    c.gt_index,
-                    k,
-                    ranking.outcome,
-                    rule,
-                ))
+                Ok(match ranking {
+                    Ok(ranking) => score_ordering(
+                        c.input.user,
+                        &ranking.order,
+                        c.gt_index,
+                        k,
+                        ranking.outcome,
+                        rule,
+                    ),
+                    Err(reason) => score_failed_call(c.input.user, k, reason),
+                })
             }
             .boxed()
         })
@@ -421,7 +460,10 @@ pub async fn run_reranker(
         Vec::new()
     };
 
-    let llm = Llm::new(model.clone(), opts.sampling.clone());
+    let llm = Llm {
+        on_failure: opts.on_failure,
+        ..Llm::new(model.clone(), opts.sampling.clone())
+    };
     let ck_path = opts.log_dir.as_ref().map(|d| d.join("checkpoint.json"));
     if let Some(d) = &opts.log_dir {
         std::fs::create_dir_all(d).map_err(|e| AgpError::io(d, e))?;
@@ -449,6 +491,7 @@ pub async fn run_reranker(
         epoch_discarded: 0,
         done: Vec::new(),
         calls: BTreeMap::new(),
+        failures: BTreeMap::new(),
         parse_counts: BTreeMap::new(),
         reranker: serde_json::Value::Null,
         log_len: 0,
@@ -474,9 +517,27 @@ pub async fn run_reranker(
                 ),
             });
         }
-        r.restore(old.reranker.clone())?;
-        llm.ledger.restore(old.calls.clone());
-        ck = old;
+        let transient: Vec<String> = old
+            .failures
+            .iter()
+            .filter(|(reason, _)| reason.is_transient())
+            .map(|(reason, n)| format!("{n} {reason}"))
+            .collect();
+        if transient.is_empty() {
+            r.restore(old.reranker.clone())?;
+            llm.ledger.restore(old.calls.clone());
+            llm.ledger.restore_failures(old.failures.clone());
+            ck = old;
+        } else {
+            // Resuming would keep those users' failed outcomes (and an epoch trained without
+            // their feedback) for good; a fresh start asks those calls again, and with
+            // recordings every answered call replays for free.
+            eprintln!(
+                "{}: holds failed calls worth asking again ({}); starting over from epoch 1",
+                path.display(),
+                transient.join(", ")
+            );
+        }
     }
     let log = match &opts.log_dir {
         Some(d) => Some(Arc::new(EventLog::open(
@@ -495,6 +556,7 @@ pub async fn run_reranker(
         let Some(path) = &ck_path else { return Ok(()) };
         ck.reranker = r.state();
         ck.calls = llm.ledger.snapshot();
+        ck.failures = llm.ledger.failures();
         ck.log_len = match &log {
             Some(l) => l.len()?,
             None => 0,
@@ -639,6 +701,46 @@ pub async fn run_reranker(
         ),
         random_order_ndcg: random_order_ndcg(cands.k),
         parse_counts: ck.parse_counts.clone(),
+        failures: llm.ledger.failures(),
         final_prompt: r.learned_prompt(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_without_failures_keeps_the_older_format() {
+        let ck = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            label: "L".into(),
+            config: serde_json::Value::Null,
+            inputs: serde_json::Value::Null,
+            epoch: 1,
+            batches_done: 0,
+            epoch_train: vec![score_ordering(
+                1,
+                &[0],
+                0,
+                10,
+                ParseOutcome::Exact,
+                UnparseableRule::Zero,
+            )],
+            epoch_accepted: 0,
+            epoch_discarded: 0,
+            done: Vec::new(),
+            calls: BTreeMap::from([(Stage::Test, StageTally::default())]),
+            failures: BTreeMap::new(),
+            parse_counts: BTreeMap::new(),
+            reranker: serde_json::Value::Null,
+            log_len: 0,
+        };
+        let text = serde_json::to_string(&ck).unwrap();
+        for key in ["failures", "failed", "failure", "truncated"] {
+            assert!(!text.contains(key), "{key} in {text}");
+        }
+        let back: Checkpoint = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ck);
+    }
 }

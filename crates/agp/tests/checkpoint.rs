@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use agp::{AgpConfig, MethodConfig, RunOptions, run_method};
+use agp::{AgpConfig, FailurePolicy, MethodConfig, RunOptions, run_method};
 use common::{FakeModel, fixture};
 
 fn cfg() -> MethodConfig {
@@ -40,8 +40,10 @@ async fn killed_run_resumes_without_repaying_calls() {
     .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
+    // `stop` makes the fake's outage end the run, as a kill would.
     let opts = RunOptions {
         log_dir: Some(dir.path().to_path_buf()),
+        on_failure: FailurePolicy::Stop,
         ..RunOptions::default()
     };
     // Dies in the middle of epoch 1 (a batch costs 10 forward + feedback + 2 + 10 verify calls).

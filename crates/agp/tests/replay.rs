@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use agp::{AgpConfig, MethodConfig, MethodRun, RunOptions, run_method};
+use agp::{AgpConfig, FailurePolicy, MethodConfig, MethodRun, RunOptions, run_method};
 use agp_llm::{ChatModel, RecordMode, Recorder, Store};
 use common::{FakeModel, fixture};
 
@@ -30,8 +30,10 @@ async fn run(
     log_dir: Option<&Path>,
 ) -> Result<MethodRun, agp::AgpError> {
     let (ds, cands) = fixture();
+    // `stop` makes the fake's outage end the run, as a kill would.
     let opts = RunOptions {
         log_dir: log_dir.map(Path::to_path_buf),
+        on_failure: FailurePolicy::Stop,
         ..RunOptions::default()
     };
     run_method(&cfg(), &ds, &cands, model, &opts).await

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use agp::{
-    AgpConfig, ListwiseConfig, MethodConfig, MethodRun, ParseOutcome, PointwiseConfig, RunOptions,
-    run_method,
+    AgpConfig, FailurePolicy, ListwiseConfig, MethodConfig, MethodRun, ParseOutcome,
+    PointwiseConfig, RunOptions, run_method,
 };
 use agp_llm::Stage;
 use common::{FakeModel, K, fixture};
@@ -184,6 +184,8 @@ async fn pointwise_variants_rank_by_scores() {
         12,
         "one score request per test user"
     );
+    // Each candidate is its own request: the ledger counts what is paid for.
+    assert_eq!(r.calls[&Stage::Test].calls, 120);
     assert_eq!(r.calls[&Stage::Test].scored_items, 120);
     for res in &r.last.users {
         let u = res.user as usize;
@@ -217,8 +219,12 @@ async fn pointwise_variants_rank_by_scores() {
     assert_eq!(r.label, "AGP-T20 (pointwise)");
     assert!(r.calls[&Stage::Profile].calls > 0);
     assert_eq!(
+        r.calls[&Stage::Rerank].calls,
+        r.calls[&Stage::Profile].calls * K as u64
+    );
+    assert_eq!(
         r.calls[&Stage::Rerank].scored_items,
-        r.calls[&Stage::Rerank].calls * K as u64
+        r.calls[&Stage::Rerank].calls
     );
     assert!(
         r.last
@@ -264,7 +270,10 @@ async fn llm_failure_names_stage_user_and_status() {
         &ds,
         &cands,
         Arc::new(FakeModel::failing_after(0)),
-        &opts(),
+        &RunOptions {
+            on_failure: FailurePolicy::Stop,
+            ..opts()
+        },
     )
     .await
     .unwrap_err()

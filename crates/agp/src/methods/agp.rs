@@ -1,7 +1,16 @@
 //! AGP (Eqs. 2–6 and the reference code's training loop, §3.4) and direct rerank-prompt
 //! optimization, which runs the same loop on the rerank instruction instead of `p_gen`.
+//!
+//! Failed calls under [`crate::FailurePolicy::Continue`] (fatal reasons always end the run):
+//! - profile or rerank (Eqs. 2–3): the user scores as an unusable answer for that step and
+//!   gives no feedback; the accept test and the update strength use the mean rank of the users
+//!   answered in the first pass, as the reference code drops a user whose calls raised from the
+//!   batch average;
+//! - feedback (Eq. 4): that user's critique is left out of the batch;
+//! - summarize (Eq. 5), edit (Eq. 6) or any call of the verify pass: the batch's edit is
+//!   discarded (counted in `discarded`, logged with the failed stage) and the prompt stays.
 
-use agp_llm::Stage;
+use agp_llm::{FailureReason, Stage};
 use async_trait::async_trait;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -9,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AgpConfig, FeedbackListOrder, FeedbackPromptSource};
 use crate::error::AgpError;
 use crate::llm::Llm;
-use crate::metrics::{UnparseableRule, UserResult, score_ordering};
+use crate::metrics::{UnparseableRule, UserResult, score_failed_call, score_ordering};
 use crate::parse::{MissingPolicy, ParseOutcome, between_markers, parse_rerank};
 use crate::prompts::{self, Position};
 use crate::reranker::{
@@ -244,6 +253,32 @@ struct PromptEvent<'a> {
     prompt: &'a str,
 }
 
+/// An edit discarded because one of its calls failed.
+#[derive(Serialize)]
+struct FailedEditEvent<'a> {
+    event: &'static str,
+    status: &'static str,
+    epoch: usize,
+    batch: usize,
+    attempt: usize,
+    mean_rank_before: f64,
+    n_failed: usize,
+    batch_len: usize,
+    failed_stage: Stage,
+    failure: FailureReason,
+    previous: &'a str,
+}
+
+/// A candidate edit and its verify pass.
+struct Proposal {
+    instructions: String,
+    edited: Edited,
+    verified: Vec<UserResult>,
+}
+
+/// `Err` holds the stage and reason of the call that failed.
+type Tried<T> = Result<T, (Stage, FailureReason)>;
+
 impl PromptOptimizer {
     pub fn new(route: Route, cfg: AgpConfig, n_train: usize) -> Self {
         let prompt = cfg.initial_prompt.clone().unwrap_or_else(|| match route {
@@ -328,38 +363,102 @@ impl PromptOptimizer {
         }
     }
 
+    /// Every user's forward pass; a user whose call failed (and was tolerated) is `Err` with
+    /// the reason and scores as an unusable answer.
     async fn forward_batch(
         &self,
         prompt: &str,
         batch: &[UserCase],
         env: &Env,
         stages: (Stage, Stage),
-    ) -> Result<(Vec<Forward>, Vec<UserResult>), AgpError> {
+    ) -> Result<(Vec<Result<Forward, FailureReason>>, Vec<UserResult>), AgpError> {
         let calls = batch
             .iter()
-            .map(|c| self.forward(prompt, &c.input, env, stages).boxed())
+            .map(|c| {
+                async move {
+                    env.llm
+                        .tolerate(self.forward(prompt, &c.input, env, stages).await)
+                }
+                .boxed()
+            })
             .collect();
         let fwd = join_ordered(calls, env.concurrency).await?;
         let results = batch
             .iter()
             .zip(&fwd)
             .map(|(c, f)| {
-                score_ordering(
-                    c.input.user,
-                    &f.ranking.order,
-                    c.gt_index,
-                    c.input.candidates.len(),
-                    f.ranking.outcome,
-                    self.cfg.unparseable,
-                )
+                let (user, k) = (c.input.user, c.input.candidates.len());
+                match f {
+                    Ok(f) => score_ordering(
+                        user,
+                        &f.ranking.order,
+                        c.gt_index,
+                        k,
+                        f.ranking.outcome,
+                        self.cfg.unparseable,
+                    ),
+                    Err(reason) => score_failed_call(user, k, *reason),
+                }
             })
             .collect();
         Ok((fwd, results))
     }
+
+    /// Summarize (Eq. 5), edit (Eq. 6) and the verify pass of one batch.
+    async fn propose(
+        &self,
+        current: &str,
+        batch: &[UserCase],
+        losses: &[(usize, String)],
+        strength: Option<f64>,
+        env: &Env,
+    ) -> Result<Tried<Proposal>, AgpError> {
+        let llm = &env.llm;
+        let instructions = if self.cfg.summarize {
+            match llm.tolerate(summarize_feedback(llm, losses).await)? {
+                Ok(s) => s,
+                Err(reason) => return Ok(Err((Stage::Summarize, reason))),
+            }
+        } else {
+            prompts::failed_cases(losses)
+        };
+        let edited = edit_prompt(
+            llm,
+            current,
+            losses.len(),
+            batch.len(),
+            strength,
+            &instructions,
+        )
+        .await;
+        let edited = match llm.tolerate(edited)? {
+            Ok(e) => e,
+            Err(reason) => return Ok(Err((Stage::Edit, reason))),
+        };
+        let (fwd, verified) = self
+            .forward_batch(&edited.prompt, batch, env, (Stage::Verify, Stage::Verify))
+            .await?;
+        // A user the edit could not be tried on would make the comparison meaningless.
+        if let Some(&reason) = fwd.iter().find_map(|f| f.as_ref().err()) {
+            return Ok(Err((Stage::Verify, reason)));
+        }
+        Ok(Ok(Proposal {
+            instructions,
+            edited,
+            verified,
+        }))
+    }
 }
 
-fn mean_rank(results: &[UserResult]) -> f64 {
-    results.iter().map(|r| r.rank as f64).sum::<f64>() / results.len().max(1) as f64
+/// Mean rank over the users marked in `keep`.
+fn mean_rank(results: &[UserResult], keep: &[bool]) -> f64 {
+    let ranks: Vec<f64> = results
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(r, _)| r.rank as f64)
+        .collect();
+    ranks.iter().sum::<f64>() / ranks.len().max(1) as f64
 }
 
 #[async_trait]
@@ -398,7 +497,11 @@ impl Reranker for PromptOptimizer {
             if step.is_begin() || step.is_end() {
                 let phase = if step.is_begin() { "begin" } else { "end" };
                 for (c, f) in batch.iter().zip(&fwd) {
-                    if let Some(profile) = &f.profile {
+                    if let Ok(Forward {
+                        profile: Some(profile),
+                        ..
+                    }) = f
+                    {
                         env.log_event(&ProfileEvent {
                             event: "profile",
                             phase,
@@ -414,6 +517,8 @@ impl Reranker for PromptOptimizer {
             let llm = &env.llm;
             let mut calls = Vec::with_capacity(batch.len());
             for (i, ((c, f), r)) in batch.iter().zip(&fwd).zip(&results).enumerate() {
+                // No ranking to critique.
+                let Ok(f) = f else { continue };
                 let shown = match self.cfg.feedback_prompt_source {
                     FeedbackPromptSource::PGen => current.as_str(),
                     FeedbackPromptSource::RerankPrompt => f.prompt_sent.as_str(),
@@ -431,9 +536,10 @@ impl Reranker for PromptOptimizer {
                 let (route, order) = (self.route, self.cfg.feedback_list_order);
                 calls.push(
                     async move {
-                        let loss =
-                            position_feedback(llm, route, &input, state_position, order).await?;
-                        Ok(loss.map(|l| (i, l)))
+                        let loss = llm.tolerate(
+                            position_feedback(llm, route, &input, state_position, order).await,
+                        )?;
+                        Ok(loss.ok().flatten().map(|l| (i, l)))
                     }
                     .boxed(),
                 );
@@ -444,26 +550,37 @@ impl Reranker for PromptOptimizer {
             if losses.is_empty() {
                 continue;
             }
-            let before = mean_rank(&out.results);
-            let instructions = if self.cfg.summarize {
-                summarize_feedback(&env.llm, &losses).await?
-            } else {
-                prompts::failed_cases(&losses)
-            };
+            let answered: Vec<bool> = fwd.iter().map(Result::is_ok).collect();
+            let before = mean_rank(&out.results, &answered);
             let strength = self.cfg.pbf.then_some(before);
-            let edited = edit_prompt(
-                &env.llm,
-                &current,
-                losses.len(),
-                batch.len(),
-                strength,
-                &instructions,
-            )
-            .await?;
-            let (_, verified) = self
-                .forward_batch(&edited.prompt, batch, env, (Stage::Verify, Stage::Verify))
+            let proposal = self
+                .propose(&current, batch, &losses, strength, env)
                 .await?;
-            let after = mean_rank(&verified);
+            let Proposal {
+                instructions,
+                edited,
+                verified,
+            } = match proposal {
+                Ok(p) => p,
+                Err((failed_stage, failure)) => {
+                    env.log_event(&FailedEditEvent {
+                        event: "prompt",
+                        status: "discarded",
+                        epoch: step.epoch,
+                        batch: step.batch,
+                        attempt,
+                        mean_rank_before: before,
+                        n_failed: losses.len(),
+                        batch_len: batch.len(),
+                        failed_stage,
+                        failure,
+                        previous: &current,
+                    })?;
+                    out.discarded += 1;
+                    continue;
+                }
+            };
+            let after = mean_rank(&verified, &answered);
             let accepted = after < before;
             env.log_event(&PromptEvent {
                 event: "prompt",

@@ -11,7 +11,8 @@ use std::time::Duration;
 use agp_datasets::Dataset;
 use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION, RankedList, UserSampling};
 use agp_llm::{
-    ChatModel, ChatRequest, ChatResponse, LlmError, ModelInfo, ScoreRequest, ScoreResponse, Usage,
+    ChatModel, ChatRequest, ChatResponse, FailureReason, LlmError, ModelInfo, ScoreRequest,
+    ScoreResponse, Stage, Usage,
 };
 use async_trait::async_trait;
 
@@ -87,6 +88,72 @@ pub fn fixture() -> (Dataset, CandidateFile) {
     (ds, cands)
 }
 
+/// Which calls a [`FakeModel`] fails, and why. A call matches when its prompt (a score request's
+/// prefix and suffixes) contains `contains` and its stage is `stage`, where given.
+#[derive(Debug, Clone)]
+pub struct FailRule {
+    pub contains: Option<String>,
+    pub stage: Option<Stage>,
+    /// Fail only the n-th matching call (0-based); `None` fails every match.
+    pub nth: Option<usize>,
+    pub reason: FailureReason,
+}
+
+impl FailRule {
+    /// Every call whose prompt contains `text`.
+    pub fn containing(text: impl Into<String>, reason: FailureReason) -> Self {
+        Self {
+            contains: Some(text.into()),
+            stage: None,
+            nth: None,
+            reason,
+        }
+    }
+
+    /// The n-th call of the run (0-based), whatever it is.
+    pub fn nth_call(n: usize, reason: FailureReason) -> Self {
+        Self {
+            contains: None,
+            stage: None,
+            nth: Some(n),
+            reason,
+        }
+    }
+
+    pub fn at_stage(self, stage: Stage) -> Self {
+        Self {
+            stage: Some(stage),
+            ..self
+        }
+    }
+
+    /// Only the n-th (0-based) of the calls this rule matches.
+    pub fn nth(self, n: usize) -> Self {
+        Self {
+            nth: Some(n),
+            ..self
+        }
+    }
+}
+
+/// The error a provider's client would return for `reason` once its retries are spent.
+pub fn failure(reason: FailureReason, request_id: String) -> LlmError {
+    let status = match reason {
+        FailureReason::RateLimited => 429,
+        FailureReason::ServerError => 503,
+        FailureReason::ClientError => 400,
+        FailureReason::Timeout | FailureReason::Transport => 0,
+        FailureReason::Setup => return LlmError::Other(format!("{request_id}: setup")),
+        _ => 200,
+    };
+    LlmError::Http {
+        request_id,
+        status,
+        reason,
+        message: format!("fake {reason}"),
+    }
+}
+
 /// Rules: a profile echoes the instructions and the first history line; a listwise rerank
 /// answers the identity when the prompt mentions "genre" and the reversed order otherwise;
 /// feedback, summaries and edits are fixed sentences; a pointwise score prefers candidates whose
@@ -97,8 +164,10 @@ pub struct FakeModel {
     pub calls: AtomicUsize,
     /// Fail every call after this many (simulates a killed run).
     pub fail_after: Option<usize>,
-    /// Every chat prompt received, with its stage.
+    /// Every chat prompt answered, with its stage.
     pub prompts: Mutex<Vec<(Option<agp_llm::Stage>, String)>>,
+    /// Calls to fail, each with the number of calls it has matched so far.
+    fail_rules: Mutex<Vec<(FailRule, usize)>>,
 }
 
 impl FakeModel {
@@ -109,15 +178,41 @@ impl FakeModel {
         }
     }
 
-    fn tick(&self) -> Result<(), LlmError> {
+    pub fn failing(rules: Vec<FailRule>) -> Self {
+        Self {
+            fail_rules: Mutex::new(rules.into_iter().map(|r| (r, 0)).collect()),
+            ..Self::default()
+        }
+    }
+
+    /// Counts the call, then fails it if the model is stopped or a rule picks it.
+    fn tick(&self, stage: Option<Stage>, text: &str) -> Result<(), LlmError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.fail_after {
-            Some(limit) if n >= limit => Err(LlmError::Http {
+        if let Some(limit) = self.fail_after
+            && n >= limit
+        {
+            return Err(LlmError::Http {
                 request_id: format!("fake-{n}"),
                 status: 503,
+                reason: FailureReason::ServerError,
                 message: "fake model stopped".into(),
-            }),
-            _ => Ok(()),
+            });
+        }
+        let mut rules = self.fail_rules.lock().unwrap();
+        let mut fail = None;
+        for (rule, seen) in rules.iter_mut() {
+            let matches = rule.contains.as_deref().is_none_or(|t| text.contains(t))
+                && rule.stage.is_none_or(|s| stage == Some(s));
+            if matches {
+                if rule.nth.is_none_or(|k| k == *seen) && fail.is_none() {
+                    fail = Some(rule.reason);
+                }
+                *seen += 1;
+            }
+        }
+        match fail {
+            Some(reason) => Err(failure(reason, format!("fake-{n}"))),
+            None => Ok(()),
         }
     }
 }
@@ -184,8 +279,8 @@ impl ChatModel for FakeModel {
     }
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.tick()?;
         let prompt = &req.messages.last().expect("a user message").content;
+        self.tick(req.stage, prompt)?;
         self.prompts
             .lock()
             .unwrap()
@@ -199,11 +294,15 @@ impl ChatModel for FakeModel {
                 ..Usage::default()
             },
             content,
+            finish_reason: None,
         })
     }
 
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
-        self.tick()?;
+        self.tick(
+            req.stage,
+            &format!("{}{}", req.prefix, req.suffixes.concat()),
+        )?;
         tokio::time::sleep(delay(&req.prefix)).await;
         let liked = GENRES.iter().find(|g| req.prefix.contains(*g));
         let scores = req
