@@ -26,6 +26,7 @@ pub mod preprocess;
 pub mod raw;
 mod source;
 pub mod stats;
+pub mod synth;
 pub mod zip;
 
 pub use cache::{Cache, CacheOutcome, prepare_cached};
