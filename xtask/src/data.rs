@@ -1,5 +1,6 @@
 //! `cargo xtask data ...`: prepare, describe and fetch datasets.
 
+use agp_datasets::synth::SynthSpec;
 use agp_datasets::{
     Cache, CacheOutcome, DatasetSource, ItemTextStyle, PrepareOptions, prepare_cached,
 };
@@ -41,6 +42,38 @@ pub enum DataCmd {
         /// Pin a file's sha256: FILE=HEX (repeatable).
         #[arg(long, value_parser = parse_pin)]
         sha256: Vec<(String, String)>,
+    },
+    /// Write a synthetic dataset sized like the paper's (after 5-core) as RecBole atomic files
+    /// DIR/<name>/<name>.inter and .item, for rehearsing the harness without the real data.
+    Synth {
+        /// amz (95K users × 43K items), yelp (65K × 33K), gr (13K × 25K) or tiny (2K × 1.5K).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SynthSpec::PRESETS))]
+        preset: String,
+        /// Override the preset's user count.
+        #[arg(long)]
+        users: Option<usize>,
+        /// Override the preset's item count.
+        #[arg(long)]
+        items: Option<usize>,
+        /// Interactions to write [default: the preset's, scaled with --users so the mean
+        /// history length stays the preset's].
+        #[arg(long)]
+        interactions: Option<usize>,
+        /// Zipf exponent of item popularity.
+        #[arg(long)]
+        popularity_exponent: Option<f64>,
+        /// Zipf–Mandelbrot offset of item popularity (flattens the head).
+        #[arg(long)]
+        popularity_offset: Option<f64>,
+        /// Power-law exponent of history lengths (> 1).
+        #[arg(long)]
+        activity_exponent: Option<f64>,
+        /// Random seed [default: the preset's].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Parent directory; the files go to DIR/<name>/, the layout `recbole:DIR/<name>` reads.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -164,6 +197,65 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             for p in got {
                 eprintln!("ok {}", p.display());
             }
+            Ok(())
+        }
+        DataCmd::Synth {
+            preset,
+            users,
+            items,
+            interactions,
+            popularity_exponent,
+            popularity_offset,
+            activity_exponent,
+            seed,
+            out,
+        } => {
+            let base = SynthSpec::preset(&preset)?;
+            let scaled = users.map(|u| {
+                (base.interactions as f64 * u as f64 / base.users as f64).round() as usize
+            });
+            let spec = SynthSpec {
+                users: users.unwrap_or(base.users),
+                items: items.unwrap_or(base.items),
+                interactions: interactions.or(scaled).unwrap_or(base.interactions),
+                popularity_exponent: popularity_exponent.unwrap_or(base.popularity_exponent),
+                popularity_offset: popularity_offset.unwrap_or(base.popularity_offset),
+                activity_exponent: activity_exponent.unwrap_or(base.activity_exponent),
+                seed: seed.unwrap_or(base.seed),
+                ..base
+            };
+            let dir = out.join(&spec.name);
+            let t = std::time::Instant::now();
+            let s = agp_datasets::synth::write_recbole(&spec, &dir)?;
+            println!(
+                "{}: {} users, {} items, {} interactions (seed {}, written in {:.2}s)",
+                s.name,
+                s.users,
+                s.items,
+                s.interactions,
+                spec.seed,
+                t.elapsed().as_secs_f64()
+            );
+            println!(
+                "history length min {} / mean {:.1} / max {}; users per item min {} / max {}",
+                s.min_history, s.mean_history, s.max_history, s.min_item_users, s.max_item_users
+            );
+            println!(
+                "popularity: top 1% of items hold {:.1}% of interactions, Gini {:.3} \
+                 (Zipf α {} offset {}, {} interactions moved to reach {} users per item)",
+                100.0 * s.top1_share,
+                s.gini,
+                spec.popularity_exponent,
+                spec.popularity_offset,
+                s.top_up_swaps,
+                spec.min_item_users
+            );
+            for f in &s.files {
+                println!("wrote {}", f.display());
+            }
+            let source = format!("recbole:{}", dir.display());
+            println!("dataset: {source}");
+            println!("  cargo xtask data stats {source}");
             Ok(())
         }
         DataCmd::Stats { src, json } => {

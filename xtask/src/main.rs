@@ -4,6 +4,7 @@ mod ci;
 mod data;
 mod model;
 mod reproduce;
+mod sim;
 mod train;
 
 use clap::Parser;
@@ -27,6 +28,9 @@ enum Cmd {
     Reproduce(reproduce::ReproduceArgs),
     /// The README's test command: set-up, lints, tests, and a check of every committed report.
     Ci(ci::CiArgs),
+    /// A simulated OpenAI-compatible API on loopback with deterministic answers and injected
+    /// faults, for rehearsing paid runs offline (never a source of committed results).
+    SimApi(sim::SimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Model(c) => model::run(c),
         Cmd::Reproduce(a) => reproduce::run(a),
         Cmd::Ci(a) => ci::run(a),
+        Cmd::SimApi(a) => sim::run(a),
     }
 }

@@ -6,6 +6,7 @@
 mod experiment;
 mod paper;
 mod pipeline;
+mod plan;
 mod report;
 mod stats;
 mod svg;
@@ -42,7 +43,8 @@ pub struct ReproduceArgs {
     /// [default: the experiment's LLMs for this scale].
     #[arg(long)]
     pub llm: Option<String>,
-    /// Call the model for requests without a recording and append them to the recordings.
+    /// Record into the bundled recordings (fixtures/llm/recordings.jsonl) and the committed
+    /// candidate files: how the bundled default is made. Live models always store their answers.
     #[arg(long)]
     pub record: bool,
     /// Repeat the whole pipeline (backbone seed and user draw) with this many seeds.
@@ -63,12 +65,33 @@ pub struct ReproduceArgs {
     /// Where reports go [default: reports/ in the workspace].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Recordings file [default: fixtures/llm/<dataset set>.jsonl].
+    /// Recordings file [default: fixtures/llm/recordings.jsonl when replaying or with
+    /// --record; .cache/llm/<spec>.jsonl for a live model].
     #[arg(long)]
     pub recordings: Option<PathBuf>,
+    /// What a call that fails for good (refused, filtered, still failing after its retries)
+    /// does: `continue` scores that user as an unusable answer (rank K, NDCG 0) and counts it
+    /// in the report; `stop` ends the run (resume it later from its checkpoints).
+    #[arg(long, value_enum, default_value = "continue")]
+    pub on_failure: OnFailure,
+    /// Run on these datasets instead of the experiment's (repeatable): a name such as
+    /// `amazon-movies-tv`, or `recbole:<dir>` for atomic files, e.g. from `data synth`.
+    #[arg(long = "dataset")]
+    pub datasets: Vec<String>,
+    /// Where each method's checkpoints and event log go [default: .cache/runs]. A run with the
+    /// same settings resumes from them.
+    #[arg(long)]
+    pub runs: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--on-failure`: see [`agp::FailurePolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnFailure {
+    Continue,
+    Stop,
 }
 
 fn experiment_path(name: &str) -> PathBuf {
@@ -89,7 +112,10 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     };
     let mut failures = Vec::new();
     for name in &names {
-        let exp = Experiment::load(&experiment_path(name), args.scale)?;
+        let mut exp = Experiment::load(&experiment_path(name), args.scale)?;
+        if !args.datasets.is_empty() {
+            exp.settings.datasets = args.datasets.clone();
+        }
         match run_one(&exp, &args) {
             Ok(()) => {}
             Err(e) if args.check => {
@@ -112,6 +138,68 @@ fn default_recordings() -> PathBuf {
     workspace_root().join("fixtures/llm/recordings.jsonl")
 }
 
+/// Where a live model's answers are kept when `--recordings` is not given: every paid answer is
+/// stored before it is used, so an interrupted or repeated run never pays for it again.
+fn live_recordings(spec: &LlmSpec) -> PathBuf {
+    let slug: String = spec
+        .to_string()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    workspace_root().join(format!(".cache/llm/{slug}.jsonl"))
+}
+
+/// One LLM spec, built once and shared by every cell: identical requests from different cells
+/// are sent once, and one slot pool keeps `--jobs` requests in flight across all of them.
+struct LlmUse {
+    text: String,
+    handle: agp_llm::LlmHandle,
+    recordings: PathBuf,
+}
+
+fn build_llms(specs: &[String], args: &ReproduceArgs) -> Result<Vec<LlmUse>> {
+    specs
+        .iter()
+        .map(|text| {
+            let spec: LlmSpec = text.parse()?;
+            let live = spec != LlmSpec::Replay;
+            let recordings = match (&args.recordings, live && !args.record) {
+                (Some(p), _) => p.clone(),
+                (None, true) => live_recordings(&spec),
+                (None, false) => default_recordings(),
+            };
+            let mode = if live {
+                RecordMode::Auto
+            } else {
+                RecordMode::Replay
+            };
+            let opts = LlmOptions {
+                mode,
+                recordings: Some(recordings.clone()),
+                threads: args.threads,
+                max_concurrency: Some(args.jobs),
+                ..LlmOptions::default()
+            };
+            let handle = build_model(&spec, &opts)
+                .with_context(|| format!("LLM {text} (recordings {})", recordings.display()))?;
+            if live {
+                eprintln!("{text}: answers are stored in {}", recordings.display());
+            }
+            Ok(LlmUse {
+                text: text.clone(),
+                handle,
+                recordings,
+            })
+        })
+        .collect()
+}
+
 fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
     let t0 = Instant::now();
     let progress = !args.quiet;
@@ -122,40 +210,48 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
     let paid = llm_specs
         .iter()
         .any(|s| s.starts_with("openai:") || s.starts_with("deepseek:"));
-    if paid {
-        let plan = plan_calls(exp, &llm_specs, args.seeds)?;
-        eprintln!("{plan}");
-        if !args.yes {
-            bail!(
-                "{} at scale {} calls a paid API; re-run with --yes to start (an interrupted run \
-                 resumes, and recorded calls are never paid twice)",
-                exp.name,
-                exp.scale.name()
-            );
-        }
-    }
-    let mode = if args.record {
-        RecordMode::Auto
+    let live = llm_specs.iter().any(|s| s != "replay");
+    let plan = if live {
+        let plan = plan::plan(exp, &llm_specs, args.seeds)?;
+        eprintln!("{}", plan.render());
+        Some(plan)
     } else {
-        RecordMode::Replay
+        None
     };
-    let recordings = args.recordings.clone().unwrap_or_else(default_recordings);
+    if paid && !args.yes {
+        bail!(
+            "{} at scale {} calls a paid API; the plan above is what it would ask. Re-run with \
+             --yes to start (an interrupted run resumes, and answered calls are never paid twice)",
+            exp.name,
+            exp.scale.name()
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
 
-    let mut cells = Vec::new();
-    let mut backbone_facts = Vec::new();
-    let mut provenance = BTreeMap::new();
     let mut timings: Vec<(String, f64)> = Vec::new();
+    // Data and backbones first: they use every core, and every LLM cell needs them.
+    let mut prepared = Vec::new();
+    let mut backbone_facts = Vec::new();
+    let mut data_s = 0.0;
+    let mut backbone_s = 0.0;
     for seed in 1..=args.seeds {
         for dataset in &exp.settings.datasets {
+            let t = Instant::now();
             let ds = pipeline::load_dataset(dataset)?;
+            data_s += t.elapsed().as_secs_f64();
+            timings.push((
+                format!("data {dataset} seed {seed}"),
+                t.elapsed().as_secs_f64(),
+            ));
+            let mut backbones = Vec::new();
             for backbone in &exp.settings.backbones {
                 let t = Instant::now();
                 let b = pipeline::backbone(exp, &ds, backbone, seed, args.record, progress)?;
+                backbone_s += t.elapsed().as_secs_f64();
                 timings.push((
                     format!("backbone {dataset}/{backbone} seed {seed}"),
                     t.elapsed().as_secs_f64(),
@@ -163,47 +259,105 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
                 if seed == 1 {
                     backbone_facts.push(b.facts.clone());
                 }
-                // Methods that need no LLM run once, not once per LLM.
-                let mut ran_llm_free = std::collections::BTreeSet::new();
-                for spec_text in &llm_specs {
-                    let spec: LlmSpec = spec_text.parse()?;
-                    let opts = LlmOptions {
-                        mode,
-                        recordings: Some(recordings.clone()),
-                        threads: args.threads,
-                        max_concurrency: Some(args.jobs),
-                        ..LlmOptions::default()
-                    };
-                    let handle = build_model(&spec, &opts).with_context(|| {
-                        format!("LLM {spec_text} (recordings {})", recordings.display())
-                    })?;
-                    let info = handle.model.info();
-                    provenance.insert(spec_text.clone(), describe_model(&info, mode));
-                    for row in &exp.methods {
-                        let is_base = experiment::kind(row) == "base";
-                        if is_base && !ran_llm_free.insert(experiment::label(row).to_string()) {
-                            continue;
-                        }
-                        let t = Instant::now();
-                        let cell = rt.block_on(pipeline::run_method(pipeline::MethodJob {
-                            exp,
-                            ds: &ds,
-                            backbone: &b,
-                            row,
-                            llm_spec: spec_text,
-                            llm: handle.model.clone(),
-                            seed,
-                            jobs: args.jobs,
-                            progress,
-                        }))?;
-                        timings.push((
-                            format!("{} seed {seed}", cell.label),
-                            t.elapsed().as_secs_f64(),
-                        ));
-                        cells.push(cell);
+                backbones.push(b);
+            }
+            prepared.push((seed, ds, backbones));
+        }
+    }
+
+    let llms = build_llms(&llm_specs, args)?;
+    let mut provenance = BTreeMap::new();
+    for l in &llms {
+        provenance.insert(
+            l.text.clone(),
+            describe_model(&l.handle.model.info(), l.handle.mode),
+        );
+    }
+    let runs = args
+        .runs
+        .clone()
+        .unwrap_or_else(|| workspace_root().join(".cache/runs"));
+    // Every (seed, dataset, backbone, LLM, method) cell, in report order.
+    let mut jobs = Vec::new();
+    for (seed, ds, backbones) in &prepared {
+        for b in backbones {
+            // Methods that need no LLM run once, not once per LLM.
+            let mut ran_llm_free = std::collections::BTreeSet::new();
+            for l in &llms {
+                for row in &exp.methods {
+                    let is_base = experiment::kind(row) == "base";
+                    if is_base && !ran_llm_free.insert(experiment::label(row).to_string()) {
+                        continue;
                     }
+                    jobs.push(pipeline::MethodJob {
+                        exp,
+                        ds,
+                        backbone: b,
+                        row,
+                        llm_spec: &l.text,
+                        llm: l.handle.model.clone(),
+                        seed: *seed,
+                        jobs: args.jobs,
+                        on_failure: args.on_failure,
+                        runs: &runs,
+                    });
                 }
             }
+        }
+    }
+    let t_llm = Instant::now();
+    let n_cells = jobs.len();
+    let bar = cells_bar(progress, n_cells);
+    // All cells at once: the shared slot pool of each LLM keeps `--jobs` requests in flight
+    // across cells, and a cell's results depend only on its own answers, so the report is the
+    // same at any `--jobs` and in any completion order.
+    let results = rt.block_on(futures::future::join_all(jobs.into_iter().map(|job| {
+        let bar = bar.clone();
+        async move {
+            let what = format!(
+                "{}/{}/{} {}",
+                job.ds.name,
+                job.backbone.facts.backbone,
+                job.llm_spec,
+                experiment::label(job.row)
+            );
+            let t = Instant::now();
+            let cell = pipeline::run_method(job).await;
+            let secs = t.elapsed().as_secs_f64();
+            bar.inc(1);
+            bar.suspend(|| eprintln!("  done {what} in {secs:.1} s"));
+            cell.map(|c| (c, secs))
+        }
+    })));
+    bar.finish_and_clear();
+    let llm_s = t_llm.elapsed().as_secs_f64();
+    let mut cells = Vec::with_capacity(n_cells);
+    for r in results {
+        let (cell, secs) = r?;
+        timings.push((format!("{} seed {}", cell.label, cell.seed), secs));
+        cells.push(cell);
+    }
+    eprintln!(
+        "{}: wall time {:.1} s = data {data_s:.1} s + backbones {backbone_s:.1} s + LLM cells \
+         {llm_s:.1} s",
+        exp.name,
+        t0.elapsed().as_secs_f64()
+    );
+    for l in &llms {
+        let spent = plan::Spent::of(&l.handle.ledger);
+        eprintln!(
+            "  {}: {} requests ({} answered live, {} from {}), {:.1} live requests/s over \
+             the LLM stage, spent ~${:.2}",
+            l.text,
+            spent.requests,
+            spent.live,
+            spent.requests - spent.live,
+            l.recordings.display(),
+            spent.live as f64 / llm_s.max(1e-9),
+            spent.usd
+        );
+        if let Some(p) = &plan {
+            eprintln!("{}", p.compare(&l.text, &spent));
         }
     }
     let facts = report::RunFacts {
@@ -219,7 +373,7 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| workspace_root().join("reports"))
         .join(&exp.name);
-    write_run_log(exp, &timings, t0.elapsed().as_secs_f64())?;
+    write_run_log(&runs, exp, &timings, t0.elapsed().as_secs_f64())?;
     if args.check {
         return check_report(&dir, &rendered.files);
     }
@@ -244,68 +398,17 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prompt and completion tokens assumed per call for the up-front estimate: the reference
-/// prompts with 5 history items and 10 candidates are ~600-800 tokens; answers are short.
-const EST_PROMPT_TOKENS: f64 = 700.0;
-const EST_COMPLETION_TOKENS: f64 = 200.0;
-
-/// Upper bound of LLM calls per (LLM, method), and the cost at list prices, before a paid run.
-fn plan_calls(exp: &Experiment, llms: &[String], seeds: u64) -> Result<String> {
-    use std::fmt::Write;
-    let s = &exp.settings;
-    let cells = (s.datasets.len() * s.backbones.len()) as f64 * seeds as f64;
-    let eval_users = (s.test_users + s.valid_users) as f64;
-    let prices = agp_llm::usage::PriceTable::builtin();
-    let mut out = format!(
-        "{} at scale {}: {} dataset(s) x {} backbone(s) x {seeds} seed(s); estimated calls \
-         (upper bound: every user gets feedback, every verify re-evaluates) at ~{EST_PROMPT_TOKENS} \
-         prompt + {EST_COMPLETION_TOKENS} completion tokens per call:\n",
-        exp.name,
-        exp.scale.name(),
-        s.datasets.len(),
-        s.backbones.len()
-    );
-    let mut total_cost = 0.0;
-    for llm in llms {
-        let model = llm.split_once(':').map(|(_, m)| m).unwrap_or(llm);
-        for row in &exp.methods {
-            let cfg = pipeline::method_config(row)?;
-            let calls = match &cfg {
-                agp::MethodConfig::Base(_) => 0.0,
-                agp::MethodConfig::LlmDir(_)
-                | agp::MethodConfig::LlmCot(_)
-                | agp::MethodConfig::LlmDirPointwise(_) => s.test_users as f64,
-                agp::MethodConfig::Agp(c)
-                | agp::MethodConfig::AgpPointwise(c)
-                | agp::MethodConfig::RerankOpt(c) => {
-                    let n = c.n_train_users.unwrap_or(s.train_users) as f64;
-                    let per_epoch = agp::eq7_api_calls(c.batch_size, n as usize)
-                        + 2.0 * n * c.verify_steps as f64
-                        + 2.0 * eval_users;
-                    per_epoch * c.epochs as f64
-                }
-            } * cells;
-            let cost = prices
-                .get(model)
-                .map(|p| {
-                    calls
-                        * (EST_PROMPT_TOKENS * p.input_per_mtok
-                            + EST_COMPLETION_TOKENS * p.output_per_mtok)
-                        / 1e6
-                })
-                .unwrap_or(f64::NAN);
-            if cost.is_finite() {
-                total_cost += cost;
-            }
-            let _ = writeln!(
-                out,
-                "  {llm:<28} {:<28} {calls:>9.0} calls  ~${cost:.2}",
-                experiment::label(row)
-            );
-        }
+fn cells_bar(show: bool, n: usize) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
     }
-    let _ = write!(out, "  total ~${total_cost:.2} at list prices");
-    Ok(out)
+    let pb = indicatif::ProgressBar::new(n as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "cells [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})",
+    ) {
+        pb.set_style(style);
+    }
+    pb
 }
 
 fn describe_model(info: &agp_llm::ModelInfo, mode: RecordMode) -> String {
@@ -326,11 +429,13 @@ fn describe_model(info: &agp_llm::ModelInfo, mode: RecordMode) -> String {
 }
 
 /// Timings stay out of the compared report files.
-fn write_run_log(exp: &Experiment, timings: &[(String, f64)], total: f64) -> Result<()> {
-    let dir = workspace_root()
-        .join(".cache/runs")
-        .join(&exp.name)
-        .join(exp.scale.name());
+fn write_run_log(
+    runs: &Path,
+    exp: &Experiment,
+    timings: &[(String, f64)],
+    total: f64,
+) -> Result<()> {
+    let dir = runs.join(&exp.name).join(exp.scale.name());
     std::fs::create_dir_all(&dir)?;
     let log = serde_json::json!({
         "experiment": exp.name,
@@ -390,21 +495,6 @@ fn check_report(dir: &Path, files: &BTreeMap<String, String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paper_scale_plan_counts_calls_and_prices_them() {
-        let exp = Experiment::load(&experiment_path("table1"), Scale::Paper).unwrap();
-        let plan = plan_calls(&exp, &["openai:gpt-4o-mini".to_string()], 1).unwrap();
-        // LLM-Dir: one call per test user, for 3 datasets x 2 backbones.
-        assert!(
-            plan.contains("LLM-Dir") && plan.contains(" 1800 calls"),
-            "{plan}"
-        );
-        // AGP at T100, batch 10, 10 epochs, verify 1, 300 test + 100 valid users:
-        // (Eq. 7: 320 + verify 200 + eval 800) x 10 epochs x 6 = 79200.
-        assert!(plan.contains(" 79200 calls"), "{plan}");
-        assert!(plan.contains("total ~$"), "{plan}");
-    }
 
     #[test]
     fn every_experiment_file_loads_at_every_scale() {

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Candidate lists K: the paper's top-10.
-const K: usize = 10;
+pub const K: usize = 10;
 
 pub fn load_dataset(name: &str) -> Result<Dataset> {
     let source = DatasetSource::parse(name, None)?;
@@ -167,13 +167,19 @@ fn check_or_store_candidates(
 }
 
 /// Everything about one method run that the cache directory is keyed on.
-pub fn run_dir(exp: &Experiment, seed: u64, key: &str, fingerprint: &str) -> PathBuf {
+pub fn run_dir(
+    runs: &std::path::Path,
+    exp: &Experiment,
+    seed: u64,
+    key: &str,
+    fingerprint: &str,
+) -> PathBuf {
     let slug: String = key
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    workspace_root().join(format!(
-        ".cache/runs/{}/{}/seed{seed}/{slug}-{}",
+    runs.join(format!(
+        "{}/{}/seed{seed}/{slug}-{}",
         exp.name,
         exp.scale.name(),
         &fingerprint[..12]
@@ -212,7 +218,57 @@ pub struct MethodJob<'a> {
     pub llm: Arc<dyn agp_llm::ChatModel>,
     pub seed: u64,
     pub jobs: usize,
-    pub progress: bool,
+    pub on_failure: super::OnFailure,
+    /// Root of the per-method checkpoint directories.
+    pub runs: &'a std::path::Path,
+}
+
+/// Scheduling priority of a cell's requests when more wait than there are slots. A method that
+/// trains is a long chain of steps that each wait on their calls; single-epoch evaluation is
+/// bulk work that can fill any free slot. Serving the chain first keeps it from becoming the
+/// run's tail.
+struct Prioritized {
+    inner: Arc<dyn agp_llm::ChatModel>,
+    training: u8,
+    evaluation: u8,
+}
+
+impl Prioritized {
+    fn priority(&self, stage: Option<agp_llm::Stage>) -> u8 {
+        match stage {
+            Some(agp_llm::Stage::Test) | None => self.evaluation,
+            Some(_) => self.training,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl agp_llm::ChatModel for Prioritized {
+    fn info(&self) -> agp_llm::ModelInfo {
+        self.inner.info()
+    }
+    fn settings(&self) -> serde_json::Value {
+        self.inner.settings()
+    }
+    fn scores_in_one_pass(&self) -> bool {
+        self.inner.scores_in_one_pass()
+    }
+    async fn chat(
+        &self,
+        req: &agp_llm::ChatRequest,
+    ) -> Result<agp_llm::ChatResponse, agp_llm::LlmError> {
+        let mut req = req.clone();
+        req.priority = self.priority(req.stage);
+        self.inner.chat(&req).await
+    }
+    async fn score(
+        &self,
+        req: &agp_llm::ScoreRequest,
+    ) -> Result<agp_llm::ScoreResponse, agp_llm::LlmError> {
+        let mut req = req.clone();
+        req.priority = self.priority(req.stage);
+        self.inner.score(&req).await
+    }
 }
 
 pub async fn run_method(job: MethodJob<'_>) -> Result<Cell> {
@@ -237,20 +293,29 @@ pub async fn run_method(job: MethodJob<'_>) -> Result<Cell> {
     ]);
     let opts = RunOptions {
         sampling,
-        log_dir: Some(run_dir(job.exp, job.seed, &key, &fingerprint)),
+        log_dir: Some(run_dir(job.runs, job.exp, job.seed, &key, &fingerprint)),
         concurrency: job.jobs,
         seed: job.seed,
-        progress: job.progress,
+        // Cells run side by side; the run shows one bar over all of them.
+        progress: false,
+        on_failure: match job.on_failure {
+            super::OnFailure::Continue => agp::FailurePolicy::Continue,
+            super::OnFailure::Stop => agp::FailurePolicy::Stop,
+        },
     };
-    let run = agp::run_method(
+    let trains = matches!(
         &cfg,
-        job.ds,
-        &job.backbone.candidates,
-        job.llm.clone(),
-        &opts,
-    )
-    .await
-    .with_context(|| format!("running {key}"))?;
+        MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c)
+            if c.epochs > 1
+    );
+    let llm: Arc<dyn agp_llm::ChatModel> = Arc::new(Prioritized {
+        inner: job.llm.clone(),
+        training: if trains { 3 } else { 1 },
+        evaluation: if trains { 2 } else { 1 },
+    });
+    let run = agp::run_method(&cfg, job.ds, &job.backbone.candidates, llm, &opts)
+        .await
+        .with_context(|| format!("running {key}"))?;
     Ok(cell_from_run(&job, &cfg, run))
 }
 
@@ -322,6 +387,11 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodConfig, run: MethodRun) -> Cel
             .parse_counts
             .iter()
             .map(|(o, n)| (format!("{o:?}").to_lowercase(), *n))
+            .collect(),
+        failed_calls: run
+            .failures
+            .iter()
+            .map(|(r, n)| (r.to_string(), *n))
             .collect(),
         eq7_training_calls: run.eq7_calls_per_epoch.map(|x| x * n_epochs),
         estimated_cost_usd: agp_llm::usage::PriceTable::builtin().cost_usd(

@@ -83,6 +83,10 @@ pub struct Cell {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub parse_outcomes: BTreeMap<String, u64>,
+    /// Calls that failed for good, by reason (the users they were for are scored as unusable
+    /// answers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_calls: BTreeMap<String, u64>,
     /// Eq. 7 prediction of training-stage calls for this run (AGP-style methods only).
     pub eq7_training_calls: Option<f64>,
     pub estimated_cost_usd: Option<f64>,
@@ -543,12 +547,15 @@ fn figure_section(exp: &Experiment, cells: &[Cell]) -> String {
 
 fn run_summary(cells: &[Cell]) -> String {
     let mut md = String::from(
-        "## Run summary\n\nCalls by stage, tokens and parse outcomes per cell. Eq. 7 predicts \
+        "## Run summary\n\nCalls by stage, tokens and parse outcomes per cell. A call is one HTTP \
+         request: a pointwise scoring is one per candidate. Eq. 7 predicts \
          the training-stage calls as (3B + 2) · N / B per epoch; our count adds the verify \
          re-evaluations (2 per user per verify step) and skips feedback for users already \
-         ranked first, as the reference code does.\n\n\
-         | Cell | calls by stage | total | Eq. 7 (training) | prompt tok | completion tok | est. cost | parse outcomes |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         ranked first, as the reference code does. Failed calls are those that stayed failed \
+         after every retry, or were refused; their users count as unusable answers \
+         (rank K, NDCG 0).\n\n\
+         | Cell | calls by stage | total | Eq. 7 (training) | prompt tok | completion tok | est. cost | parse outcomes | failed calls |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for c in cells {
         if c.calls_by_stage.is_empty() {
@@ -564,9 +571,14 @@ fn run_summary(cells: &[Cell]) -> String {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
+        let failed: Vec<String> = c
+            .failed_calls
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.key(),
             stages.join(", "),
             c.calls_by_stage.values().sum::<u64>(),
@@ -582,6 +594,11 @@ fn run_summary(cells: &[Cell]) -> String {
                 "–".into()
             } else {
                 parse.join(", ")
+            },
+            if failed.is_empty() {
+                "–".into()
+            } else {
+                failed.join(", ")
             }
         );
     }
@@ -948,6 +965,7 @@ mod tests {
             prompt_tokens: 0,
             completion_tokens: 0,
             parse_outcomes: BTreeMap::new(),
+            failed_calls: BTreeMap::new(),
             eq7_training_calls: None,
             estimated_cost_usd: None,
             final_prompt: None,

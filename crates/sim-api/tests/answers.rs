@@ -1,0 +1,247 @@
+//! Every prompt the harness sends gets a deterministic answer in the format its parser wants.
+
+mod common;
+
+use std::collections::HashSet;
+
+use agp::parse::{MissingPolicy, ParseOutcome, between_markers, parse_rerank};
+use agp::prompts::{self, Position};
+use agp_sim_api::{PromptKind, SimConfig, SimServer, classify, parse_candidates};
+use common::*;
+use serde_json::json;
+
+fn listwise_prompts(cands: &[String]) -> Vec<(&'static str, String)> {
+    let list = prompts::candidate_list(cands);
+    let k = cands.len();
+    vec![
+        (
+            "by_profile",
+            prompts::rerank_by_profile("Likes dramas from the 90s.", &list, k),
+        ),
+        ("direct", prompts::rerank_direct(&history(), &list, k)),
+        (
+            "learned",
+            prompts::rerank_learned(prompts::INITIAL_RERANK_PROMPT, &history(), &list, k),
+        ),
+        ("cot", prompts::rerank_cot(&history(), &list, k)),
+    ]
+}
+
+#[test]
+fn markers_match_the_harness_parser() {
+    assert_eq!(agp_sim_api::BOS, agp::parse::BOS);
+    assert_eq!(agp_sim_api::EOS, agp::parse::EOS);
+}
+
+#[test]
+fn every_harness_prompt_is_classified() {
+    let cands = candidates(0);
+    let list = prompts::candidate_list(&cands);
+    for (name, p) in listwise_prompts(&cands) {
+        let want = if name == "cot" {
+            PromptKind::RerankCot
+        } else {
+            PromptKind::Rerank
+        };
+        assert_eq!(classify(&p, false), want, "{name}");
+        assert_eq!(parse_candidates(&p), cands, "{name}");
+    }
+    let cases = [
+        (
+            prompts::profile(prompts::INITIAL_PROFILE_PROMPT, &history()),
+            PromptKind::Profile,
+        ),
+        (
+            prompts::profile_feedback(
+                &cands[3],
+                &list,
+                "a profile",
+                "p_gen",
+                Some(Position {
+                    actual: 4,
+                    target: 1,
+                }),
+            ),
+            PromptKind::ProfileFeedback,
+        ),
+        (
+            prompts::rerank_feedback(&[1, 0, 2], 2, &cands[2], &list, &history()),
+            PromptKind::RerankFeedback,
+        ),
+        (
+            prompts::summarize(&[(0, "fix genres".into()), (3, "fix years".into())]),
+            PromptKind::Summarize,
+        ),
+        (
+            prompts::edit("old prompt", 3, 8, Some(3.5), "do better"),
+            PromptKind::Edit,
+        ),
+        (
+            format!(
+                "{}{}",
+                prompts::pointwise_prefix_profile("likes drama"),
+                prompts::pointwise_suffix(&cands[0])
+            ),
+            PromptKind::Pointwise,
+        ),
+        ("Hello there".to_string(), PromptKind::Generic),
+    ];
+    for (p, want) in cases {
+        assert_eq!(classify(&p, false), want, "{p}");
+    }
+}
+
+#[tokio::test]
+async fn answers_are_deterministic_and_parse_exactly() {
+    let s = SimServer::start(SimConfig::default()).await.unwrap();
+    let c = client();
+    let cands = candidates(1);
+    let mut ids = HashSet::new();
+    for (name, p) in listwise_prompts(&cands) {
+        let (status, headers, v) = post_json(&c, &s, &chat_body(MODEL, &p)).await;
+        assert_eq!(status, 200);
+        assert!(ids.insert(headers["x-request-id"].to_str().unwrap().to_string()));
+        for h in [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ] {
+            assert!(headers.contains_key(h), "{h}");
+        }
+        let text = content(&v);
+        let parsed = parse_rerank(&text, 10, MissingPolicy::Reference);
+        assert_eq!(parsed.outcome, ParseOutcome::Exact, "{name}: {text}");
+        let mut sorted = parsed.order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        if name == "cot" {
+            assert!(!text.starts_with(agp::parse::BOS), "{text}");
+        } else {
+            assert!(text.starts_with(agp::parse::BOS), "{text}");
+        }
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["model"], MODEL);
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        let u = &v["usage"];
+        assert_eq!(
+            u["total_tokens"].as_u64().unwrap(),
+            u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+        );
+        assert_eq!(u["completion_tokens_details"]["reasoning_tokens"], 0);
+
+        // Same prompt, other sampling fields, another attempt: same answer.
+        let mut again = chat_body(MODEL, &p);
+        again["seed"] = json!(99);
+        let (_, headers2, v2) = post_json(&c, &s, &again).await;
+        assert_eq!(content(&v2), text, "{name}");
+        assert!(ids.insert(headers2["x-request-id"].to_str().unwrap().to_string()));
+        // Another model is another deterministic source.
+        let (_, _, v3) = post_json(&c, &s, &chat_body("other-model", &p)).await;
+        let p3 = parse_rerank(&content(&v3), 10, MissingPolicy::Reference);
+        assert_eq!(p3.outcome, ParseOutcome::Exact);
+    }
+
+    let list = prompts::candidate_list(&cands);
+    let profile = content(
+        &post_json(
+            &c,
+            &s,
+            &chat_body(MODEL, &prompts::profile("Be brief.", &history())),
+        )
+        .await
+        .2,
+    );
+    assert!(profile.len() > 20 && profile.len() < 600, "{profile}");
+    for p in [
+        prompts::profile_feedback(&cands[3], &list, &profile, "Be brief.", None),
+        prompts::rerank_feedback(&[1, 0, 2], 2, &cands[2], &list, &history()),
+        prompts::summarize(&[(0, "fix genres".into())]),
+        "What is the capital of France?".to_string(),
+    ] {
+        let text = content(&post_json(&c, &s, &chat_body(MODEL, &p)).await.2);
+        assert!(!text.trim().is_empty());
+    }
+    let edit = content(
+        &post_json(
+            &c,
+            &s,
+            &chat_body(MODEL, &prompts::edit("old", 2, 4, None, "do better")),
+        )
+        .await
+        .2,
+    );
+    let new_prompt = between_markers(&edit).expect("edit answer has markers");
+    assert!(!new_prompt.trim().is_empty());
+
+    let stats = s.stats();
+    assert_eq!(stats.answered, stats.attempts);
+    assert_eq!(stats.answered_by_kind["rerank"], 9);
+    assert_eq!(stats.answered_by_kind["rerank_cot"], 3);
+    assert_eq!(stats.answered_by_kind["edit"], 1);
+}
+
+#[tokio::test]
+async fn pointwise_scores_come_as_yes_no_logprobs() {
+    let s = SimServer::start(SimConfig::default()).await.unwrap();
+    let c = client();
+    let cands = candidates(2);
+    let prefix = prompts::pointwise_prefix_history(&history());
+    let mut answers = HashSet::new();
+    for cand in &cands {
+        let p = format!("{prefix}{}", prompts::pointwise_suffix(cand));
+        let (status, _, v) = post_json(&c, &s, &score_body(MODEL, &p)).await;
+        assert_eq!(status, 200);
+        let text = content(&v);
+        assert!(text == "Yes" || text == "No", "{text}");
+        answers.insert(text.clone());
+        let first = &v["choices"][0]["logprobs"]["content"][0];
+        assert_eq!(first["token"], text.as_str());
+        let top = first["top_logprobs"].as_array().unwrap();
+        let lp = |w: &str| {
+            top.iter().find(|t| t["token"] == w).unwrap()["logprob"]
+                .as_f64()
+                .unwrap()
+        };
+        assert!(top.len() > 2);
+        assert_eq!(lp("Yes") > lp("No"), text == "Yes");
+        let (_, _, again) = post_json(&c, &s, &score_body(MODEL, &p)).await;
+        assert_eq!(again["choices"][0]["logprobs"], v["choices"][0]["logprobs"]);
+    }
+    assert_eq!(answers.len(), 2, "ten candidates should get both answers");
+}
+
+#[tokio::test]
+async fn o_series_reports_reasoning_tokens_and_rejects_what_openai_rejects() {
+    let s = SimServer::start(SimConfig::default()).await.unwrap();
+    let c = client();
+    let p = prompts::rerank_direct(&history(), &prompts::candidate_list(&candidates(3)), 10);
+    let mut body = chat_body("o3-mini", &p);
+    body.as_object_mut().unwrap().remove("temperature");
+    body["max_completion_tokens"] = json!(4000);
+    let (status, _, v) = post_json(&c, &s, &body).await;
+    assert_eq!(status, 200);
+    let u = &v["usage"];
+    let reasoning = u["completion_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(reasoning > 0);
+    assert!(u["completion_tokens"].as_u64().unwrap() > reasoning);
+
+    let mut bad = chat_body("o1", &p);
+    bad["max_tokens"] = json!(100);
+    let (status, headers, v) = post_json(&c, &s, &bad).await;
+    assert_eq!(status, 400);
+    assert!(headers.contains_key("x-request-id"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tokens")
+    );
+    let (status, _, _) = post_json(&c, &s, &score_body("o3-mini", "x")).await;
+    assert_eq!(status, 400);
+    assert_eq!(s.stats().faults["bad_request"], 2);
+}

@@ -1,0 +1,209 @@
+//! The plan a live run prints before its first call, and what it actually spent afterwards:
+//! HTTP requests per (LLM, method) — a pointwise scoring is K requests, one per candidate — and
+//! their cost at list prices.
+
+use super::experiment::{self, Experiment};
+use super::pipeline;
+use agp::MethodConfig;
+use agp_llm::usage::{PriceTable, UsageLedger};
+use anyhow::Result;
+use std::fmt::Write;
+
+/// Prompt and completion tokens assumed per request for the up-front estimate: the reference
+/// prompts with 5 history items and 10 candidates are ~600-800 tokens; answers are short.
+const EST_PROMPT_TOKENS: f64 = 700.0;
+const EST_COMPLETION_TOKENS: f64 = 200.0;
+
+pub struct PlanRow {
+    pub llm: String,
+    pub label: String,
+    /// Upper bound of HTTP requests over every dataset, backbone and seed.
+    pub requests: f64,
+    /// At list prices; `None` for a model without a price.
+    pub usd: Option<f64>,
+}
+
+pub struct Plan {
+    pub header: String,
+    pub rows: Vec<PlanRow>,
+}
+
+/// Requests of one user's forward pass (profile and rerank) on each route.
+fn forward_requests(cfg: &MethodConfig, k: f64) -> f64 {
+    match cfg {
+        MethodConfig::Base(_) => 0.0,
+        MethodConfig::LlmDir(_) | MethodConfig::LlmCot(_) | MethodConfig::RerankOpt(_) => 1.0,
+        MethodConfig::LlmDirPointwise(_) => k,
+        MethodConfig::Agp(_) => 2.0,
+        MethodConfig::AgpPointwise(_) => 1.0 + k,
+    }
+}
+
+/// Upper bound of one cell's HTTP requests: every training user gets feedback and every batch
+/// an edit and a verify pass; test users (and validation users, with several epochs to choose
+/// from) are evaluated after every epoch.
+pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize, k: usize) -> f64 {
+    let k = k as f64;
+    let fwd = forward_requests(cfg, k);
+    match cfg {
+        MethodConfig::Base(_) => 0.0,
+        MethodConfig::LlmDir(_) | MethodConfig::LlmCot(_) | MethodConfig::LlmDirPointwise(_) => {
+            fwd * test as f64
+        }
+        MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) => {
+            let n = c.n_train_users.unwrap_or(train) as f64;
+            let batches = (n / c.batch_size.max(1) as f64).ceil();
+            // forward, feedback, summarize + edit, verify forward.
+            let train_step = fwd * n + n + 2.0 * batches + fwd * n;
+            let eval_users = test + if c.epochs > 1 { valid } else { 0 };
+            let per_epoch = c.verify_steps as f64 * train_step + fwd * eval_users as f64;
+            per_epoch * c.epochs.max(1) as f64
+        }
+    }
+}
+
+pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
+    let s = &exp.settings;
+    let cells = (s.datasets.len() * s.backbones.len()) as f64 * seeds as f64;
+    let prices = PriceTable::builtin();
+    let header = format!(
+        "{} at scale {}: {} dataset(s) x {} backbone(s) x {seeds} seed(s). Planned HTTP requests \
+         (an upper bound: every user gets feedback, every batch an edit and a verify pass; a \
+         pointwise scoring is one request per candidate) at ~{EST_PROMPT_TOKENS} prompt + \
+         {EST_COMPLETION_TOKENS} completion tokens each:",
+        exp.name,
+        exp.scale.name(),
+        s.datasets.len(),
+        s.backbones.len()
+    );
+    let mut rows = Vec::new();
+    for llm in llms {
+        let model = llm.split_once(':').map(|(_, m)| m).unwrap_or(llm);
+        let model = model.split_once('#').map(|(_, m)| m).unwrap_or(model);
+        for row in &exp.methods {
+            let cfg = pipeline::method_config(row)?;
+            let requests = cell_requests(
+                &cfg,
+                s.test_users,
+                s.valid_users,
+                s.train_users,
+                pipeline::K,
+            ) * cells;
+            let usd = prices.get(model).map(|p| {
+                requests
+                    * (EST_PROMPT_TOKENS * p.input_per_mtok
+                        + EST_COMPLETION_TOKENS * p.output_per_mtok)
+                    / 1e6
+            });
+            rows.push(PlanRow {
+                llm: llm.clone(),
+                label: experiment::label(row).to_string(),
+                requests,
+                usd,
+            });
+        }
+    }
+    Ok(Plan { header, rows })
+}
+
+impl Plan {
+    pub fn render(&self) -> String {
+        let mut out = self.header.clone();
+        let mut total = 0.0;
+        for r in &self.rows {
+            let cost = match r.usd {
+                Some(c) => {
+                    total += c;
+                    format!("~${c:.2}")
+                }
+                None => "(no list price)".to_string(),
+            };
+            let _ = write!(
+                out,
+                "\n  {:<28} {:<28} {:>9.0} requests  {cost}",
+                r.llm, r.label, r.requests
+            );
+        }
+        let _ = write!(out, "\n  total ~${total:.2} at list prices");
+        out
+    }
+
+    /// The plan's figures for `llm` beside what the run asked and spent.
+    pub fn compare(&self, llm: &str, spent: &Spent) -> String {
+        let planned: f64 = self
+            .rows
+            .iter()
+            .filter(|r| r.llm == llm)
+            .map(|r| r.requests)
+            .sum();
+        let usd: f64 = self
+            .rows
+            .iter()
+            .filter(|r| r.llm == llm)
+            .filter_map(|r| r.usd)
+            .sum();
+        format!(
+            "  {llm}: planned {planned:.0} requests (~${usd:.2}); asked {} ({:.1}% of the plan), \
+             of which {} answered live now (~${:.2})",
+            spent.requests,
+            100.0 * spent.requests as f64 / planned.max(1.0),
+            spent.live,
+            spent.usd
+        )
+    }
+}
+
+/// What one model's ledger says the run asked and paid for.
+pub struct Spent {
+    /// Requests the methods made (a scored candidate is one), answered live or replayed.
+    pub requests: u64,
+    /// Of those, answered by the model in this run.
+    pub live: u64,
+    pub usd: f64,
+}
+
+impl Spent {
+    pub fn of(ledger: &UsageLedger) -> Self {
+        let totals = ledger.totals_by_stage(&PriceTable::builtin());
+        Self {
+            requests: totals.values().map(|t| t.calls).sum(),
+            live: totals.values().map(|t| t.calls - t.replayed_calls).sum(),
+            usd: totals.values().map(|t| t.spent_usd).sum(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::experiment::Scale;
+    use super::*;
+
+    #[test]
+    fn paper_scale_plan_counts_http_requests_and_prices_them() {
+        let path = crate::ci::workspace_root().join("experiments/table1.toml");
+        let exp = Experiment::load(&path, Scale::Paper).unwrap();
+        let plan = plan(&exp, &["openai:gpt-4o-mini".to_string()], 1).unwrap();
+        let requests = |label: &str| {
+            plan.rows
+                .iter()
+                .find(|r| r.label == label)
+                .unwrap_or_else(|| panic!("no row {label}: {}", plan.render()))
+                .requests
+        };
+        // LLM-Dir: one request per test user, for 3 datasets x 2 backbones.
+        assert_eq!(requests("LLM-Dir"), 1800.0);
+        // AGP at T100, batch 10, 10 epochs, verify 1, 300 test + 100 valid users per epoch:
+        // (forward 200 + feedback 100 + summarize/edit 20 + verify 200 + eval 800) x 10 x 6.
+        assert_eq!(requests("AGP"), 79_200.0);
+        let text = plan.render();
+        assert!(text.contains("total ~$"), "{text}");
+    }
+
+    #[test]
+    fn a_pointwise_scoring_is_one_request_per_candidate() {
+        let cfg: MethodConfig = toml::from_str("kind = \"llm-dir-pointwise\"").unwrap();
+        assert_eq!(cell_requests(&cfg, 300, 100, 100, 10), 3000.0);
+        let listwise: MethodConfig = toml::from_str("kind = \"llm-dir\"").unwrap();
+        assert_eq!(cell_requests(&listwise, 300, 100, 100, 10), 300.0);
+    }
+}
