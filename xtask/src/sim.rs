@@ -44,6 +44,9 @@ pub struct SimArgs {
     /// Answer every request with 503 for this long after start (an outage).
     #[arg(long, default_value_t = 0)]
     pub down_for_ms: u64,
+    /// The wait a storm's random 429 asks for.
+    #[arg(long, default_value_t = 1000)]
+    pub storm_retry_after_ms: u64,
     /// Refuse (`message.refusal`, null content) every prompt containing this text; repeatable.
     #[arg(long)]
     pub refuse_containing: Vec<String>,
@@ -91,6 +94,7 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
         rpm: a.rpm,
         tpm: a.tpm,
         down_for: Duration::from_millis(a.down_for_ms),
+        storm_retry_after: Duration::from_millis(a.storm_retry_after_ms),
         signal: a.signal,
         log: a.log,
         ..SimConfig::default()

@@ -68,6 +68,9 @@ pub struct SimConfig {
     pub tpm: Option<u64>,
     /// Every chat request in this span after start gets a 503.
     pub down_for: Duration,
+    /// The wait a storm's random 429 asks for (`Retry-After` rounded up to whole seconds,
+    /// `retry-after-ms` exact); zero means 1 s, what providers commonly say.
+    pub storm_retry_after: Duration,
     /// Probability (0..=1, decided per prompt) of favouring the held-out item.
     pub signal: f64,
     /// [`candidates_fingerprint`] of a candidate list → index of its held-out item.

@@ -405,13 +405,25 @@ impl Shared {
         let random = cfg.faults.draw(cfg.seed, &fp, n);
         match random {
             Some(RandomFault::RateLimited) => {
+                let wait = if cfg.storm_retry_after.is_zero() {
+                    Duration::from_secs(1)
+                } else {
+                    cfg.storm_retry_after
+                };
                 let resp = error_body(
                     429,
-                    "Rate limit reached (simulated storm). Please try again in 1s.",
+                    &format!(
+                        "Rate limit reached (simulated storm). Please try again in {:.3}s.",
+                        wait.as_secs_f64()
+                    ),
                     "requests",
                     Some("rate_limit_exceeded"),
                 )
-                .header("retry-after", "1");
+                .header(
+                    "retry-after",
+                    wait.as_secs_f64().ceil().max(1.0).to_string(),
+                )
+                .header("retry-after-ms", wait.as_millis().to_string());
                 return finish(resp, Some("rate_limited"));
             }
             Some(RandomFault::ServerError(status)) => {

@@ -141,7 +141,7 @@ impl Plan {
             .iter()
             .filter(|r| r.llm == llm)
             .filter_map(|r| r.usd)
-            .sum();
+            .fold(0.0, |a, b| a + b);
         format!(
             "  {llm}: planned {planned:.0} requests (~${usd:.2}); asked {} ({:.1}% of the plan), \
              of which {} answered live now (~${:.2})",

@@ -1,0 +1,162 @@
+//! The paid run, rehearsed small: `reproduce rehearsal` (table1's methods on the bundled data,
+//! one backbone, ~750 requests) against the simulated API, first clean, then through a fault
+//! storm with a kill -9 in the middle and a resume. The resumed run must write the clean run's
+//! report, ask every distinct request, and pay twice only for what was in flight at the kill.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agp_sim_api::{FaultRates, SimConfig, SimServer};
+
+const JOBS: u64 = 8;
+
+fn reproduce(llm: &str, dir: &Path, name: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.args(["reproduce", "rehearsal", "--scale", "fixture", "--quiet"])
+        .args(["--jobs", &JOBS.to_string(), "--llm", llm])
+        .arg("--out")
+        .arg(dir.join(format!("{name}-out")))
+        .arg("--runs")
+        .arg(dir.join(format!("{name}-runs")))
+        .arg("--recordings")
+        .arg(dir.join(format!("{name}.jsonl")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run_to_end(mut c: Command) -> String {
+    let out = c.output().expect("starting xtask");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "reproduce failed:\n{err}");
+    err
+}
+
+fn report_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut v: Vec<(PathBuf, String)> = std::fs::read_dir(dir.join("rehearsal"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            (PathBuf::from(p.file_name().unwrap()), text)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_fault_storm_and_a_kill_leave_the_report_of_a_clean_run() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let latency = Duration::from_millis(5);
+
+    let clean = rt
+        .block_on(SimServer::start(SimConfig {
+            latency,
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let addr = clean.addr;
+    // One address for both servers: the LLM spec (with its port) is part of the report.
+    let llm = format!("http:{}#sim", clean.base_url());
+    run_to_end(reproduce(&llm, dir, "clean"));
+    let clean_stats = clean.stats();
+    drop(clean);
+    assert!(clean_stats.answered > 300, "{clean_stats:?}");
+    assert_eq!(clean_stats.answered_twice, 0, "a clean run asks once");
+
+    let storm = rt
+        .block_on(SimServer::start_on(
+            SimConfig {
+                latency,
+                faults: FaultRates::STORM,
+                storm_retry_after: Duration::from_millis(50),
+                seed: 7,
+                ..SimConfig::default()
+            },
+            addr,
+        ))
+        .unwrap();
+    let mut child = reproduce(&llm, dir, "storm").spawn().unwrap();
+    let t = Instant::now();
+    while storm.stats().answered < clean_stats.answered / 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
+        assert!(t.elapsed() < Duration::from_secs(600), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    let at_kill = storm.stats();
+    let log = run_to_end(reproduce(&llm, dir, "storm"));
+    let s = storm.stats();
+    eprintln!(
+        "clean: {} answered; storm: {} attempts, faults {:?}, {} answered ({} before the \
+         kill), {} distinct, {} answered twice",
+        clean_stats.answered,
+        s.attempts,
+        s.faults,
+        s.answered,
+        at_kill.answered,
+        s.distinct_answered,
+        s.answered_twice
+    );
+    for kind in ["rate_limited", "server_error", "malformed", "dropped"] {
+        assert!(
+            s.faults.get(kind).copied().unwrap_or(0) > 0,
+            "{kind}: {s:?}"
+        );
+    }
+    assert_eq!(
+        s.distinct_answered, clean_stats.distinct_answered,
+        "every distinct request asked, none more"
+    );
+    assert!(
+        s.answered_twice <= JOBS,
+        "only requests in flight at the kill may be paid twice: {} ({:?})\n{log}",
+        s.answered_twice,
+        s.answered_twice_fingerprints
+    );
+    let want = report_files(&dir.join("clean-out"));
+    let got = report_files(&dir.join("storm-out"));
+    assert_eq!(want.len(), got.len());
+    for ((wn, wt), (gn, gt)) in want.iter().zip(&got) {
+        assert_eq!(wn, gn);
+        assert!(
+            wt == gt,
+            "{} differs between the clean and the storm run",
+            wn.display()
+        );
+    }
+}
+
+#[test]
+fn a_refused_prompt_is_counted_in_the_report_and_the_run_finishes() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let server = rt
+        .block_on(SimServer::start(SimConfig {
+            // A title that the bundled data shows in some users' prompts, not all.
+            refuse_containing: vec!["Pulp Fiction".into()],
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let llm = format!("http:{}#sim", server.base_url());
+    run_to_end(reproduce(&llm, tmp.path(), "refusing"));
+    let cells = std::fs::read_to_string(tmp.path().join("refusing-out/rehearsal/cells.json"))
+        .expect("a report was written");
+    let cells: serde_json::Value = serde_json::from_str(&cells).unwrap();
+    let refused: u64 = cells["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .filter_map(|c| c["failed_calls"]["refusal"].as_u64())
+        .sum();
+    assert!(refused > 0, "refusals are counted in the report");
+}
