@@ -161,6 +161,9 @@ struct LlmUse {
     text: String,
     handle: agp_llm::LlmHandle,
     recordings: PathBuf,
+    /// Replay: the recordings' sha256 (their answers are the run's inputs). Live: empty; the
+    /// recordings grow during the run and a resume must find its checkpoints.
+    identity: String,
 }
 
 fn build_llms(specs: &[String], args: &ReproduceArgs) -> Result<Vec<LlmUse>> {
@@ -191,10 +194,18 @@ fn build_llms(specs: &[String], args: &ReproduceArgs) -> Result<Vec<LlmUse>> {
             if live {
                 eprintln!("{text}: answers are stored in {}", recordings.display());
             }
+            let identity = if live {
+                String::new()
+            } else {
+                let bytes = std::fs::read(&recordings)
+                    .with_context(|| format!("reading {}", recordings.display()))?;
+                format!("recordings sha256 {}", pipeline::sha256_hex_bytes(&bytes))
+            };
             Ok(LlmUse {
                 text: text.clone(),
                 handle,
                 recordings,
+                identity,
             })
         })
         .collect()
@@ -266,13 +277,6 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
     }
 
     let llms = build_llms(&llm_specs, args)?;
-    let mut provenance = BTreeMap::new();
-    for l in &llms {
-        provenance.insert(
-            l.text.clone(),
-            describe_model(&l.handle.model.info(), l.handle.mode),
-        );
-    }
     let runs = args
         .runs
         .clone()
@@ -295,6 +299,7 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
                         backbone: b,
                         row,
                         llm_spec: &l.text,
+                        llm_identity: &l.identity,
                         llm: l.handle.model.clone(),
                         seed: *seed,
                         jobs: args.jobs,
@@ -343,8 +348,15 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
         exp.name,
         t0.elapsed().as_secs_f64()
     );
+    let mut provenance = BTreeMap::new();
     for l in &llms {
         let spent = plan::Spent::of(&l.handle.ledger);
+        // "Recorded from" only when this run asked the model something; a live spec whose
+        // every answer came from the recordings replayed them.
+        provenance.insert(
+            l.text.clone(),
+            describe_model(&l.handle.model.info(), spent.live > 0),
+        );
         eprintln!(
             "  {}: {} requests ({} answered live, {} from {}), {:.1} live requests/s over \
              the LLM stage, spent ~${:.2}",
@@ -411,11 +423,11 @@ fn cells_bar(show: bool, n: usize) -> indicatif::ProgressBar {
     pb
 }
 
-fn describe_model(info: &agp_llm::ModelInfo, mode: RecordMode) -> String {
-    let how = match mode {
-        RecordMode::Replay => "replayed from recordings made by",
-        RecordMode::Auto | RecordMode::Record => "recorded from",
-        RecordMode::Off => "live",
+fn describe_model(info: &agp_llm::ModelInfo, answered_live: bool) -> String {
+    let how = if answered_live {
+        "recorded from"
+    } else {
+        "replayed from recordings made by"
     };
     match &info.file_sha256 {
         Some(sha) => format!(
@@ -495,6 +507,39 @@ fn check_report(dir: &Path, files: &BTreeMap<String, String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scaling_rows_differ_in_training_users_only() {
+        for (scale, fewer, more) in [
+            (Scale::Fixture, 10, 20),
+            (Scale::Small, 10, 20),
+            (Scale::Paper, 100, 700),
+        ] {
+            let exp = Experiment::load(&experiment_path("scaling"), scale).unwrap();
+            let row = |label: &str| {
+                let mut t = exp
+                    .methods
+                    .iter()
+                    .find(|m| experiment::label(m) == label)
+                    .unwrap()
+                    .clone();
+                let n = t.remove("n_train_users").and_then(|v| v.as_integer());
+                t.remove("label");
+                (n, t)
+            };
+            let (n_fewer, rest_fewer) = row("AGP (fewer users)");
+            let (n_more, rest_more) = row("AGP (more users)");
+            assert_eq!((n_fewer, n_more), (Some(fewer), Some(more)), "{scale:?}");
+            assert_eq!(
+                rest_fewer, rest_more,
+                "{scale:?}: only n_train_users may differ"
+            );
+            assert!(
+                more as usize <= exp.settings.train_users,
+                "{scale:?}: the candidate file holds the users"
+            );
+        }
+    }
 
     #[test]
     fn every_experiment_file_loads_at_every_scale() {

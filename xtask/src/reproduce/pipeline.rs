@@ -10,7 +10,7 @@ use agp_datasets::{Dataset, DatasetSource, PrepareOptions};
 use agp_llm::Sampling;
 use agp_recommenders::export::{self, ExportOptions, Provenance};
 use agp_recommenders::lightgcn::{self, LightGcnConfig, ModelStore};
-use agp_recommenders::sasrec::{self, SasRec, SasRecConfig};
+use agp_recommenders::sasrec::SasRecConfig;
 use agp_recommenders::{Scorer, eval, eval::Split};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -91,17 +91,9 @@ pub fn backbone(
             if let Some(e) = epochs {
                 config.num_epochs = e;
             }
-            let cache = workspace_root().join(".cache/models");
-            let path = sasrec::model_cache_path(&cache, ds, &config);
-            let (model, epochs_run) = match SasRec::load(&path, ds) {
-                Ok(m) => (m, config.num_epochs),
-                Err(_) => {
-                    let opts = sasrec::TrainOptions { progress };
-                    let (m, report) = SasRec::train(ds, &config, &opts)?;
-                    m.save(&path, ds)?;
-                    (m, report.epochs)
-                }
-            };
+            let (model, report, _cached) =
+                crate::train::sasrec::train_or_load(ds, &config, false, progress)?;
+            let epochs_run = report.epochs;
             let prov = Provenance::new("sasrec", seed).with_hyperparameters(&config);
             let c = export::export_candidates(&model, ds, prov, &export)?;
             (c, test_metrics(&model, ds)?, epochs_run)
@@ -186,6 +178,11 @@ pub fn run_dir(
     ))
 }
 
+pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
 pub fn sha256_hex(parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -215,6 +212,9 @@ pub struct MethodJob<'a> {
     pub backbone: &'a Backbone,
     pub row: &'a toml::Table,
     pub llm_spec: &'a str,
+    /// What else decides the answers: for replay, the recordings file's checksum, so a
+    /// checkpoint made from other recordings is never taken for this run's.
+    pub llm_identity: &'a str,
     pub llm: Arc<dyn agp_llm::ChatModel>,
     pub seed: u64,
     pub jobs: usize,
@@ -289,6 +289,7 @@ pub async fn run_method(job: MethodJob<'_>) -> Result<Cell> {
         &cands_json,
         &serde_json::to_string(&cfg)?,
         job.llm_spec,
+        job.llm_identity,
         &serde_json::to_string(&sampling)?,
     ]);
     let opts = RunOptions {

@@ -1,7 +1,7 @@
 //! `cargo xtask train <model> ...`
 
 mod lightgcn;
-mod sasrec;
+pub mod sasrec;
 
 #[derive(clap::Subcommand)]
 pub enum TrainCmd {

@@ -82,6 +82,34 @@ pub fn config_for(ds: &Dataset, a: &Args) -> SasRecConfig {
     cfg
 }
 
+/// Train SASRec, or reload it with the report of the run that trained it, from the one model
+/// store `train` and `reproduce` share: a warm cache gives the same facts (epochs run, best
+/// epoch) as a cold one.
+pub fn train_or_load(
+    ds: &Dataset,
+    cfg: &SasRecConfig,
+    retrain: bool,
+    progress: bool,
+) -> anyhow::Result<(SasRec, TrainReport, bool)> {
+    let root = agp_datasets::workspace_root();
+    let path = sasrec::model_cache_path(&root.join(".cache"), ds, cfg);
+    let report_path = path.with_extension("report.json");
+    let cached = !retrain && path.exists() && report_path.exists();
+    if cached {
+        let model = SasRec::load(&path, ds)?;
+        let report = serde_json::from_slice(
+            &std::fs::read(&report_path).with_context(|| report_path.display().to_string())?,
+        )
+        .with_context(|| format!("reading {}", report_path.display()))?;
+        return Ok((model, report, true));
+    }
+    let (model, report) = SasRec::train(ds, cfg, &TrainOptions { progress })?;
+    model.save(&path, ds)?;
+    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| report_path.display().to_string())?;
+    Ok((model, report, false))
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
     let ds = load_dataset(&a.dataset)?;
     let cfg = config_for(&ds, &a);
@@ -90,32 +118,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let path = sasrec::model_cache_path(&root.join(".cache"), &ds, &cfg);
     let report_path = path.with_extension("report.json");
     let cached = !a.retrain && path.exists() && report_path.exists();
-    let (model, report): (SasRec, TrainReport) = if cached {
-        let model = SasRec::load(&path, &ds)?;
-        let report = serde_json::from_slice(
-            &std::fs::read(&report_path).with_context(|| report_path.display().to_string())?,
-        )
-        .with_context(|| format!("reading {}", report_path.display()))?;
-        (model, report)
-    } else {
-        if !a.json {
-            eprintln!(
-                "sasrec on {}: {} users, {} items; d {}, maxlen {}, dropout {}, ≤{} epochs",
-                ds.name,
-                ds.n_users(),
-                ds.n_items(),
-                cfg.hidden_units,
-                cfg.maxlen,
-                cfg.dropout_rate,
-                cfg.num_epochs
-            );
-        }
-        let (model, report) = SasRec::train(&ds, &cfg, &TrainOptions { progress: !a.json })?;
-        model.save(&path, &ds)?;
-        std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| report_path.display().to_string())?;
-        (model, report)
-    };
+    if !cached && !a.json {
+        eprintln!(
+            "sasrec on {}: {} users, {} items; d {}, maxlen {}, dropout {}, ≤{} epochs",
+            ds.name,
+            ds.n_users(),
+            ds.n_items(),
+            cfg.hidden_units,
+            cfg.maxlen,
+            cfg.dropout_rate,
+            cfg.num_epochs
+        );
+    }
+    let (model, report, cached) = train_or_load(&ds, &cfg, a.retrain, !a.json)?;
 
     let t = Instant::now();
     let full = rank_targets(&model, &ds, Split::Test)?;
