@@ -310,13 +310,18 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
             }
         }
     }
+    for job in &jobs {
+        pipeline::job_config(job)?;
+    }
     let t_llm = Instant::now();
     let n_cells = jobs.len();
     let bar = cells_bar(progress, n_cells);
     // All cells at once: the shared slot pool of each LLM keeps `--jobs` requests in flight
     // across cells, and a cell's results depend only on its own answers, so the report is the
     // same at any `--jobs` and in any completion order.
-    let results = rt.block_on(futures::future::join_all(jobs.into_iter().map(|job| {
+    // The first error ends the run at once (answered calls are already stored and every cell
+    // checkpoints, so nothing is lost); the others would only add to a run that fails.
+    let results = rt.block_on(futures::future::try_join_all(jobs.into_iter().map(|job| {
         let bar = bar.clone();
         async move {
             let what = format!(
@@ -330,15 +335,18 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
             let cell = pipeline::run_method(job).await;
             let secs = t.elapsed().as_secs_f64();
             bar.inc(1);
-            bar.suspend(|| eprintln!("  done {what} in {secs:.1} s"));
+            match &cell {
+                Ok(_) => bar.suspend(|| eprintln!("  done {what} in {secs:.1} s")),
+                Err(e) => bar.suspend(|| eprintln!("  FAILED {what} after {secs:.1} s: {e:#}")),
+            }
             cell.map(|c| (c, secs))
         }
     })));
     bar.finish_and_clear();
+    let results = results?;
     let llm_s = t_llm.elapsed().as_secs_f64();
     let mut cells = Vec::with_capacity(n_cells);
-    for r in results {
-        let (cell, secs) = r?;
+    for (cell, secs) in results {
         timings.push((format!("{} seed {}", cell.label, cell.seed), secs));
         cells.push(cell);
     }

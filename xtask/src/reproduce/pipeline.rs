@@ -271,8 +271,33 @@ impl agp_llm::ChatModel for Prioritized {
     }
 }
 
+/// The config a job runs with, checked against its candidate file. Every job is resolved before
+/// the first LLM call, so a bad row costs nothing. With `take_available_users`, a method asking
+/// for more training users than the candidate file could give trains on those it has (the
+/// report's backbone table says how many were taken).
+pub fn job_config(job: &MethodJob<'_>) -> Result<MethodConfig> {
+    let mut cfg = method_config(job.row)?;
+    let available = job.backbone.candidates.train_users.len();
+    if job.exp.settings.take_available_users
+        && let MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) =
+            &mut cfg
+        && c.n_train_users.is_some_and(|n| n > available)
+    {
+        c.n_train_users = Some(available);
+    }
+    cfg.validate(&job.backbone.candidates).with_context(|| {
+        format!(
+            "{}/{}: method {:?}",
+            job.ds.name,
+            job.backbone.facts.backbone,
+            experiment::label(job.row)
+        )
+    })?;
+    Ok(cfg)
+}
+
 pub async fn run_method(job: MethodJob<'_>) -> Result<Cell> {
-    let cfg = method_config(job.row)?;
+    let cfg = job_config(&job)?;
     let sampling = Sampling {
         max_tokens: job.exp.settings.max_tokens,
         ..Sampling::default()
