@@ -3,6 +3,8 @@
 //! they carry meaning). Each template is locked by an insta snapshot in `tests/prompts.rs`, so
 //! a changed prompt shows up as a visible diff.
 
+use std::borrow::Cow;
+
 use crate::parse::{BOS, EOS};
 
 /// The system message of every chat call (the reference code sends it for every task).
@@ -18,21 +20,168 @@ pub const INITIAL_RERANK_PROMPT: &str = "First priority: the user's favourite mo
 Second priority: the user's favourite movie years.\n\
 Third priority: the user's favourite directors and actors.";
 
+/// The section tags the prompts below open their sections with (`[Task]` on a line of its
+/// own). [`neutralise_item_text`] defangs them at the start of an item text in any letter case;
+/// `tests/prompt_injection.rs` checks the list against every rendered prompt.
+pub const SECTION_TAGS: &[&str] = &[
+    "Task",
+    "Instruction",
+    "Instructions",
+    "Historical Item Profiles",
+    "User Profile",
+    "Pretrained Item Profile List in format of <item id: item profile>",
+    "Ground-truth Item Position",
+    "Ground-truth Item Profile",
+    "Current Reranked Item Profile List",
+    "Generated User Profile",
+    "Current User Generation Prompt",
+    "Expected Output",
+    "Generalized Instruction",
+    "Failed Cases",
+    "Previous Rerank Prompt",
+    "Actionable Instructions for Optimization",
+    "Update Strength",
+    "User Historical Item Profiles",
+    "Step-by-Step Rationale",
+    "Predicted Item List",
+    "Ground-truth Item Id",
+    "All Item Profiles in format of <item id: item profile>",
+    "Candidate Item",
+];
+
+/// The placeholder `methods::agp` renders pointwise templates with; [`pointwise_suffix`] leaves
+/// it as it is, since it is template text and not an item's.
+pub const CANDIDATE_PLACEHOLDER: &str = "<candidate>";
+
+/// An item text made safe to embed in a prompt. Item text comes from dataset dumps, so a title
+/// may carry the prompts' own syntax and forge parts of a prompt or of the expected answer:
+///
+/// - the answer markers `|beginoftext|` / `|endoftext|` (any letter case) become
+///   `¦beginoftext¦` / `¦endoftext¦`, so an echoed title cannot be parsed as the answer;
+/// - `<` and `>` become `‹` and `›`, so a title cannot close its `<idx: text>` candidate line
+///   and open a forged one;
+/// - line breaks become spaces, so a title stays on its own line and cannot start a section;
+/// - a leading `[Tag]` becomes `(Tag)` when it could pass for a section tag: one of
+///   [`SECTION_TAGS`] in any case, or any tag with a lower-case letter (the prompts' tags are
+///   Title Case). All-capital tags stay: the history's `[MASK]` placeholder is one, and so is
+///   the real title `[REC] (2007)` of the bundled MovieLens data.
+///
+/// Text with none of these comes back unchanged (borrowed); that holds for every title of the
+/// bundled MovieLens data, whose exact prompts key the committed LLM recordings.
+pub fn neutralise_item_text(text: &str) -> Cow<'_, str> {
+    let needs_work = text.contains(['<', '>', '|'])
+        || text.contains(is_line_break)
+        || leading_section_tag(text).is_some();
+    if !needs_work {
+        return Cow::Borrowed(text);
+    }
+    let mut out: String = text
+        .chars()
+        .map(|c| match c {
+            '<' => '‹',
+            '>' => '›',
+            c if is_line_break(c) => ' ',
+            c => c,
+        })
+        .collect();
+    if out.contains('|') {
+        out = defang_markers(&out);
+    }
+    let mut rest = 0;
+    while let Some((open, close)) = leading_section_tag(&out[rest..]) {
+        let (open, close) = (rest + open, rest + close);
+        out.replace_range(close..close + 1, ")");
+        out.replace_range(open..open + 1, "(");
+        rest = close + 1;
+    }
+    if out == text {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(out)
+    }
+}
+
+fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// Rewrites every `|beginoftext|` / `|endoftext|` (ASCII case-insensitive) with `¦` for its
+/// pipes, in one left-to-right pass. Overlapping markers share a pipe (`|endoftext|beginoftext|`):
+/// defanging the first removes the second's opening pipe, and since pipes are only ever
+/// removed, the result holds no marker.
+fn defang_markers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(i) = rest.find('|') {
+        let (before, from) = rest.split_at(i);
+        out.push_str(before);
+        let marker = [BOS, EOS].into_iter().find(|m| {
+            from.as_bytes()
+                .get(..m.len())
+                .is_some_and(|b| b.eq_ignore_ascii_case(m.as_bytes()))
+        });
+        match marker {
+            // The matched bytes are ASCII, so these slices fall on char boundaries.
+            Some(m) => {
+                out.push('¦');
+                out.push_str(&from[1..m.len() - 1]);
+                out.push('¦');
+                rest = &from[m.len()..];
+            }
+            None => {
+                out.push('|');
+                rest = &from[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Byte offsets of `[` and `]` of a tag at the start of `text` (after blanks and invisible
+/// characters a model would skip) that could pass for a section tag; see
+/// [`neutralise_item_text`].
+fn leading_section_tag(text: &str) -> Option<(usize, usize)> {
+    let invisible = |c: char| {
+        c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+    };
+    let open = text.len() - text.trim_start_matches(invisible).len();
+    let inner = text[open..].strip_prefix('[')?;
+    let len = inner.find([']', '['])?;
+    if inner.as_bytes()[len] != b']' {
+        return None;
+    }
+    let tag = &inner[..len];
+    let words = tag.split_whitespace().collect::<Vec<_>>().join(" ");
+    let section = SECTION_TAGS.iter().any(|t| t.eq_ignore_ascii_case(&words))
+        || tag.chars().any(|c| c.is_lowercase());
+    section.then_some((open, open + 1 + len))
+}
+
+/// One candidate line, `<idx: text>`, with the text neutralised.
+pub fn candidate_line(idx: usize, text: &str) -> String {
+    format!("<{idx}: {}>", neutralise_item_text(text))
+}
+
 /// Candidates as the reranker sees them: `<idx: text>` lines, idx = 0..K-1 in backbone order.
 pub fn candidate_list(texts: &[impl AsRef<str>]) -> String {
     texts
         .iter()
         .enumerate()
-        .map(|(i, t)| format!("<{i}: {}>", t.as_ref()))
+        .map(|(i, t)| candidate_line(i, t.as_ref()))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// History item texts, one per line (the caller has already cut it to the last L items).
+/// History item texts, one per line (the caller has already cut it to the last L items),
+/// each neutralised.
 pub fn history_lines(texts: &[impl AsRef<str>]) -> String {
     texts
         .iter()
-        .map(|t| t.as_ref())
+        .map(|t| neutralise_item_text(t.as_ref()))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -97,6 +246,7 @@ pub fn profile_feedback(
     prompt_shown: &str,
     position: Option<Position>,
 ) -> String {
+    let gt_text = neutralise_item_text(gt_text);
     let position = position
         .map(|p| {
             format!(
@@ -273,6 +423,7 @@ pub fn rerank_feedback(
     candidates: &str,
     history: &str,
 ) -> String {
+    let gt_text = neutralise_item_text(gt_text);
     let predicted = predicted
         .iter()
         .map(ToString::to_string)
@@ -311,5 +462,10 @@ pub fn pointwise_prefix_profile(user_profile: &str) -> String {
 
 /// Pointwise scoring: one candidate and the yes/no question whose answer logits are compared.
 pub fn pointwise_suffix(candidate: &str) -> String {
+    let candidate = if candidate == CANDIDATE_PLACEHOLDER {
+        Cow::Borrowed(candidate)
+    } else {
+        neutralise_item_text(candidate)
+    };
     format!("{candidate}\n\nWould this user choose this item next? Answer Yes or No.")
 }

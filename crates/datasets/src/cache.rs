@@ -197,7 +197,8 @@ pub fn read_entry(path: &Path) -> Result<(Dataset, DatasetStats), DataError> {
             .unwrap(),
     );
     let json = r.take(n as usize).ok_or_else(|| corrupt("short stats"))?;
-    let stats: DatasetStats = serde_json::from_slice(json).map_err(|e| corrupt(&e.to_string()))?;
+    let stats: DatasetStats =
+        serde_json::from_slice(json).map_err(|e| corrupt(&crate::error::json_error_text(&e)))?;
     let err = || corrupt("truncated or malformed body");
     let head = r.strs().ok_or_else(err)?;
     let [name, checksum]: [String; 2] = head.try_into().map_err(|_| err())?;

@@ -141,7 +141,7 @@ impl CandidateFile {
             path: path.to_owned(),
             line: e.line(),
             column: e.column(),
-            message: e.to_string(),
+            message: crate::error::json_error_text(&e),
         };
         // Check the version before the full layout so an old file says "old", not "missing field".
         #[derive(Deserialize)]

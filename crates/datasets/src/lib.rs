@@ -30,7 +30,7 @@ pub mod synth;
 pub mod zip;
 
 pub use cache::{Cache, CacheOutcome, prepare_cached};
-pub use error::DataError;
+pub use error::{DataError, QUOTE_LIMIT, excerpt};
 pub use source::{
     DatasetSource, ItemTextStyle, PrepareOptions, SourceKind, bundled_default, checksum, item_text,
     load_raw, prepare, prepare_with_stats, raw_files, workspace_root,

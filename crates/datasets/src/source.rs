@@ -75,7 +75,7 @@ impl DatasetSource {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .filter(|n| !n.is_empty())
-                .ok_or_else(|| DataError::UnknownDataset(spec.to_owned()))?
+                .ok_or_else(|| DataError::UnknownDataset(crate::excerpt(spec).into_owned()))?
                 .to_owned();
             return Ok(Self {
                 kind: SourceKind::RecBole,
@@ -90,7 +90,7 @@ impl DatasetSource {
             "amazon-movies-tv" => SourceKind::AmazonMoviesTv,
             "yelp" => SourceKind::Yelp,
             "goodreads" => SourceKind::Goodreads,
-            _ => return Err(DataError::UnknownDataset(spec.to_owned())),
+            _ => return Err(DataError::UnknownDataset(crate::excerpt(spec).into_owned())),
         };
         let raw_dir = raw_dir.unwrap_or_else(|| default_raw_dir(&kind));
         Ok(Self {

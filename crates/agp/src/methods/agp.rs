@@ -160,7 +160,7 @@ fn reranked_list(candidates: &[String], order: &[usize]) -> String {
     for i in order.iter().copied().chain(0..candidates.len()) {
         if i < candidates.len() && !seen[i] {
             seen[i] = true;
-            lines.push(format!("<{i}: {}>", candidates[i]));
+            lines.push(prompts::candidate_line(i, &candidates[i]));
         }
     }
     lines.join("\n")

@@ -11,7 +11,11 @@
 //! `stats` as `titled_items_fraction`). Metadata lines that cannot be parsed are an error; metadata
 //! for items nobody rated is counted in `skipped`.
 
-use super::{find_file, parse_num, require_nonempty};
+use super::{
+    Sep, exact_columns, find_file, json_int_ts, json_rating, parse_int_ts, parse_rating,
+    require_nonempty,
+};
+use crate::error::{excerpt, json_error_text};
 use crate::io::{LineReader, split_csv};
 use crate::raw::{ItemMeta, MetaOutcome, RawData};
 use crate::{DataError, PrepareOptions};
@@ -109,8 +113,8 @@ struct Review<'a> {
     reviewerID: Option<Cow<'a, str>>,
     #[serde(borrow)]
     asin: Option<Cow<'a, str>>,
-    overall: Option<f32>,
-    unixReviewTime: Option<i64>,
+    overall: Option<serde_json::Value>,
+    unixReviewTime: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -119,8 +123,8 @@ struct Review2023<'a> {
     user_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     parent_asin: Option<Cow<'a, str>>,
-    rating: Option<f32>,
-    timestamp: Option<i64>,
+    rating: Option<serde_json::Value>,
+    timestamp: Option<serde_json::Value>,
 }
 
 /// Streams one interaction file into `raw`. Public for the benchmark.
@@ -141,8 +145,8 @@ pub fn load_interactions(
                 (
                     u,
                     i,
-                    parse_num(&rt, path, ln, "rating")?,
-                    parse_num(&t, path, ln, "timestamp")?,
+                    parse_rating(&rt, path, ln, "rating")?,
+                    parse_int_ts(&t, path, ln, "timestamp")?,
                 )
             }
             Release::Reviews2014 | Release::Reviews2018 => {
@@ -152,10 +156,8 @@ pub fn load_interactions(
                         .ok_or_else(|| DataError::missing(path, ln, "reviewerID"))?,
                     rv.asin
                         .ok_or_else(|| DataError::missing(path, ln, "asin"))?,
-                    rv.overall
-                        .ok_or_else(|| DataError::missing(path, ln, "overall"))?,
-                    rv.unixReviewTime
-                        .ok_or_else(|| DataError::missing(path, ln, "unixReviewTime"))?,
+                    json_rating(rv.overall, path, ln, "overall")?,
+                    json_int_ts(rv.unixReviewTime, path, ln, "unixReviewTime")?,
                 )
             }
             Release::Reviews2023 => {
@@ -165,10 +167,8 @@ pub fn load_interactions(
                         .ok_or_else(|| DataError::missing(path, ln, "user_id"))?,
                     rv.parent_asin
                         .ok_or_else(|| DataError::missing(path, ln, "parent_asin"))?,
-                    rv.rating
-                        .ok_or_else(|| DataError::missing(path, ln, "rating"))?,
-                    rv.timestamp
-                        .ok_or_else(|| DataError::missing(path, ln, "timestamp"))?,
+                    json_rating(rv.rating, path, ln, "rating")?,
+                    json_int_ts(rv.timestamp, path, ln, "timestamp")?,
                 )
             }
         };
@@ -193,18 +193,21 @@ fn split4<'a>(line: &'a str, path: &Path, ln: u64) -> Result<Fields4<'a>, DataEr
     const NAMES: [&str; 4] = ["user", "item", "rating", "timestamp"];
     if !line.contains('"') {
         let mut it = line.split(',');
-        let mut next = |k: usize| {
-            it.next()
-                .map(Cow::Borrowed)
-                .ok_or_else(|| DataError::missing(path, ln, NAMES[k]))
-        };
-        return Ok((next(0)?, next(1)?, next(2)?, next(3)?));
+        let mut f: [&str; 4] = [""; 4];
+        for (k, slot) in f.iter_mut().enumerate() {
+            *slot = it
+                .next()
+                .ok_or_else(|| DataError::missing(path, ln, NAMES[k]))?;
+        }
+        let extra = it.count();
+        if extra > 0 {
+            exact_columns(4 + extra, &NAMES, Sep::Comma, path, ln)?;
+        }
+        return Ok(f.map(Cow::Borrowed).into());
     }
     let mut f = Vec::with_capacity(4);
     split_csv(line, b',', &mut f).map_err(|m| DataError::parse(path, ln, m))?;
-    if f.len() < 4 {
-        return Err(DataError::missing(path, ln, NAMES[f.len()]));
-    }
+    exact_columns(f.len(), &NAMES, Sep::Comma, path, ln)?;
     let mut it = f.into_iter();
     Ok((
         it.next().unwrap(),
@@ -219,7 +222,8 @@ pub(crate) fn json_line<'a, T: Deserialize<'a>>(
     path: &Path,
     ln: u64,
 ) -> Result<T, DataError> {
-    serde_json::from_str(line).map_err(|e| DataError::parse(path, ln, format!("broken JSON: {e}")))
+    serde_json::from_str(line)
+        .map_err(|e| DataError::parse(path, ln, format!("broken JSON: {}", json_error_text(&e))))
 }
 
 #[derive(Deserialize)]
@@ -252,11 +256,20 @@ fn load_meta(path: &Path, raw: &mut RawData) -> Result<(), DataError> {
                     DataError::parse(
                         path,
                         ln,
-                        format!("neither JSON ({json_err}) nor a Python dict ({e})"),
+                        format!(
+                            "neither JSON ({}) nor a Python dict ({})",
+                            json_error_text(&json_err),
+                            excerpt(&e)
+                        ),
                     )
                 })?;
-                serde_json::from_str(&converted)
-                    .map_err(|e| DataError::parse(path, ln, format!("broken metadata line: {e}")))?
+                serde_json::from_str(&converted).map_err(|e| {
+                    DataError::parse(
+                        path,
+                        ln,
+                        format!("broken metadata line: {}", json_error_text(&e)),
+                    )
+                })?
             }
         };
         let id = m
@@ -379,7 +392,7 @@ pub fn py_literal_to_json(s: &str) -> Result<String, String> {
                     "True" => "true",
                     "False" => "false",
                     "None" => "null",
-                    other => return Err(format!("unexpected bare word `{other}`")),
+                    other => return Err(format!("unexpected bare word `{}`", excerpt(other))),
                 });
             }
             c => out.push(c),

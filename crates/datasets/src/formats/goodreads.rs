@@ -11,7 +11,11 @@
 //! The CSV has no dates, so there the order in the file stands in for time (documented, and the
 //! reason to prefer the JSON). Rich item text: "title; publisher; top shelves".
 
-use super::{files_with_prefix, find_file, parse_num, parse_ruby_date, require_nonempty};
+use super::{
+    Sep, exact_columns, files_with_prefix, find_file, json_rating, parse_num, parse_rating,
+    parse_ruby_date, require_nonempty,
+};
+use crate::error::excerpt;
 use crate::formats::amazon::json_line;
 use crate::io::{LineReader, split_csv};
 use crate::raw::{ItemMeta, MetaOutcome, RawData};
@@ -69,7 +73,7 @@ struct Interaction<'a> {
     user_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     book_id: Option<Cow<'a, str>>,
-    rating: Option<f32>,
+    rating: Option<serde_json::Value>,
     #[serde(borrow)]
     date_added: Option<Cow<'a, str>>,
 }
@@ -123,9 +127,7 @@ fn load_json(path: &Path, opts: &PrepareOptions, raw: &mut RawData) -> Result<()
         let book = x
             .book_id
             .ok_or_else(|| DataError::missing(path, ln, "book_id"))?;
-        let rating = x
-            .rating
-            .ok_or_else(|| DataError::missing(path, ln, "rating"))?;
+        let rating = json_rating(x.rating, path, ln, "rating")?;
         let date = x
             .date_added
             .ok_or_else(|| DataError::missing(path, ln, "date_added"))?;
@@ -133,7 +135,10 @@ fn load_json(path: &Path, opts: &PrepareOptions, raw: &mut RawData) -> Result<()
             DataError::parse(
                 path,
                 ln,
-                format!("field `date_added`: `{date}` is not a Goodreads date"),
+                format!(
+                    "field `date_added`: `{}` is not a Goodreads date",
+                    excerpt(&date)
+                ),
             )
         })?;
         if opts.keeps(rating) {
@@ -150,6 +155,7 @@ fn load_map(path: &Path, header: &str) -> Result<Vec<String>, DataError> {
     let mut r = LineReader::open(path)?;
     let mut out = Vec::new();
     let mut seen_header = false;
+    let names: Vec<&str> = header.split(',').collect();
     while let Some((ln, line)) = r.next_line()? {
         if !seen_header {
             if line != header {
@@ -162,10 +168,10 @@ fn load_map(path: &Path, header: &str) -> Result<Vec<String>, DataError> {
             seen_header = true;
             continue;
         }
-        let (csv_id, id) = line
-            .split_once(',')
-            .ok_or_else(|| DataError::missing(path, ln, "second column"))?;
-        let csv_id: usize = parse_num(csv_id, path, ln, header.split(',').next().unwrap_or(""))?;
+        let f: Vec<&str> = line.split(',').collect();
+        exact_columns(f.len(), &names, Sep::Comma, path, ln)?;
+        let (csv_id, id) = (f[0], f[1]);
+        let csv_id: usize = parse_num(csv_id, path, ln, names[0])?;
         if csv_id != out.len() {
             return Err(DataError::parse(
                 path,
@@ -194,6 +200,7 @@ fn load_csv(
     let books = load_map(book_map, "book_id_csv,book_id")?;
     let mut r = LineReader::open(path)?;
     const HEADER: &str = "user_id,book_id,is_read,rating,is_reviewed";
+    const NAMES: [&str; 5] = ["user_id", "book_id", "is_read", "rating", "is_reviewed"];
     match r.next_line()? {
         None => {
             return Err(DataError::Empty {
@@ -205,7 +212,7 @@ fn load_csv(
             return Err(DataError::parse(
                 path,
                 ln,
-                format!("expected header `{HEADER}`, found `{h}`"),
+                format!("expected header `{HEADER}`, found `{}`", excerpt(h)),
             ));
         }
     }
@@ -225,13 +232,10 @@ fn load_csv(
         }
         let mut f = Vec::with_capacity(5);
         split_csv(line, b',', &mut f).map_err(|m| DataError::parse(path, ln, m))?;
-        if f.len() < 4 {
-            let names = ["user_id", "book_id", "is_read", "rating"];
-            return Err(DataError::missing(path, ln, names[f.len()]));
-        }
+        exact_columns(f.len(), &NAMES, Sep::Comma, path, ln)?;
         let user = lookup(&users, &f[0], ln, "user_id", user_map)?;
         let book = lookup(&books, &f[1], ln, "book_id", book_map)?;
-        let rating: f32 = parse_num(&f[3], path, ln, "rating")?;
+        let rating = parse_rating(&f[3], path, ln, "rating")?;
         if opts.keeps(rating) {
             // No dates in the CSV: equal timestamps make file order the chronology.
             raw.push(&user, &book, 0);
@@ -267,13 +271,7 @@ fn load_books(path: &Path, raw: &mut RawData) -> Result<(), DataError> {
         match raw.set_meta(&id, meta) {
             MetaOutcome::Set => {}
             MetaOutcome::Unused => raw.skip("metadata_without_interactions"),
-            MetaOutcome::Duplicate => {
-                return Err(DataError::DuplicateRow {
-                    path: path.to_owned(),
-                    line: ln,
-                    key: id,
-                });
-            }
+            MetaOutcome::Duplicate => return Err(DataError::duplicate(path, ln, &id)),
         }
     }
     Ok(())

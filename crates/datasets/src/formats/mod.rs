@@ -7,6 +7,7 @@ pub mod recbole;
 pub mod yelp;
 
 use crate::DataError;
+use crate::error::excerpt;
 use crate::raw::RawData;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -43,9 +44,191 @@ pub(crate) fn parse_num<T: FromStr>(
         DataError::parse(
             path,
             line,
-            format!("field `{field}`: `{s}` is not a number"),
+            format!("field `{field}`: `{}` is not a number", excerpt(s)),
         )
     })
+}
+
+/// A rating as text. `f32::from_str` accepts `NaN`, `inf` and overflows such as `1e39` to
+/// infinity; any of them would pass or fail `min_rating` arbitrarily, so they are errors.
+pub(crate) fn parse_rating(s: &str, path: &Path, line: u64, field: &str) -> Result<f32, DataError> {
+    let v: f32 = parse_num(s, path, line, field)?;
+    if v.is_finite() {
+        return Ok(v);
+    }
+    // Parsing succeeded, so the text is either a NaN/infinity literal or a finite number too
+    // large for f32.
+    let t = s.trim();
+    let word = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let why = if ["nan", "inf", "infinity"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+    {
+        "is not a finite number"
+    } else {
+        "is too large for a rating"
+    };
+    Err(DataError::parse(
+        path,
+        line,
+        format!("field `{field}`: `{}` {why}", excerpt(s)),
+    ))
+}
+
+/// An integer timestamp as text: anything but a whole number that fits `i64` is an error.
+pub(crate) fn parse_int_ts(s: &str, path: &Path, line: u64, field: &str) -> Result<i64, DataError> {
+    let t = s.trim();
+    t.parse().map_err(|_| {
+        let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+        let why = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            "does not fit a 64-bit timestamp"
+        } else {
+            "is not an integer"
+        };
+        DataError::parse(
+            path,
+            line,
+            format!("field `{field}`: `{}` {why}", excerpt(s)),
+        )
+    })
+}
+
+/// A float timestamp (RecBole writes `timestamp:float`) truncated toward zero. A plain `as`
+/// cast would turn `NaN` into 0 and `-1e300` into `i64::MIN`, silently reordering the user's
+/// history, so non-finite and out-of-range values are errors.
+pub(crate) fn parse_float_ts(
+    s: &str,
+    path: &Path,
+    line: u64,
+    field: &str,
+) -> Result<i64, DataError> {
+    let v: f64 = parse_num(s, path, line, field)?;
+    // 2^63 is exactly representable; every finite f64 in [-2^63, 2^63) truncates into i64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let why = if !v.is_finite() {
+        "is not a finite number"
+    } else if !(-LIMIT..LIMIT).contains(&v) {
+        "does not fit a 64-bit timestamp"
+    } else {
+        return Ok(v as i64);
+    };
+    Err(DataError::parse(
+        path,
+        line,
+        format!("field `{field}`: `{}` {why}", excerpt(s)),
+    ))
+}
+
+/// The value of a JSON text for an error message, bounded.
+fn json_shown(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => format!("string \"{}\"", excerpt(s)),
+        other => excerpt(&other.to_string()).into_owned(),
+    }
+}
+
+/// A rating from a JSON line. Read as a [`serde_json::Value`] rather than `f32` so a wrong
+/// type names the field, and because serde casts numbers beyond `f32` to infinity.
+pub(crate) fn json_rating(
+    v: Option<serde_json::Value>,
+    path: &Path,
+    line: u64,
+    field: &str,
+) -> Result<f32, DataError> {
+    let v = v.ok_or_else(|| DataError::missing(path, line, field))?;
+    match v.as_f64() {
+        Some(x) if (x as f32).is_finite() => Ok(x as f32),
+        Some(_) => Err(DataError::parse(
+            path,
+            line,
+            format!(
+                "field `{field}`: {} is too large for a rating",
+                json_shown(&v)
+            ),
+        )),
+        None => Err(DataError::parse(
+            path,
+            line,
+            format!("field `{field}`: {} is not a number", json_shown(&v)),
+        )),
+    }
+}
+
+/// An integer timestamp from a JSON line, with the field named when it is not one or does not
+/// fit `i64`.
+pub(crate) fn json_int_ts(
+    v: Option<serde_json::Value>,
+    path: &Path,
+    line: u64,
+    field: &str,
+) -> Result<i64, DataError> {
+    let v = v.ok_or_else(|| DataError::missing(path, line, field))?;
+    if let Some(t) = v.as_i64() {
+        return Ok(t);
+    }
+    let why = if v.is_u64() {
+        "does not fit a 64-bit timestamp"
+    } else {
+        "is not an integer"
+    };
+    Err(DataError::parse(
+        path,
+        line,
+        format!("field `{field}`: {} {why}", json_shown(&v)),
+    ))
+}
+
+/// A row of a fixed layout must have exactly `names.len()` columns: a short row names the first
+/// missing field, and a long one is an error too, because an extra column means a separator
+/// inside a field (an unquoted comma in a title) shifted what follows, or the file is not the
+/// format it claims to be.
+pub(crate) fn exact_columns(
+    found: usize,
+    names: &[&str],
+    sep: Sep,
+    path: &Path,
+    line: u64,
+) -> Result<(), DataError> {
+    match found.cmp(&names.len()) {
+        std::cmp::Ordering::Less => Err(DataError::missing(path, line, names[found])),
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err(DataError::columns(
+            path,
+            line,
+            names.len(),
+            found,
+            format!("{}-separated: {}", sep.name(), names.join(sep.text())),
+        )),
+    }
+}
+
+/// The separators of the line-based formats, for messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sep {
+    Comma,
+    Tab,
+    Pipe,
+    DoubleColon,
+}
+
+impl Sep {
+    fn name(self) -> &'static str {
+        match self {
+            Sep::Comma => "comma",
+            Sep::Tab => "tab",
+            Sep::Pipe => "`|`",
+            Sep::DoubleColon => "`::`",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Sep::Comma => ",",
+            Sep::Tab => ", ",
+            Sep::Pipe => "|",
+            Sep::DoubleColon => "::",
+        }
+    }
 }
 
 /// A file that yields no interactions is an error, never an empty dataset.
@@ -110,7 +293,20 @@ pub(crate) fn parse_ymd_hms(s: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400 + hms(time)?)
+    seconds(y, m, d, hms(time)?, 0)
+}
+
+/// Unix seconds of a calendar date and time of day, or `None` when the year is so far out that
+/// the seconds would not fit `i64` (a corrupt year must not wrap around or panic).
+fn seconds(y: i64, m: u32, d: u32, time_of_day: i64, offset: i64) -> Option<i64> {
+    // Beyond ±2^40 years `days_from_civil` itself would overflow; i64 seconds end near ±2.9e11.
+    if y.unsigned_abs() > 1 << 40 {
+        return None;
+    }
+    days_from_civil(y, m, d)
+        .checked_mul(86_400)?
+        .checked_add(time_of_day)?
+        .checked_sub(offset)
 }
 
 /// `Mon Aug 01 13:41:57 -0700 2016` (Goodreads, Ruby's default format) as Unix seconds.
@@ -130,12 +326,14 @@ pub(crate) fn parse_ruby_date(s: &str) -> Option<i64> {
         b'-' => -1,
         _ => return None,
     };
-    let tz: i64 = tz.get(1..)?.parse().ok()?;
+    // `-0700`: exactly four digits, so the offset cannot overflow.
+    let tz = tz.get(1..).filter(|t| t.len() == 4)?;
+    let tz: i64 = tz.parse().ok()?;
     let offset = tz_sign * ((tz / 100) * 3600 + (tz % 100) * 60);
     if !(1..=31).contains(&d) {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400 + hms(time)? - offset)
+    seconds(y, m, d, hms(time)?, offset)
 }
 
 /// Files in `dir` whose name starts with `prefix` and ends with one of `exts` (optionally
@@ -173,5 +371,16 @@ mod tests {
         );
         assert_eq!(parse_ruby_date("garbage"), None);
         assert_eq!(parse_ymd_hms("2018-13-01 00:00:00"), None);
+        // Years whose seconds overflow i64 are rejected, not wrapped (or a debug-build panic).
+        assert_eq!(parse_ymd_hms("9223372036854775807-01-01"), None);
+        assert_eq!(parse_ymd_hms("300000000000-01-01"), None);
+        assert_eq!(
+            parse_ruby_date("Mon Aug 01 13:41:57 -0700 9223372036854775807"),
+            None
+        );
+        assert_eq!(
+            parse_ruby_date("Mon Aug 01 13:41:57 -9223372036854775807 2016"),
+            None
+        );
     }
 }

@@ -1,15 +1,23 @@
 //! MovieLens (GroupLens): latest-small (`ratings.csv` + `movies.csv`), 100K (`u.data` + `u.item`)
 //! and 1M (`ratings.dat` + `movies.dat`). Rich item text: "Title (year); genre, genre".
 
-use super::{expect_files, find_file, parse_num, require_nonempty};
+use super::{
+    Sep, exact_columns, expect_files, find_file, parse_int_ts, parse_rating, require_nonempty,
+};
+use crate::error::excerpt;
 use crate::io::{Encoding, LineReader, split_csv};
 use crate::raw::{ItemMeta, MetaOutcome, RawData};
 use crate::{DataError, PrepareOptions};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-/// Genre columns of `u.item`, in the order of `u.genre`.
-const ML100K_GENRES: [&str; 19] = [
+/// The columns of `u.item`: five fields, then one 0/1 flag per genre in the order of `u.genre`.
+const U_ITEM_COLUMNS: [&str; 24] = [
+    "movie id",
+    "movie title",
+    "release date",
+    "video release date",
+    "IMDb URL",
     "unknown",
     "Action",
     "Adventure",
@@ -53,11 +61,7 @@ fn add_meta(
             Ok(())
         }
         // A movie listed twice has two competing titles: ambiguous, so refuse rather than guess.
-        MetaOutcome::Duplicate => Err(DataError::DuplicateRow {
-            path: path.to_owned(),
-            line,
-            key: item.to_owned(),
-        }),
+        MetaOutcome::Duplicate => Err(DataError::duplicate(path, line, item)),
     }
 }
 
@@ -81,14 +85,11 @@ pub fn load_latest(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, 
         }
         let mut fields: Vec<Cow<str>> = Vec::with_capacity(4);
         split_csv(line, b',', &mut fields).map_err(|m| DataError::parse(ratings, ln, m))?;
-        let [user, item, rating, ts] = take4(
-            &fields,
-            ratings,
-            ln,
-            ["userId", "movieId", "rating", "timestamp"],
-        )?;
-        let rating: f32 = parse_num(rating, ratings, ln, "rating")?;
-        let ts: i64 = parse_num(ts, ratings, ln, "timestamp")?;
+        const NAMES: [&str; 4] = ["userId", "movieId", "rating", "timestamp"];
+        exact_columns(fields.len(), &NAMES, Sep::Comma, ratings, ln)?;
+        let [user, item, rating, ts] = [&fields[0], &fields[1], &fields[2], &fields[3]];
+        let rating = parse_rating(rating, ratings, ln, "rating")?;
+        let ts = parse_int_ts(ts, ratings, ln, "timestamp")?;
         if opts.keeps(rating) {
             raw.push(user, item, ts);
         } else {
@@ -105,10 +106,13 @@ pub fn load_latest(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, 
         }
         let mut fields: Vec<Cow<str>> = Vec::with_capacity(4);
         split_csv(line, b',', &mut fields).map_err(|e| DataError::parse(movies, ln, e))?;
-        if fields.len() < 3 {
-            let names = ["movieId", "title", "genres"];
-            return Err(DataError::missing(movies, ln, names[fields.len()]));
-        }
+        exact_columns(
+            fields.len(),
+            &["movieId", "title", "genres"],
+            Sep::Comma,
+            movies,
+            ln,
+        )?;
         let meta = ItemMeta {
             title: fields[1].trim().to_owned(),
             lead: String::new(),
@@ -138,16 +142,17 @@ pub fn load_100k(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, Da
         if line.is_empty() {
             continue;
         }
-        let mut it = line.split('\t');
-        let mut next = |name: &str| it.next().ok_or_else(|| DataError::missing(data, ln, name));
-        let (user, item, rating, ts) = (
-            next("user")?,
-            next("item")?,
-            next("rating")?,
-            next("timestamp")?,
-        );
-        let rating: f32 = parse_num(rating, data, ln, "rating")?;
-        let ts: i64 = parse_num(ts, data, ln, "timestamp")?;
+        let f: Vec<&str> = line.split('\t').collect();
+        exact_columns(
+            f.len(),
+            &["user", "item", "rating", "timestamp"],
+            Sep::Tab,
+            data,
+            ln,
+        )?;
+        let (user, item) = (f[0], f[1]);
+        let rating = parse_rating(f[2], data, ln, "rating")?;
+        let ts = parse_int_ts(f[3], data, ln, "timestamp")?;
         if opts.keeps(rating) {
             raw.push(user, item, ts);
         } else {
@@ -162,18 +167,8 @@ pub fn load_100k(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, Da
             continue;
         }
         let cols: Vec<&str> = line.split('|').collect();
-        if cols.len() < 5 + ML100K_GENRES.len() {
-            return Err(DataError::parse(
-                items,
-                ln,
-                format!(
-                    "expected {} `|`-separated columns, found {}",
-                    5 + ML100K_GENRES.len(),
-                    cols.len()
-                ),
-            ));
-        }
-        let category = ML100K_GENRES
+        exact_columns(cols.len(), &U_ITEM_COLUMNS, Sep::Pipe, items, ln)?;
+        let category = U_ITEM_COLUMNS[5..]
             .iter()
             .zip(&cols[5..])
             .filter(|(g, flag)| **flag == "1" && **g != "unknown")
@@ -219,19 +214,17 @@ pub fn load_1m(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, Data
         if line.is_empty() {
             continue;
         }
-        let mut it = line.split("::");
-        let mut next = |name: &str| {
-            it.next()
-                .ok_or_else(|| DataError::missing(ratings, ln, name))
-        };
-        let (user, item, rating, ts) = (
-            next("UserID")?,
-            next("MovieID")?,
-            next("Rating")?,
-            next("Timestamp")?,
-        );
-        let rating: f32 = parse_num(rating, ratings, ln, "Rating")?;
-        let ts: i64 = parse_num(ts, ratings, ln, "Timestamp")?;
+        let f: Vec<&str> = line.split("::").collect();
+        exact_columns(
+            f.len(),
+            &["UserID", "MovieID", "Rating", "Timestamp"],
+            Sep::DoubleColon,
+            ratings,
+            ln,
+        )?;
+        let (user, item) = (f[0], f[1]);
+        let rating = parse_rating(f[2], ratings, ln, "Rating")?;
+        let ts = parse_int_ts(f[3], ratings, ln, "Timestamp")?;
         if opts.keeps(rating) {
             raw.push(user, item, ts);
         } else {
@@ -245,12 +238,15 @@ pub fn load_1m(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, Data
         if line.is_empty() {
             continue;
         }
-        let mut it = line.splitn(3, "::");
-        let mut next = |name: &str| {
-            it.next()
-                .ok_or_else(|| DataError::missing(movies, ln, name))
-        };
-        let (item, title, g) = (next("MovieID")?, next("Title")?, next("Genres")?);
+        let f: Vec<&str> = line.split("::").collect();
+        exact_columns(
+            f.len(),
+            &["MovieID", "Title", "Genres"],
+            Sep::DoubleColon,
+            movies,
+            ln,
+        )?;
+        let (item, title, g) = (f[0], f[1], f[2]);
         let meta = ItemMeta {
             title: title.trim().to_owned(),
             lead: String::new(),
@@ -275,19 +271,7 @@ fn expect_header(r: &mut LineReader, expected: &str) -> Result<(), DataError> {
         Some((_, h)) => Err(DataError::parse(
             path,
             1,
-            format!("expected header `{expected}`, found `{h}`"),
+            format!("expected header `{expected}`, found `{}`", excerpt(h)),
         )),
     }
-}
-
-fn take4<'a>(
-    fields: &'a [Cow<'a, str>],
-    path: &Path,
-    line: u64,
-    names: [&str; 4],
-) -> Result<[&'a str; 4], DataError> {
-    if fields.len() < 4 {
-        return Err(DataError::missing(path, line, names[fields.len()]));
-    }
-    Ok([&fields[0], &fields[1], &fields[2], &fields[3]])
 }

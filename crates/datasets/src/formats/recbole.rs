@@ -10,7 +10,7 @@
 //! `<name>.item`, so RecBole models can be trained on exactly our leave-one-out split
 //! (`benchmark_filename: [train, valid, test]`).
 
-use super::{parse_num, require_nonempty};
+use super::{parse_float_ts, parse_rating, require_nonempty};
 use crate::io::LineReader;
 use crate::raw::{ItemMeta, MetaOutcome, RawData};
 use crate::{DataError, Dataset, PrepareOptions};
@@ -45,6 +45,27 @@ fn col(cols: &[String], names: &[&str]) -> Option<usize> {
     names.iter().find_map(|n| cols.iter().position(|c| c == n))
 }
 
+/// A row may leave trailing optional columns out (RecBole reads them as missing, as pandas
+/// does), but a row with more fields than the header has a tab inside a value or is misaligned,
+/// and every column after the stray tab would be read as the wrong field.
+fn at_most_header_columns(
+    found: usize,
+    header: usize,
+    path: &Path,
+    line: u64,
+) -> Result<(), DataError> {
+    if found > header {
+        return Err(DataError::columns(
+            path,
+            line,
+            header,
+            found,
+            "tab-separated, as many as the header names",
+        ));
+    }
+    Ok(())
+}
+
 pub fn load(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataError> {
     let Some(inter) = files.first() else {
         return Err(DataError::MissingRawFiles {
@@ -70,6 +91,7 @@ pub fn load(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataErr
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
+        at_most_header_columns(f.len(), cols.len(), inter, ln)?;
         let get = |i: usize| {
             f.get(i)
                 .copied()
@@ -78,11 +100,11 @@ pub fn load(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataErr
         let (user, item) = (get(ui)?, get(ii)?);
         // RecBole writes timestamps as floats; sub-second parts only matter for ties.
         let ts = match ti {
-            Some(t) => parse_num::<f64>(get(t)?, inter, ln, "timestamp")? as i64,
+            Some(t) => parse_float_ts(get(t)?, inter, ln, "timestamp")?,
             None => 0,
         };
         let keep = match ri {
-            Some(i) => opts.keeps(parse_num(get(i)?, inter, ln, "rating")?),
+            Some(i) => opts.keeps(parse_rating(get(i)?, inter, ln, "rating")?),
             None => true,
         };
         if keep {
@@ -111,6 +133,7 @@ pub fn load(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataErr
                 continue;
             }
             let f: Vec<&str> = line.split('\t').collect();
+            at_most_header_columns(f.len(), cols.len(), item_path, ln)?;
             let id = f
                 .get(ii)
                 .ok_or_else(|| DataError::missing(item_path, ln, "item_id"))?;
@@ -126,13 +149,7 @@ pub fn load(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataErr
             match raw.set_meta(id, meta) {
                 MetaOutcome::Set => {}
                 MetaOutcome::Unused => raw.skip("metadata_without_interactions"),
-                MetaOutcome::Duplicate => {
-                    return Err(DataError::DuplicateRow {
-                        path: item_path.clone(),
-                        line: ln,
-                        key: (*id).to_owned(),
-                    });
-                }
+                MetaOutcome::Duplicate => return Err(DataError::duplicate(item_path, ln, id)),
             }
         }
     }

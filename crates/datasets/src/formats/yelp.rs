@@ -3,7 +3,8 @@
 //! names `review.json` / `business.json` of older releases work too. Rich item text:
 //! "name; city; categories".
 
-use super::{find_file, parse_ymd_hms, require_nonempty};
+use super::{find_file, json_rating, parse_ymd_hms, require_nonempty};
+use crate::error::excerpt;
 use crate::formats::amazon::json_line;
 use crate::raw::{ItemMeta, MetaOutcome, RawData};
 use crate::{DataError, PrepareOptions, io::LineReader};
@@ -32,7 +33,7 @@ struct Review<'a> {
     user_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     business_id: Option<Cow<'a, str>>,
-    stars: Option<f32>,
+    stars: Option<serde_json::Value>,
     #[serde(borrow)]
     date: Option<Cow<'a, str>>,
 }
@@ -60,9 +61,7 @@ pub fn load(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataErr
         let item = rv
             .business_id
             .ok_or_else(|| DataError::missing(reviews, ln, "business_id"))?;
-        let stars = rv
-            .stars
-            .ok_or_else(|| DataError::missing(reviews, ln, "stars"))?;
+        let stars = json_rating(rv.stars, reviews, ln, "stars")?;
         let date = rv
             .date
             .ok_or_else(|| DataError::missing(reviews, ln, "date"))?;
@@ -70,7 +69,10 @@ pub fn load(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataErr
             DataError::parse(
                 reviews,
                 ln,
-                format!("field `date`: `{date}` is not YYYY-MM-DD HH:MM:SS"),
+                format!(
+                    "field `date`: `{}` is not YYYY-MM-DD HH:MM:SS",
+                    excerpt(&date)
+                ),
             )
         })?;
         if opts.keeps(stars) {
@@ -98,13 +100,7 @@ pub fn load(files: &[PathBuf], opts: &PrepareOptions) -> Result<RawData, DataErr
         match raw.set_meta(&id, meta) {
             MetaOutcome::Set => {}
             MetaOutcome::Unused => raw.skip("metadata_without_interactions"),
-            MetaOutcome::Duplicate => {
-                return Err(DataError::DuplicateRow {
-                    path: business.to_owned(),
-                    line: ln,
-                    key: id,
-                });
-            }
+            MetaOutcome::Duplicate => return Err(DataError::duplicate(business, ln, &id)),
         }
     }
     Ok(raw)
