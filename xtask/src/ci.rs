@@ -2,7 +2,7 @@
 //! format and lint checks, every test, and `reproduce all --check` against the committed reports.
 
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -19,12 +19,10 @@ pub struct CiArgs {
     pub no_local: bool,
 }
 
+/// The checkout the command runs in (see `agp_datasets::workspace_root`), not the one the
+/// binary was built in.
 pub fn workspace_root() -> PathBuf {
-    // xtask lives one level below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent")
-        .to_path_buf()
+    agp_datasets::workspace_root()
 }
 
 fn cargo() -> Command {

@@ -5,7 +5,9 @@ use std::process::Command;
 
 #[test]
 fn check_with_truncated_recordings_fails_even_on_a_warm_cache() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let xtask = || {
@@ -27,6 +29,9 @@ fn check_with_truncated_recordings_fails_even_on_a_warm_cache() {
     std::fs::write(&one, all.lines().next().unwrap().to_string() + "\n").unwrap();
     let cut = xtask().arg("--recordings").arg(&one).output().unwrap();
     let err = String::from_utf8_lossy(&cut.stderr);
-    assert!(!cut.status.success(), "a truncated recording passed --check");
+    assert!(
+        !cut.status.success(),
+        "a truncated recording passed --check"
+    );
     assert!(err.contains("replay miss"), "{err}");
 }

@@ -57,8 +57,22 @@ pub struct DatasetSource {
     pub raw_dir: PathBuf,
 }
 
-/// The workspace root, found from this crate's manifest so it works from any current directory.
+/// The agp-bench checkout the tools work in (its `.cache/`, `.models/`, `reports/`, ...):
+/// `AGP_BENCH_ROOT` when set, else the nearest ancestor of the current directory that is a
+/// checkout (it holds `experiments/scales.toml` and a `Cargo.toml`), else the checkout this
+/// binary was built from. Found at run time, so a binary built in one checkout and run in
+/// another (say, with a shared `CARGO_TARGET_DIR`) writes into the one it runs in.
 pub fn workspace_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("AGP_BENCH_ROOT").filter(|r| !r.is_empty()) {
+        return PathBuf::from(root);
+    }
+    let is_checkout =
+        |d: &Path| d.join("experiments/scales.toml").is_file() && d.join("Cargo.toml").is_file();
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(found) = cwd.ancestors().find(|d| is_checkout(d))
+    {
+        return found.to_owned();
+    }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     // crates/datasets → the workspace root, without `..` so paths in messages read cleanly.
     manifest.ancestors().nth(2).unwrap_or(manifest).to_owned()

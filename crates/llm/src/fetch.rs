@@ -102,19 +102,32 @@ pub fn pinned(name: &str) -> Result<&'static PinnedModel, LlmError> {
     })
 }
 
-/// `AGP_MODELS_DIR`, else `.models/` at the workspace root.
+/// `AGP_MODELS_DIR`, else `.models/` in the checkout the tool runs in: `AGP_BENCH_ROOT`, the
+/// nearest ancestor of the current directory holding `experiments/scales.toml`, or the checkout
+/// this crate was built in (the same rule as `agp_datasets::workspace_root`, which this crate
+/// does not depend on).
 pub fn models_dir() -> PathBuf {
-    match std::env::var_os("AGP_MODELS_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => {
-            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-            crate_dir
+    if let Some(d) = std::env::var_os("AGP_MODELS_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::env::var_os("AGP_BENCH_ROOT")
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors()
+                .find(|d| d.join("experiments/scales.toml").is_file())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| {
+            built_in
                 .ancestors()
                 .nth(2)
-                .unwrap_or(crate_dir)
-                .join(".models")
-        }
-    }
+                .unwrap_or(built_in)
+                .to_path_buf()
+        });
+    root.join(".models")
 }
 
 /// Where a pinned model lives once fetched.

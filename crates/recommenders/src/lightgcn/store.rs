@@ -48,7 +48,7 @@ impl ModelStore {
 
     /// `.cache/models` under the workspace root (gitignored).
     pub fn workspace() -> Self {
-        Self::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"))
+        Self::new(agp_datasets::workspace_root().join(".cache/models"))
     }
 
     pub fn dir(&self) -> &Path {
