@@ -152,14 +152,7 @@ impl Llm {
         };
         let resp = match self.model.chat(&req).await {
             Ok(r) => r,
-            Err(source) => {
-                self.ledger.fail(stage, source.reason());
-                return Err(AgpError::Llm {
-                    stage,
-                    user,
-                    source,
-                });
-            }
+            Err(source) => return Err(self.failed(stage, user, source)),
         };
         let truncated = resp.finish_reason.as_deref() == Some("length");
         self.ledger.add(stage, |t| {
@@ -169,6 +162,16 @@ impl Llm {
             t.completion_tokens += resp.usage.completion_tokens;
         });
         Ok(resp.content)
+    }
+
+    /// Books a failed call and names its stage and user.
+    fn failed(&self, stage: Stage, user: Option<u32>, source: agp_llm::LlmError) -> AgpError {
+        self.ledger.fail(stage, source.reason());
+        AgpError::Llm {
+            stage,
+            user,
+            source,
+        }
     }
 
     /// Yes/no scores (logit Yes − logit No) of `prefix + suffix` for each suffix.
@@ -194,21 +197,9 @@ impl Llm {
                     "score request for {n} candidates returned {} scores",
                     r.scores.len()
                 ));
-                self.ledger.fail(stage, source.reason());
-                return Err(AgpError::Llm {
-                    stage,
-                    user,
-                    source,
-                });
+                return Err(self.failed(stage, user, source));
             }
-            Err(source) => {
-                self.ledger.fail(stage, source.reason());
-                return Err(AgpError::Llm {
-                    stage,
-                    user,
-                    source,
-                });
-            }
+            Err(source) => return Err(self.failed(stage, user, source)),
         };
         self.ledger.add(stage, |t| {
             t.calls += n as u64;

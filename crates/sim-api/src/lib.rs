@@ -73,7 +73,8 @@ pub struct SimConfig {
     pub storm_retry_after: Duration,
     /// Probability (0..=1, decided per prompt) of favouring the held-out item.
     pub signal: f64,
-    /// [`candidates_fingerprint`] of a candidate list → index of its held-out item.
+    /// [`candidates_fingerprint`] of a candidate list → index of its held-out item. The texts
+    /// are those the prompt shows, i.e. after `agp::prompts::neutralise_item_text`.
     pub truth: HashMap<String, usize>,
     /// The held-out items' texts: pointwise prompts show one candidate, not the list.
     pub held_out_texts: HashSet<String>,

@@ -99,6 +99,22 @@ fn kind_name(k: PromptKind) -> &'static str {
     }
 }
 
+/// A 429 that says when to come back, as OpenAI does: in the message, in whole seconds
+/// (`Retry-After`) and exactly (`retry-after-ms`).
+fn too_many_requests(why: &str, wait: Duration) -> Response {
+    error_body(
+        429,
+        &format!("{why} Please try again in {:.3}s.", wait.as_secs_f64()),
+        "requests",
+        Some("rate_limit_exceeded"),
+    )
+    .header(
+        "retry-after",
+        wait.as_secs_f64().ceil().max(1.0).to_string(),
+    )
+    .header("retry-after-ms", wait.as_millis().to_string())
+}
+
 fn error_body(status: u16, message: &str, kind: &str, code: Option<&str>) -> Response {
     Response::json(
         status,
@@ -381,26 +397,14 @@ impl Shared {
             );
         }
         if let Some(wait) = wait {
-            let resp = error_body(
-                429,
-                &format!(
-                    "Rate limit reached for {} (simulated): limit {} requests/min{}. \
-                     Please try again in {:.3}s.",
-                    req.model,
-                    cfg.rpm.map_or("unlimited".to_string(), |r| r.to_string()),
-                    cfg.tpm
-                        .map_or(String::new(), |t| format!(", {t} tokens/min")),
-                    wait.as_secs_f64()
-                ),
-                "requests",
-                Some("rate_limit_exceeded"),
-            )
-            .header(
-                "retry-after",
-                wait.as_secs_f64().ceil().max(1.0).to_string(),
-            )
-            .header("retry-after-ms", wait.as_millis().to_string());
-            return finish(resp, Some("over_limit"));
+            let why = format!(
+                "Rate limit reached for {} (simulated): limit {} requests/min{}.",
+                req.model,
+                cfg.rpm.map_or("unlimited".to_string(), |r| r.to_string()),
+                cfg.tpm
+                    .map_or(String::new(), |t| format!(", {t} tokens/min"))
+            );
+            return finish(too_many_requests(&why, wait), Some("over_limit"));
         }
         let random = cfg.faults.draw(cfg.seed, &fp, n);
         match random {
@@ -410,20 +414,7 @@ impl Shared {
                 } else {
                     cfg.storm_retry_after
                 };
-                let resp = error_body(
-                    429,
-                    &format!(
-                        "Rate limit reached (simulated storm). Please try again in {:.3}s.",
-                        wait.as_secs_f64()
-                    ),
-                    "requests",
-                    Some("rate_limit_exceeded"),
-                )
-                .header(
-                    "retry-after",
-                    wait.as_secs_f64().ceil().max(1.0).to_string(),
-                )
-                .header("retry-after-ms", wait.as_millis().to_string());
+                let resp = too_many_requests("Rate limit reached (simulated storm).", wait);
                 return finish(resp, Some("rate_limited"));
             }
             Some(RandomFault::ServerError(status)) => {

@@ -51,9 +51,16 @@ async fn answered_twice_counts_bodies_paid_for_twice() {
     assert_eq!(s.stats(), SimStats::default());
 }
 
+/// Candidate lists as the prompts show them (item text neutralised), with a held-out index.
 fn truth_lists(n: usize) -> Vec<(Vec<String>, usize)> {
     (0..n)
-        .map(|i| (candidates(100 + i), (i * 7 + 3) % 10))
+        .map(|i| {
+            let shown = candidates(100 + i)
+                .iter()
+                .map(|c| prompts::neutralise_item_text(c).into_owned())
+                .collect();
+            (shown, (i * 7 + 3) % 10)
+        })
         .collect()
 }
 

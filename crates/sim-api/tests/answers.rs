@@ -44,7 +44,12 @@ fn every_harness_prompt_is_classified() {
             PromptKind::Rerank
         };
         assert_eq!(classify(&p, false), want, "{name}");
-        assert_eq!(parse_candidates(&p), cands, "{name}");
+        // The texts as the prompt shows them: hostile characters neutralised.
+        let shown: Vec<String> = cands
+            .iter()
+            .map(|c| prompts::neutralise_item_text(c).into_owned())
+            .collect();
+        assert_eq!(parse_candidates(&p), shown, "{name}");
     }
     let cases = [
         (
