@@ -6,10 +6,16 @@
 //!
 //! With one held-out item per user, Recall@K and HR@K coincide (both are 1 when the target is in
 //! the top K); both are reported because papers use either name.
+//!
+//! Scorers that implement [`crate::DotScorer`] are evaluated in user blocks with a GEMM
+//! ([`blocked`]); the result is identical, rank for rank and score bit for score bit, to the
+//! per-user path in [`mod@reference`], which everything else uses.
+
+pub mod blocked;
+pub mod reference;
 
 use crate::Scorer;
 use agp_datasets::Dataset;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// Which held-out item is the target, and what history conditions the scores.
@@ -141,31 +147,49 @@ pub(crate) fn check_item_count<S: Scorer + ?Sized>(
 
 /// Ranks every user's held-out item of `split` over all items (full ranking). Users are scored
 /// in parallel, each independently, so the result does not depend on the thread count.
+///
+/// Equal to [`reference::rank_targets`] in every case; with several failing users this one
+/// reports the lowest user's error.
 pub fn rank_targets<S: Scorer + ?Sized>(
     scorer: &S,
     dataset: &Dataset,
     split: Split,
 ) -> Result<Ranks, EvalError> {
     let n_items = check_item_count(scorer, dataset)?;
-    let ranks = (0..dataset.n_users() as u32)
-        .into_par_iter()
-        .map_init(
-            || vec![0f32; n_items],
-            |buf, u| {
-                let target = split.target(dataset, u);
-                if target as usize >= n_items {
-                    return Err(EvalError::ItemOutOfRange {
-                        user: u,
-                        item: target,
-                        n_items,
-                    });
-                }
-                masked_scores(scorer, u, &split.history(dataset, u), buf)?;
-                Ok(rank_of(buf, target))
-            },
-        )
-        .collect::<Result<Vec<_>, _>>()?;
+    let Some(dot) = scorer.as_dot().filter(|d| blocked::applicable(*d, n_items)) else {
+        return reference::rank_targets(scorer, dataset, split);
+    };
+    let ranks = blocked::run(scorer, dot, dataset, blocked::Task::Rank(split))?
+        .into_iter()
+        .map(|o| match o {
+            blocked::Outcome::Rank(r) => r,
+            blocked::Outcome::TopK(_) => unreachable!("a rank task yields ranks"),
+        })
+        .collect();
     Ok(Ranks { split, ranks })
+}
+
+/// Every user's top-`k` (`(item, score)`, best first) over items not in train + valid; the
+/// lists of the candidate export. Equal to what [`reference::top_k_lists`] holds.
+pub(crate) fn top_k_per_user<S: Scorer + ?Sized>(
+    scorer: &S,
+    dataset: &Dataset,
+    k: usize,
+) -> Result<Vec<Vec<(u32, f32)>>, EvalError> {
+    let n_items = check_item_count(scorer, dataset)?;
+    let Some(dot) = scorer.as_dot().filter(|d| blocked::applicable(*d, n_items)) else {
+        return Ok(reference::top_k_lists(scorer, dataset, k)?
+            .into_iter()
+            .map(|l| l.items.into_iter().zip(l.scores).collect())
+            .collect());
+    };
+    Ok(blocked::run(scorer, dot, dataset, blocked::Task::TopK(k))?
+        .into_iter()
+        .map(|o| match o {
+            blocked::Outcome::TopK(t) => t,
+            blocked::Outcome::Rank(_) => unreachable!("a top-k task yields lists"),
+        })
+        .collect())
 }
 
 impl Ranks {

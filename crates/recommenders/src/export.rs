@@ -7,12 +7,11 @@
 //! users unchanged (the scaling study compares like with like).
 
 use crate::Scorer;
-use crate::eval::{self, EvalError, Split};
+use crate::eval::{self, EvalError};
 use agp_datasets::Dataset;
 use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION, RankedList, UserSampling};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// How many users of each kind to draw, and from which lists.
@@ -96,33 +95,25 @@ pub enum ExportError {
 }
 
 /// Every user's top-`k` over items not in their train+valid history, with scores, best first.
+/// Identical to [`eval::reference::top_k_lists`]; dot-product backbones get there by blocked
+/// GEMM scoring (see [`eval`]).
 pub fn top_k_lists<S: Scorer + ?Sized>(
     scorer: &S,
     dataset: &Dataset,
     k: usize,
 ) -> Result<Vec<RankedList>, EvalError> {
-    let n_items = dataset.n_items();
-    if scorer.n_items() != n_items {
-        return Err(EvalError::ItemCount {
-            model: scorer.n_items(),
-            dataset: n_items,
-        });
-    }
-    (0..dataset.n_users() as u32)
-        .into_par_iter()
-        .map_init(
-            || vec![0f32; n_items],
-            |buf, u| {
-                eval::masked_scores(scorer, u, &Split::Test.history(dataset, u), buf)?;
-                let (items, scores) = eval::top_k(buf, k).into_iter().unzip();
-                Ok(RankedList {
-                    user: u,
-                    items,
-                    scores,
-                })
-            },
-        )
-        .collect()
+    Ok(eval::top_k_per_user(scorer, dataset, k)?
+        .into_iter()
+        .enumerate()
+        .map(|(u, top)| {
+            let (items, scores) = top.into_iter().unzip();
+            RankedList {
+                user: u as u32,
+                items,
+                scores,
+            }
+        })
+        .collect())
 }
 
 /// Builds the candidate file: lists for every user, then the seeded user draw. Same scorer,
@@ -137,6 +128,21 @@ pub fn export_candidates<S: Scorer + ?Sized>(
         return Err(ExportError::ZeroK);
     }
     let lists = top_k_lists(scorer, dataset, options.k)?;
+    candidates_from_lists(lists, dataset, provenance, options)
+}
+
+/// The candidate file for precomputed `lists` (one per user, in user order, each of length
+/// `options.k` at most): the seeded user draw and the provenance around them.
+/// [`export_candidates`] is this on [`top_k_lists`].
+pub fn candidates_from_lists(
+    lists: Vec<RankedList>,
+    dataset: &Dataset,
+    provenance: Provenance,
+    options: &ExportOptions,
+) -> Result<CandidateFile, ExportError> {
+    if options.k == 0 {
+        return Err(ExportError::ZeroK);
+    }
     let eligible: Vec<u32> = lists
         .iter()
         .filter(|l| l.items.contains(&dataset.test[l.user as usize]))

@@ -2,7 +2,9 @@
 //! early stopping, a popularity baseline, and the paper's candidate export.
 //!
 //! Evaluation and export are written once against [`Scorer`]; a backbone only has to score
-//! every item for a user.
+//! every item for a user. Backbones whose scores are dot products (LightGCN, SASRec) also
+//! implement [`DotScorer`], which lets evaluation score users in blocks with a GEMM and still
+//! return exactly what the per-user path returns.
 //!
 //! ```no_run
 //! # fn demo(dataset: &agp_datasets::Dataset, model: &impl agp_recommenders::Scorer)
@@ -44,6 +46,13 @@ pub trait Scorer: Sync {
     /// the model may condition on (train, or train + valid at test time), oldest first. Items in
     /// `history` are masked by the caller, so their scores do not matter.
     fn score_user(&self, user: u32, history: &[u32], out: &mut [f32]);
+
+    /// The same scores written as dot products of a user vector with fixed item vectors, when
+    /// the model has that form. Evaluation and export then score users in blocks with a GEMM
+    /// (see [`eval`]); `None` keeps them on [`Self::score_user`].
+    fn as_dot(&self) -> Option<&dyn DotScorer> {
+        None
+    }
 }
 
 impl<S: Scorer + ?Sized> Scorer for &S {
@@ -53,4 +62,32 @@ impl<S: Scorer + ?Sized> Scorer for &S {
     fn score_user(&self, user: u32, history: &[u32], out: &mut [f32]) {
         (**self).score_user(user, history, out)
     }
+    fn as_dot(&self) -> Option<&dyn DotScorer> {
+        (**self).as_dot()
+    }
+}
+
+/// A [`Scorer`] whose score of item `i` is `score(v_u, e_i)`: a dot product of a user vector
+/// `v_u` with a fixed item vector `e_i`.
+///
+/// The contract that keeps blocked evaluation identical to [`Scorer::score_user`]: whenever
+/// [`Self::has_user_vector`] holds, `score_user` writes exactly (bit for bit)
+/// `score(v_u, e_i)` for every item, where `v_u` is what [`Self::user_vectors`] writes and
+/// `score` is a plain dot product (any summation order, no fused tricks beyond FMA), so its
+/// rounding error obeys the standard bound the evaluation relies on.
+pub trait DotScorer: Sync {
+    /// Length `d` of user and item vectors.
+    fn dim(&self) -> usize;
+    /// The item vectors, row-major `n_items × d`.
+    fn item_vectors(&self) -> &[f32];
+    /// Whether the scores for this history are dot products at all; when false, evaluation
+    /// falls back to [`Scorer::score_user`] for this user.
+    fn has_user_vector(&self, _history: &[u32]) -> bool {
+        true
+    }
+    /// Writes `v_u` for every `(users[j], histories[j])` into row `j` of `out`
+    /// (`users.len() × d`); only called for histories with [`Self::has_user_vector`].
+    fn user_vectors(&self, users: &[u32], histories: &[&[u32]], out: &mut [f32]);
+    /// One score, with exactly the arithmetic [`Scorer::score_user`] uses.
+    fn score(&self, user_vector: &[f32], item_vector: &[f32]) -> f32;
 }

@@ -17,7 +17,7 @@ pub use store::{ModelStore, StoreError};
 
 use crate::early_stopping::{EarlyStopping, Verdict};
 use crate::eval::{self, EvalError, Split};
-use crate::{Popularity, Scorer};
+use crate::{DotScorer, Popularity, Scorer};
 use agp_datasets::Dataset;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -185,6 +185,32 @@ impl Scorer for LightGcn {
         for (s, e) in out.iter_mut().zip(items.chunks_exact(d)) {
             *s = dot(u, e);
         }
+    }
+
+    fn as_dot(&self) -> Option<&dyn DotScorer> {
+        Some(self)
+    }
+}
+
+/// `score_user` is `dot(e_u, e_i)` on the propagated rows, so the user vector is the user's row.
+impl DotScorer for LightGcn {
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    fn item_vectors(&self) -> &[f32] {
+        &self.propagated[self.n_users * self.config.dim..]
+    }
+
+    fn user_vectors(&self, users: &[u32], _histories: &[&[u32]], out: &mut [f32]) {
+        let d = self.config.dim;
+        for (&u, row) in users.iter().zip(out.chunks_exact_mut(d)) {
+            row.copy_from_slice(&self.propagated[u as usize * d..(u as usize + 1) * d]);
+        }
+    }
+
+    fn score(&self, user_vector: &[f32], item_vector: &[f32]) -> f32 {
+        dot(user_vector, item_vector)
     }
 }
 

@@ -28,9 +28,9 @@ mod store;
 pub use sampled_eval::{SampledMetrics, sampled_eval};
 pub use store::model_cache_path;
 
-use crate::Scorer;
 use crate::early_stopping::{EarlyStopping, Verdict};
 use crate::eval::{self, EvalError, Split};
+use crate::{DotScorer, Scorer};
 use agp_datasets::Dataset;
 use model::{Batch, PassConfig, Tape};
 use params::Layout;
@@ -361,6 +361,44 @@ impl Scorer for SasRec {
         for (o, e) in out.iter_mut().zip(self.item_embeddings().chunks_exact(d)) {
             *o = kernels::dot(&h, e);
         }
+    }
+
+    fn as_dot(&self) -> Option<&dyn DotScorer> {
+        Some(self)
+    }
+}
+
+/// `score_user` is `kernels::dot(H_last, E_i)`. Batching histories into one forward pass gives
+/// every sequence the same `H_last` bits as a forward pass of its own: attention runs per
+/// sequence, LayerNorm and the embedding per row, and each GEMM output element is one
+/// k-ordered sum over its own row and column whatever the other rows (matrixmultiply picks its
+/// kernel by CPU features, never by matrix size). `tests/eval_identity.rs` checks it.
+impl DotScorer for SasRec {
+    fn dim(&self) -> usize {
+        self.layout.d
+    }
+
+    fn item_vectors(&self) -> &[f32] {
+        self.item_embeddings()
+    }
+
+    /// An empty history has no hidden state; `score_user` gives every item 0 for it.
+    fn has_user_vector(&self, history: &[u32]) -> bool {
+        !history.is_empty()
+    }
+
+    fn user_vectors(&self, _users: &[u32], histories: &[&[u32]], out: &mut [f32]) {
+        let d = self.layout.d;
+        for (h, row) in SasRec::user_vectors(self, histories)
+            .iter()
+            .zip(out.chunks_exact_mut(d))
+        {
+            row.copy_from_slice(h);
+        }
+    }
+
+    fn score(&self, user_vector: &[f32], item_vector: &[f32]) -> f32 {
+        kernels::dot(user_vector, item_vector)
     }
 }
 
