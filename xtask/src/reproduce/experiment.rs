@@ -15,6 +15,8 @@ pub enum Layout {
     Fig2Grid,
     Fig3Pbf,
     Scaling,
+    /// AGP as the paper describes it beside AGP as the reference code runs it.
+    ReferenceCode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, clap::ValueEnum)]

@@ -21,12 +21,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The experiments `all` runs, in this order.
-const ALL: [&str; 5] = [
+const ALL: [&str; 6] = [
     "table1",
     "fig2-summarization",
     "fig2-grid",
     "fig3-pbf",
     "scaling",
+    "reference-code",
 ];
 
 #[derive(clap::Args)]
@@ -272,7 +273,13 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
                 }
                 backbones.push(b);
             }
-            prepared.push((seed, ds, backbones));
+            let mut rich = None;
+            for row in &exp.methods {
+                if pipeline::wants_rich_text(row)? && rich.is_none() {
+                    rich = Some(pipeline::with_rich_text(dataset, &ds)?);
+                }
+            }
+            prepared.push((seed, ds, rich, backbones));
         }
     }
 
@@ -283,7 +290,7 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
         .unwrap_or_else(|| workspace_root().join(".cache/runs"));
     // Every (seed, dataset, backbone, LLM, method) cell, in report order.
     let mut jobs = Vec::new();
-    for (seed, ds, backbones) in &prepared {
+    for (seed, ds, rich, backbones) in &prepared {
         for b in backbones {
             // Methods that need no LLM run once, not once per LLM.
             let mut ran_llm_free = std::collections::BTreeSet::new();
@@ -293,6 +300,10 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
                     if is_base && !ran_llm_free.insert(experiment::label(row).to_string()) {
                         continue;
                     }
+                    let ds = match rich {
+                        Some(r) if pipeline::wants_rich_text(row)? => r,
+                        _ => ds,
+                    };
                     jobs.push(pipeline::MethodJob {
                         exp,
                         ds,

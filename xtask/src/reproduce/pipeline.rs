@@ -21,13 +21,49 @@ use std::sync::Arc;
 pub const K: usize = 10;
 
 pub fn load_dataset(name: &str) -> Result<Dataset> {
+    load_dataset_with(name, &PrepareOptions::default())
+}
+
+/// `ds` with the reference code's rich item text (title and categories, cast where the data has
+/// it) in place of titles: the same split, users and items, so its candidate files still fit.
+pub fn with_rich_text(name: &str, ds: &Dataset) -> Result<Dataset> {
+    let rich = load_dataset_with(
+        name,
+        &PrepareOptions {
+            item_text: agp_datasets::ItemTextStyle::Rich,
+            ..PrepareOptions::default()
+        },
+    )?;
+    if rich.item_text.len() != ds.item_text.len() || rich.test != ds.test {
+        bail!("{name}: the rich-text preparation has a different split than the title one");
+    }
+    let mut out = ds.clone();
+    out.item_text = rich.item_text;
+    Ok(out)
+}
+
+/// The row key that picks the item text a method sees; not a method setting.
+pub const ITEM_TEXT_KEY: &str = "item_text";
+
+/// Whether a method row asks for the rich item text (`item_text = "rich"`).
+pub fn wants_rich_text(row: &toml::Table) -> Result<bool> {
+    match row.get(ITEM_TEXT_KEY) {
+        None => Ok(false),
+        Some(v) => match v.as_str() {
+            Some("title") => Ok(false),
+            Some("rich") => Ok(true),
+            _ => bail!(
+                "method {:?}: item_text = {v}: expected \"title\" or \"rich\"",
+                experiment::label(row)
+            ),
+        },
+    }
+}
+
+fn load_dataset_with(name: &str, opts: &PrepareOptions) -> Result<Dataset> {
     let source = DatasetSource::parse(name, None)?;
-    let (ds, _, _) = agp_datasets::prepare_cached(
-        &source,
-        &PrepareOptions::default(),
-        &agp_datasets::Cache::workspace(),
-    )
-    .with_context(|| format!("preparing dataset {name}"))?;
+    let (ds, _, _) = agp_datasets::prepare_cached(&source, opts, &agp_datasets::Cache::workspace())
+        .with_context(|| format!("preparing dataset {name}"))?;
     Ok(ds)
 }
 
@@ -195,13 +231,15 @@ pub fn sha256_hex(parts: &[&str]) -> String {
 
 /// The method config an experiment row describes.
 pub fn method_config(row: &toml::Table) -> Result<MethodConfig> {
+    let mut row = row.clone();
+    row.remove(ITEM_TEXT_KEY);
     toml::Value::Table(row.clone())
         .try_into::<MethodConfig>()
         .with_context(|| {
             format!(
                 "method {:?} (kind {:?})",
-                experiment::label(row),
-                experiment::kind(row)
+                experiment::label(&row),
+                experiment::kind(&row)
             )
         })
 }
@@ -316,6 +354,7 @@ pub async fn run_method(job: MethodJob<'_>) -> Result<Cell> {
         job.llm_spec,
         job.llm_identity,
         &serde_json::to_string(&sampling)?,
+        &format!("item text rich: {}", wants_rich_text(job.row)?),
     ]);
     let opts = RunOptions {
         sampling,

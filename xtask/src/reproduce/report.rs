@@ -540,6 +540,17 @@ fn figure_section(exp: &Experiment, cells: &[Cell]) -> String {
                 f3(paper::SCALING.1)
             );
         }
+        Layout::ReferenceCode => {
+            let _ = writeln!(
+                md,
+                "The paper reports no such comparison. The reference-code rows turn on what the \
+                 reference code does where it departs from the paper: the feedback prompt shows \
+                 the rendered rerank prompt (not p_gen) and the candidates in backbone order, \
+                 the position text is the reference's, and each batch tries 3 edits (verify \
+                 steps). The rich-text row also feeds the reference code's item text (title and \
+                 categories).\n"
+            );
+        }
         Layout::Table1 => {}
     }
     md
@@ -841,7 +852,11 @@ fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, String> {
     let mut groups: Vec<(String, String)> = cells.iter().map(group_key).collect();
     groups.dedup();
     match exp.layout {
-        Layout::Table1 | Layout::Fig3Pbf | Layout::Scaling | Layout::Fig2Summarization => {
+        Layout::Table1
+        | Layout::Fig3Pbf
+        | Layout::Scaling
+        | Layout::Fig2Summarization
+        | Layout::ReferenceCode => {
             for (d, b) in &groups {
                 let g: Vec<&Cell> = cells
                     .iter()
