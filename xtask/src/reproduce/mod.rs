@@ -32,7 +32,7 @@ const ALL: [&str; 6] = [
 
 #[derive(clap::Args)]
 pub struct ReproduceArgs {
-    /// table1 | fig2-summarization | fig2-grid | fig3-pbf | scaling | all, or the name of any
+    /// table1 | fig2-summarization | fig2-grid | fig3-pbf | scaling | reference-code | all, or the name of any
     /// file under experiments/ (without `.toml`), or a path to an experiment file.
     #[arg(default_value = "table1")]
     pub experiment: String,
