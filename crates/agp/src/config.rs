@@ -16,7 +16,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AgpError;
 use crate::metrics::UnparseableRule;
-use crate::parse::MissingPolicy;
+use crate::parse::{DuplicatePolicy, MissingPolicy, ParseOptions, UnmarkedAnswers};
+use crate::prompts::OutputConstraint;
+
+/// Options added after recordings and checkpoints were made stay out of a config's echo while
+/// at their default, so the echo of a config that does not set them is what it always was and
+/// a checkpoint written before they existed still resumes.
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -57,7 +65,19 @@ pub struct ListwiseConfig {
     /// Fraction of shown history items replaced by `[MASK]` (reference `hist_seq_mask`), seeded.
     pub hist_mask: f64,
     pub missing_ids: MissingPolicy,
+    /// Repeated ids: `dedup` (default) or `keep-as-reference` (see [`DuplicatePolicy`]).
+    #[serde(skip_serializing_if = "is_default")]
+    pub duplicate_ids: DuplicatePolicy,
+    /// Answers without a marked list: `first-list` (default), `require-markers` or
+    /// `skip-enumerations` (see [`UnmarkedAnswers`]).
+    #[serde(skip_serializing_if = "is_default")]
+    pub unmarked_answers: UnmarkedAnswers,
     pub unparseable: UnparseableRule,
+    /// LLM-Dir's output-format sentence: `agp` (default) or `reference` (see
+    /// [`OutputConstraint`]). LLM-CoT's prompt carries the reference's sentence whatever this
+    /// says.
+    #[serde(skip_serializing_if = "is_default")]
+    pub output_constraint: OutputConstraint,
 }
 
 impl Default for ListwiseConfig {
@@ -67,7 +87,31 @@ impl Default for ListwiseConfig {
             history_length: 5,
             hist_mask: 0.0,
             missing_ids: MissingPolicy::Reference,
+            duplicate_ids: DuplicatePolicy::Dedup,
+            unmarked_answers: UnmarkedAnswers::FirstList,
             unparseable: UnparseableRule::Zero,
+            output_constraint: OutputConstraint::Agp,
+        }
+    }
+}
+
+impl ListwiseConfig {
+    /// The reference code's behaviour where it is known to differ: repeated ids keep their
+    /// place, and LLM-Dir's prompt uses the reference's output constraint.
+    pub fn reference_code() -> Self {
+        Self {
+            duplicate_ids: DuplicatePolicy::KeepAsReference,
+            output_constraint: OutputConstraint::Reference,
+            ..Self::default()
+        }
+    }
+
+    /// The parser's options.
+    pub fn parse_options(&self) -> ParseOptions {
+        ParseOptions {
+            missing_ids: self.missing_ids,
+            duplicate_ids: self.duplicate_ids,
+            unmarked_answers: self.unmarked_answers,
         }
     }
 }
@@ -113,6 +157,26 @@ pub enum FeedbackListOrder {
     Backbone,
 }
 
+/// How the edited prompt is taken from the Edit answer (Eq. 6).
+///
+/// The default, [`EditExtraction::BothMarkers`], is what every committed run used: a prompt
+/// counts as delimited only when the model closed it, so an answer cut off before
+/// `|endoftext|` is used whole (trimmed), as any answer without the markers is. The reference
+/// code splits on `|beginoftext|` and then on `|endoftext|` if there is one
+/// ([`EditExtraction::AfterBos`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EditExtraction {
+    /// The text between `|beginoftext|` and the next `|endoftext|`, trimmed; without both, the
+    /// whole answer, trimmed.
+    #[default]
+    BothMarkers,
+    /// As the reference code (`split(BOS, 1)[1].split(EOS, 1)[0].strip()`): the text after
+    /// `|beginoftext|`, up to `|endoftext|` if there is one, trimmed; without `|beginoftext|`
+    /// (the reference's `except` branch), the whole answer as it came, untrimmed.
+    AfterBos,
+}
+
 /// Settings of the prompt-optimizing methods (AGP, its pointwise variant, rerank-opt).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -142,7 +206,18 @@ pub struct AgpConfig {
     /// Quirk: leave the position statement out of the feedback prompt even with PBF on, as the
     /// reference code does (it only adds Update Strength).
     pub reference_feedback_text: bool,
+    /// How the edited prompt is taken from the Edit answer: `both_markers` (default) or
+    /// `after_bos` (see [`EditExtraction`]).
+    #[serde(skip_serializing_if = "is_default")]
+    pub edit_extraction: EditExtraction,
     pub missing_ids: MissingPolicy,
+    /// Repeated ids in rerank answers: `dedup` (default) or `keep-as-reference`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub duplicate_ids: DuplicatePolicy,
+    /// Rerank answers without a marked list: `first-list` (default), `require-markers` or
+    /// `skip-enumerations`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub unmarked_answers: UnmarkedAnswers,
     pub unparseable: UnparseableRule,
 }
 
@@ -162,20 +237,38 @@ impl Default for AgpConfig {
             feedback_prompt_source: FeedbackPromptSource::PGen,
             feedback_list_order: FeedbackListOrder::Reranked,
             reference_feedback_text: false,
+            edit_extraction: EditExtraction::BothMarkers,
             missing_ids: MissingPolicy::Reference,
+            duplicate_ids: DuplicatePolicy::Dedup,
+            unmarked_answers: UnmarkedAnswers::FirstList,
             unparseable: UnparseableRule::Zero,
         }
     }
 }
 
 impl AgpConfig {
-    /// The reference code's behaviour where it deviates from the paper's description.
+    /// The reference code's behaviour where it deviates from the paper's description or from
+    /// this crate's defaults: the feedback quirks, repeated ids keeping their place, and the
+    /// edit taken after `|beginoftext|`. `unmarked_answers` stays `first-list`, the closest
+    /// reading of the reference's missing `find_first_list`; `missing_ids` and `unparseable`
+    /// are already the reference's at their defaults (the DeepSeek rule is per model).
     pub fn reference_code() -> Self {
         Self {
             feedback_prompt_source: FeedbackPromptSource::RerankPrompt,
             feedback_list_order: FeedbackListOrder::Backbone,
             reference_feedback_text: true,
+            edit_extraction: EditExtraction::AfterBos,
+            duplicate_ids: DuplicatePolicy::KeepAsReference,
             ..Self::default()
+        }
+    }
+
+    /// The parser's options for rerank answers.
+    pub fn parse_options(&self) -> ParseOptions {
+        ParseOptions {
+            missing_ids: self.missing_ids,
+            duplicate_ids: self.duplicate_ids,
+            unmarked_answers: self.unmarked_answers,
         }
     }
 
@@ -191,6 +284,20 @@ fn check_range(field: &'static str, v: usize, lo: usize, hi: usize) -> Result<()
     } else {
         Err(AgpError::config(field, format!("{lo}..={hi}"), v))
     }
+}
+
+/// `keep-as-reference` repeats ids, so `complete-with-base` could no longer make a permutation.
+fn check_parse(opts: ParseOptions) -> Result<(), AgpError> {
+    if opts.duplicate_ids == DuplicatePolicy::KeepAsReference
+        && opts.missing_ids == MissingPolicy::CompleteWithBase
+    {
+        return Err(AgpError::config(
+            "duplicate_ids",
+            "\"dedup\" beside missing_ids = \"complete-with-base\"",
+            "\"keep-as-reference\"",
+        ));
+    }
+    Ok(())
 }
 
 fn check_mask(field: &'static str, v: f64) -> Result<(), AgpError> {
@@ -234,6 +341,7 @@ impl MethodConfig {
             MethodConfig::Base(_) => Ok(()),
             MethodConfig::LlmDir(c) | MethodConfig::LlmCot(c) => {
                 check_range("history_length", c.history_length, 1, 1000)?;
+                check_parse(c.parse_options())?;
                 check_mask("hist_mask", c.hist_mask)
             }
             MethodConfig::LlmDirPointwise(c) => {
@@ -254,6 +362,7 @@ impl MethodConfig {
                 check_range("batch_size", c.batch_size, 1, n_train)?;
                 check_range("history_length", c.history_length, 1, 1000)?;
                 check_range("verify_steps", c.verify_steps, 1, 100)?;
+                check_parse(c.parse_options())?;
                 check_mask("hist_mask", c.hist_mask)
             }
         }

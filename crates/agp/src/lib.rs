@@ -12,6 +12,12 @@
 //!   (Eq. 6) and [`llm::eq7_api_calls`] (Eq. 7).
 //! - Every prompt is in [`prompts`]; the answer parser is [`parse::parse_rerank`]; metrics are
 //!   in [`metrics`].
+//! - Where the parser or a prompt departs from the reference code, the reference behaviour is
+//!   a named, non-default option: [`DuplicatePolicy`], [`UnmarkedAnswers`] (parser),
+//!   [`OutputConstraint`] (LLM-Dir's prompt) and [`EditExtraction`] (Eq. 6). Each type's docs
+//!   argue its default, which is the behaviour the committed recordings and reports were made
+//!   with; [`AgpConfig::reference_code`] and [`ListwiseConfig::reference_code`] turn the
+//!   known reference behaviours on.
 //! - A failed LLM call ends the run or becomes an outcome for one user or training step, as
 //!   [`RunOptions::on_failure`] says; [`run`]'s module docs give the rules and what a resumed
 //!   run does with the failures in its checkpoint.
@@ -72,15 +78,19 @@ pub mod reranker;
 pub mod run;
 
 pub use config::{
-    AgpConfig, BaseConfig, FeedbackListOrder, FeedbackPromptSource, ListwiseConfig, MethodConfig,
-    PointwiseConfig,
+    AgpConfig, BaseConfig, EditExtraction, FeedbackListOrder, FeedbackPromptSource, ListwiseConfig,
+    MethodConfig, PointwiseConfig,
 };
 pub use error::AgpError;
 pub use llm::{CallLedger, FailurePolicy, Llm, StageTally, eq7_api_calls};
 pub use metrics::{
     MeanMetrics, UnparseableRule, UserResult, ndcg_at_10, random_order_ndcg, score_failed_call,
 };
-pub use parse::{MissingPolicy, ParseOutcome, ParsedRanking, parse_rerank};
+pub use parse::{
+    DuplicatePolicy, MissingPolicy, ParseOptions, ParseOutcome, ParsedRanking, UnmarkedAnswers,
+    parse_rerank,
+};
+pub use prompts::OutputConstraint;
 pub use reranker::{BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase};
 pub use run::{
     EpochMetrics, MethodRun, RunOptions, SelectedEpoch, Selection, build_reranker, check_inputs,

@@ -2,9 +2,14 @@
 //!
 //! The answer should hold a comma-separated permutation of `0..K` between `|beginoftext|` and
 //! `|endoftext|`. Models do not always comply, so the parser takes the marked text when both
-//! markers are there and otherwise the first integer list in the answer, drops duplicates and
-//! out-of-range ids, and applies a named [`MissingPolicy`] to ids the answer left out. Every
-//! parse reports a [`ParseOutcome`] so a run can say how often its model misbehaved.
+//! markers are there and otherwise the first integer list in the answer, drops out-of-range ids
+//! and (by default) duplicates, and applies a named [`MissingPolicy`] to ids the answer left
+//! out. Every parse reports a [`ParseOutcome`] so a run can say how often its model misbehaved.
+//!
+//! Two more named choices, [`DuplicatePolicy`] and [`UnmarkedAnswers`], make the parser's own
+//! departures from the reference code selectable; [`ParseOptions`] bundles the three. Their
+//! defaults are the parser's original behaviour, which the committed recordings and reports
+//! were scored with.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +26,75 @@ pub enum MissingPolicy {
     /// gets rank K and NDCG 0, as does an unparseable answer.
     #[default]
     Reference,
-    /// Append the missing ids in backbone order, so every answer becomes a full permutation.
+    /// Append the missing ids in backbone order, so every answer becomes a full permutation
+    /// (with [`DuplicatePolicy::Dedup`]; method configs reject it beside `keep-as-reference`).
     CompleteWithBase,
+}
+
+/// What to do with an id the answer repeats.
+///
+/// The default, [`DuplicatePolicy::Dedup`], keeps every committed report's scores: an answer's
+/// repeats cannot push the ground truth down, so a rank is a position among distinct
+/// candidates, which is what a reranking is. The reference code ranks on the raw list (its
+/// `find_first_list` is missing from the repository, but the trainer scores
+/// `list.index(gt) + 1` on whatever it returns), so a repeat ahead of the ground truth costs it
+/// a position; [`DuplicatePolicy::KeepAsReference`] reproduces that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicatePolicy {
+    /// Keep the first occurrence of each id: `1,1,0` puts item 0 at rank 2.
+    #[default]
+    Dedup,
+    /// Keep repeats where the answer put them, as the reference code's `list.index(gt) + 1`
+    /// on the raw list: `1,1,0` puts item 0 at rank 3. The ordering may then repeat ids and be
+    /// longer than K (a rank beyond K is possible, and beyond 10 scores NDCG 0, where the
+    /// reference's uncapped `ndcg_score` would not). Out-of-range ids are still dropped, so
+    /// every entry indexes a candidate.
+    KeepAsReference,
+}
+
+/// How an answer without a marked list is read: one with no `|beginoftext|`…`|endoftext|`
+/// pair, or whose marked text holds no integer.
+///
+/// The default, [`UnmarkedAnswers::FirstList`], keeps every committed report's scores. What the
+/// reference code does is not known: its trainer calls `find_first_list`, which is missing
+/// from the repository; its name says "the first list in the answer", which is what
+/// `first-list` reads. The one parser the repository does contain, `parse_rerank_output` in
+/// `utils/tools.py` (never called), rejects any answer that is not wrapped in both markers;
+/// [`UnmarkedAnswers::RequireMarkers`] is the core of that rule (it requires the markers, not
+/// that they open and close the answer). A chain-of-thought answer that opens with
+/// a numbered step ("1. Identify…") and gives no markers is read as the list `[1]` under
+/// `first-list`; [`UnmarkedAnswers::SkipEnumerations`] reads past such step labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnmarkedAnswers {
+    /// The first run of integers anywhere in the answer.
+    #[default]
+    FirstList,
+    /// Nothing: the answer is unparseable, as the reference's `parse_rerank_output` rules.
+    RequireMarkers,
+    /// The first run of integers, not counting an enumeration label at the start of a line
+    /// (`1.` or `2)` followed by a blank or the end, after only blanks or Markdown `*#>_-`):
+    /// such a label neither starts nor ends a list.
+    SkipEnumerations,
+}
+
+/// Every parser choice together; `MissingPolicy` converts into it with the other two at their
+/// defaults, so `parse_rerank(text, k, MissingPolicy::Reference)` keeps working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct ParseOptions {
+    pub missing_ids: MissingPolicy,
+    pub duplicate_ids: DuplicatePolicy,
+    pub unmarked_answers: UnmarkedAnswers,
+}
+
+impl From<MissingPolicy> for ParseOptions {
+    fn from(missing_ids: MissingPolicy) -> Self {
+        Self {
+            missing_ids,
+            ..Self::default()
+        }
+    }
 }
 
 /// How an ordering came about; counted per run.
@@ -50,7 +122,8 @@ pub enum ParseOutcome {
 /// The parser's result: `order` holds candidate indices, best first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParsedRanking {
-    /// Under [`MissingPolicy::Reference`] this may be shorter than K (even empty).
+    /// Under [`MissingPolicy::Reference`] this may be shorter than K (even empty); under
+    /// [`DuplicatePolicy::KeepAsReference`] it may repeat ids and be longer than K.
     pub order: Vec<usize>,
     pub outcome: ParseOutcome,
 }
@@ -62,14 +135,25 @@ pub fn between_markers(text: &str) -> Option<&str> {
     Some(&text[start..start + len])
 }
 
+/// The text after the first `|beginoftext|`, up to the next `|endoftext|` if there is one: the
+/// reference code's `text.split(BOS, 1)[1].split(EOS, 1)[0]`. `None` without the start marker.
+pub fn after_bos(text: &str) -> Option<&str> {
+    let start = text.find(BOS)? + BOS.len();
+    let rest = &text[start..];
+    Some(rest.find(EOS).map_or(rest, |len| &rest[..len]))
+}
+
 /// The first run of integers separated only by commas, semicolons, whitespace or brackets.
 ///
 /// Integers too large for `usize` are kept as `None` so they count as out of range instead of
-/// ending the list.
-fn first_integer_list(text: &str) -> Vec<Option<usize>> {
+/// ending the list. With `skip_labels`, an enumeration label at a line start (see
+/// [`UnmarkedAnswers::SkipEnumerations`]) is passed over.
+fn first_integer_list(text: &str, skip_labels: bool) -> Vec<Option<usize>> {
     let mut out = Vec::new();
     let mut chars = text.char_indices().peekable();
     let mut in_list = false;
+    // Only blanks and Markdown marks since the last line break (or the start).
+    let mut line_start = true;
     while let Some(&(i, c)) = chars.peek() {
         if c.is_ascii_digit() {
             let mut end = i;
@@ -81,31 +165,65 @@ fn first_integer_list(text: &str) -> Vec<Option<usize>> {
                     break;
                 }
             }
+            if skip_labels && line_start && is_label_end(&text[end..]) {
+                // The label's `.` or `)`.
+                chars.next();
+                line_start = false;
+                continue;
+            }
+            line_start = false;
             out.push(text[i..end].parse::<usize>().ok());
             in_list = true;
         } else if in_list && !(c.is_whitespace() || matches!(c, ',' | ';' | '[' | ']')) {
             break;
         } else {
             chars.next();
+            if matches!(c, '\n' | '\r') {
+                line_start = true;
+            } else if !(c.is_whitespace() || matches!(c, '*' | '#' | '>' | '_' | '-')) {
+                line_start = false;
+            }
         }
     }
     out
 }
 
-/// Parse a rerank answer over `k` candidates.
-pub fn parse_rerank(text: &str, k: usize, policy: MissingPolicy) -> ParsedRanking {
+/// Whether the text after a line-start number makes it an enumeration label: `.` or `)`, then a
+/// blank or the end.
+fn is_label_end(rest: &str) -> bool {
+    let mut it = rest.chars();
+    matches!(it.next(), Some('.' | ')')) && it.next().is_none_or(char::is_whitespace)
+}
+
+/// Parse a rerank answer over `k` candidates. `opts` is a [`ParseOptions`] or, for the other
+/// choices at their defaults, a [`MissingPolicy`].
+pub fn parse_rerank(text: &str, k: usize, opts: impl Into<ParseOptions>) -> ParsedRanking {
+    let opts = opts.into();
     let marked = between_markers(text);
-    let mut raw = marked.map(first_integer_list).unwrap_or_default();
+    let mut raw = marked
+        .map(|m| first_integer_list(m, false))
+        .unwrap_or_default();
     if raw.is_empty() {
-        raw = first_integer_list(text);
+        raw = match opts.unmarked_answers {
+            UnmarkedAnswers::FirstList => first_integer_list(text, false),
+            UnmarkedAnswers::RequireMarkers => Vec::new(),
+            UnmarkedAnswers::SkipEnumerations => first_integer_list(text, true),
+        };
     }
+    let keep_repeats = opts.duplicate_ids == DuplicatePolicy::KeepAsReference;
     let mut seen = vec![false; k];
+    let mut distinct = 0;
     let mut order = Vec::with_capacity(k);
     let mut irregular = false;
     for id in raw {
         match id {
             Some(i) if i < k && !seen[i] => {
                 seen[i] = true;
+                distinct += 1;
+                order.push(i);
+            }
+            Some(i) if i < k && keep_repeats => {
+                irregular = true;
                 order.push(i);
             }
             _ => irregular = true,
@@ -113,14 +231,14 @@ pub fn parse_rerank(text: &str, k: usize, policy: MissingPolicy) -> ParsedRankin
     }
     let outcome = if order.is_empty() {
         ParseOutcome::Unparseable
-    } else if irregular || order.len() < k {
+    } else if irregular || distinct < k {
         ParseOutcome::Partial
     } else if marked.is_some() {
         ParseOutcome::Exact
     } else {
         ParseOutcome::NoMarkers
     };
-    if policy == MissingPolicy::CompleteWithBase {
+    if opts.missing_ids == MissingPolicy::CompleteWithBase {
         order.extend((0..k).filter(|&i| !seen[i]));
     }
     ParsedRanking { order, outcome }
@@ -194,5 +312,155 @@ mod tests {
         let p = parse_rerank("99999999999999999999999, 0", 2, MissingPolicy::Reference);
         assert_eq!(p.order, vec![0]);
         assert_eq!(p.outcome, ParseOutcome::Partial);
+    }
+
+    fn opts(duplicate_ids: DuplicatePolicy, unmarked_answers: UnmarkedAnswers) -> ParseOptions {
+        ParseOptions {
+            missing_ids: MissingPolicy::Reference,
+            duplicate_ids,
+            unmarked_answers,
+        }
+    }
+
+    /// 1-based rank of `gt` as the metrics compute it (first occurrence).
+    fn rank(p: &ParsedRanking, gt: usize) -> Option<usize> {
+        p.order.iter().position(|&i| i == gt).map(|i| i + 1)
+    }
+
+    #[test]
+    fn a_missing_policy_is_the_default_options() {
+        let o: ParseOptions = MissingPolicy::CompleteWithBase.into();
+        assert_eq!(o.duplicate_ids, DuplicatePolicy::Dedup);
+        assert_eq!(o.unmarked_answers, UnmarkedAnswers::FirstList);
+        assert_eq!(
+            ParseOptions::default().missing_ids,
+            MissingPolicy::Reference
+        );
+    }
+
+    #[test]
+    fn duplicates_dedup_by_default() {
+        let text = "|beginoftext|1,1,0|endoftext|";
+        let p = parse_rerank(text, 3, MissingPolicy::Reference);
+        assert_eq!(p, parse_rerank(text, 3, ParseOptions::default()));
+        assert_eq!(p.order, vec![1, 0]);
+        assert_eq!(rank(&p, 0), Some(2));
+        assert_eq!(p.outcome, ParseOutcome::Partial);
+    }
+
+    #[test]
+    fn duplicates_kept_as_the_reference_ranks_them() {
+        let keep = opts(DuplicatePolicy::KeepAsReference, UnmarkedAnswers::FirstList);
+        let p = parse_rerank("|beginoftext|1,1,0|endoftext|", 3, keep);
+        assert_eq!(p.order, vec![1, 1, 0]);
+        assert_eq!(rank(&p, 0), Some(3), "list.index(0) + 1 on the raw list");
+        assert_eq!(rank(&p, 1), Some(1));
+        assert_eq!(p.outcome, ParseOutcome::Partial);
+        // Out-of-range ids are still dropped; repeats may make the order longer than K.
+        let p = parse_rerank("2, 2, 7, 2, 0, 1", 3, keep);
+        assert_eq!(p.order, vec![2, 2, 2, 0, 1]);
+        assert_eq!(rank(&p, 0), Some(4));
+        assert_eq!(p.outcome, ParseOutcome::Partial);
+        // A full permutation has no repeats: both policies agree.
+        let exact = "|beginoftext|2,0,1|endoftext|";
+        assert_eq!(
+            parse_rerank(exact, 3, keep),
+            parse_rerank(exact, 3, ParseOptions::default())
+        );
+        // Completion appends what was never named, after the repeats.
+        let c = parse_rerank(
+            "1, 1, 0",
+            4,
+            ParseOptions {
+                missing_ids: MissingPolicy::CompleteWithBase,
+                ..keep
+            },
+        );
+        assert_eq!(c.order, vec![1, 1, 0, 2, 3]);
+    }
+
+    const COT: &str = "1. Identify the user's preferences: Sci-Fi and Drama.\n\
+2. Compare them with the candidates.\n\
+3) Rank accordingly.\n\
+Final ranking: 3, 1, 0, 2";
+
+    #[test]
+    fn cot_answer_without_markers_under_each_rule() {
+        let read = |u| parse_rerank(COT, 4, opts(DuplicatePolicy::Dedup, u));
+        let first = read(UnmarkedAnswers::FirstList);
+        assert_eq!(first, parse_rerank(COT, 4, MissingPolicy::Reference));
+        assert_eq!(first.order, vec![1]);
+        assert_eq!(first.outcome, ParseOutcome::Partial);
+        let strict = read(UnmarkedAnswers::RequireMarkers);
+        assert!(strict.order.is_empty());
+        assert_eq!(strict.outcome, ParseOutcome::Unparseable);
+        let skip = read(UnmarkedAnswers::SkipEnumerations);
+        assert_eq!(skip.order, vec![3, 1, 0, 2]);
+        assert_eq!(skip.outcome, ParseOutcome::NoMarkers);
+    }
+
+    #[test]
+    fn marked_answers_read_the_same_under_every_rule() {
+        let text = "1. Think.\n2. Rank.\n|beginoftext|3, 1, 0, 2|endoftext|";
+        for u in [
+            UnmarkedAnswers::FirstList,
+            UnmarkedAnswers::RequireMarkers,
+            UnmarkedAnswers::SkipEnumerations,
+        ] {
+            let p = parse_rerank(text, 4, opts(DuplicatePolicy::Dedup, u));
+            assert_eq!(p.order, vec![3, 1, 0, 2], "{u:?}");
+            assert_eq!(p.outcome, ParseOutcome::Exact, "{u:?}");
+        }
+    }
+
+    #[test]
+    fn require_markers_needs_both_and_a_list_between() {
+        let strict = opts(DuplicatePolicy::Dedup, UnmarkedAnswers::RequireMarkers);
+        for text in [
+            "|beginoftext|3, 1, 0, 2",
+            "3, 1, 0, 2|endoftext|",
+            "|beginoftext|none fit|endoftext| 3, 1, 0, 2",
+        ] {
+            let p = parse_rerank(text, 4, strict);
+            assert_eq!(p.outcome, ParseOutcome::Unparseable, "{text}");
+            // Today's reading finds the list outside the markers.
+            assert_eq!(
+                parse_rerank(text, 4, MissingPolicy::Reference).order,
+                vec![3, 1, 0, 2],
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn skip_enumerations_only_skips_line_start_labels() {
+        let skip = opts(DuplicatePolicy::Dedup, UnmarkedAnswers::SkipEnumerations);
+        let read = |t: &str| parse_rerank(t, 4, skip).order;
+        // Labels as separators of a numbered answer.
+        assert_eq!(read("1. 3\n2. 1\n3. 0\n4. 2"), vec![3, 1, 0, 2]);
+        // Markdown before the label, `)` labels, a label that ends the text.
+        assert_eq!(
+            read("**1. Think**\n  - 2) Rank: 2, 0, 3, 1"),
+            vec![2, 0, 3, 1]
+        );
+        assert_eq!(read("Done 1, 2\n3."), vec![1, 2]);
+        // Not labels: a decimal, a number inside a line, a number without punctuation.
+        assert_eq!(read("1.5 stars"), vec![1]);
+        assert_eq!(read("Step 1. Think"), vec![1]);
+        assert_eq!(read("3 1 0 2"), vec![3, 1, 0, 2]);
+        // A label in a list's line break does not end it.
+        assert_eq!(read("3, 1,\n2. 0"), vec![3, 1, 0]);
+    }
+
+    #[test]
+    fn after_bos_is_the_reference_split() {
+        assert_eq!(after_bos("x |beginoftext| p |endoftext| y"), Some(" p "));
+        assert_eq!(after_bos("x |beginoftext| p"), Some(" p"));
+        assert_eq!(
+            after_bos("|beginoftext|a|beginoftext|b|endoftext|"),
+            Some("a|beginoftext|b")
+        );
+        assert_eq!(after_bos("p |endoftext|"), None);
+        assert_eq!(between_markers("x |beginoftext| p"), None);
     }
 }

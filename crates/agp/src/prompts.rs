@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use serde::{Deserialize, Serialize};
+
 use crate::parse::{BOS, EOS};
 
 /// The system message of every chat call (the reference code sends it for every task).
@@ -186,10 +188,42 @@ pub fn history_lines(texts: &[impl AsRef<str>]) -> String {
         .join("\n")
 }
 
-fn output_constraint(k: usize) -> String {
+/// The output-format sentence of LLM-Dir's prompt.
+///
+/// The default, [`OutputConstraint::Agp`], is the sentence of AGP's own rerank prompt (§7.2),
+/// so that LLM-Dir and AGP's rerank step ask for their list in the same words and differ only
+/// in what they rank from (history vs profile); it is also what every committed LLM-Dir
+/// recording was asked. The reference code's `rerank_directly_prompt` instead says that the
+/// first integer is the highest-ranked item ([`OutputConstraint::Reference`]), as its CoT
+/// prompt does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputConstraint {
+    /// "… with the predicted target item id as the first integer." ([`output_constraint`]).
+    #[default]
+    Agp,
+    /// "… The first integer in the list represents the highest-ranked item."
+    /// ([`output_constraint_reference`]).
+    Reference,
+}
+
+/// The output constraint of AGP's rerank prompts (§7.2 and the optimizable rerank prompt).
+pub fn output_constraint(k: usize) -> String {
     format!(
         "The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}, with the \
 predicted target item id as the first integer. The output MUST start with {BOS} and end with {EOS}.",
+        k.saturating_sub(1)
+    )
+}
+
+/// The output constraint of the reference code's `rerank_directly_prompt` (§7.6, the same
+/// constraint as its CoT prompt): the first integer is the highest-ranked item, not the
+/// predicted target.
+pub fn output_constraint_reference(k: usize) -> String {
+    format!(
+        "The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}. The first \
+integer in the list represents the highest-ranked item. The output MUST start with {BOS} and end with \
+{EOS}.",
         k.saturating_sub(1)
     )
 }
@@ -387,16 +421,30 @@ of length {k}; the first integer is the highest-ranked item. The output MUST sta
     )
 }
 
-/// §7.6 `rerank_directly_prompt` (LLM-Dir).
+/// §7.6 `rerank_directly_prompt` (LLM-Dir), with AGP's output constraint (the default of
+/// [`OutputConstraint`]).
 pub fn rerank_direct(history: &str, candidates: &str, k: usize) -> String {
+    rerank_direct_with(history, candidates, k, OutputConstraint::Agp)
+}
+
+/// §7.6 `rerank_directly_prompt` (LLM-Dir) with the chosen output constraint.
+pub fn rerank_direct_with(
+    history: &str,
+    candidates: &str,
+    k: usize,
+    constraint: OutputConstraint,
+) -> String {
+    let constraint = match constraint {
+        OutputConstraint::Agp => output_constraint(k),
+        OutputConstraint::Reference => output_constraint_reference(k),
+    };
     format!(
         "[Instruction]\n\
-Rerank the item ids in the Pretrained Item Profile List based on the user's Historical Item Profiles. {}\n\
+Rerank the item ids in the Pretrained Item Profile List based on the user's Historical Item Profiles. {constraint}\n\
 [User Historical Item Profiles]\n\
 {history}\n\
 [Pretrained Item Profile List in format of <item id: item profile>]\n\
-{candidates}",
-        output_constraint(k)
+{candidates}"
     )
 }
 

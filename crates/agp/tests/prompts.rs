@@ -107,6 +107,31 @@ fn summarize_and_edit() {
     );
 }
 
+/// LLM-Dir with the reference code's output constraint (`output_constraint = "reference"`);
+/// the default rendering is `llm_dir`, unchanged.
+#[test]
+fn llm_dir_reference_constraint() {
+    let u = user(23);
+    assert_eq!(
+        prompts::rerank_direct_with(
+            &u.history,
+            &u.candidates,
+            u.k,
+            prompts::OutputConstraint::Agp
+        ),
+        prompts::rerank_direct(&u.history, &u.candidates, u.k)
+    );
+    insta::assert_snapshot!(
+        "llm_dir_reference",
+        prompts::rerank_direct_with(
+            &u.history,
+            &u.candidates,
+            u.k,
+            prompts::OutputConstraint::Reference
+        )
+    );
+}
+
 #[test]
 fn baselines() {
     let u = user(23);

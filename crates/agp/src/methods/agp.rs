@@ -15,11 +15,11 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AgpConfig, FeedbackListOrder, FeedbackPromptSource};
+use crate::config::{AgpConfig, EditExtraction, FeedbackListOrder, FeedbackPromptSource};
 use crate::error::AgpError;
 use crate::llm::Llm;
 use crate::metrics::{UnparseableRule, UserResult, score_failed_call, score_ordering};
-use crate::parse::{MissingPolicy, ParseOutcome, between_markers, parse_rerank};
+use crate::parse::{ParseOptions, ParseOutcome, after_bos, between_markers, parse_rerank};
 use crate::prompts::{self, Position};
 use crate::reranker::{
     BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase, join_ordered,
@@ -52,18 +52,19 @@ pub async fn generate_profile(
 }
 
 /// Eq. 3: R̂(u) = LLM(p(u), R_base(u)), listwise. Returns the ranking and the prompt sent.
+/// `parse` is a [`ParseOptions`] or a [`crate::MissingPolicy`].
 pub async fn rerank_by_profile(
     llm: &Llm,
     stage: Stage,
     user: u32,
     profile: &str,
     candidates: &[String],
-    policy: MissingPolicy,
+    parse: impl Into<ParseOptions>,
 ) -> Result<(Ranking, String), AgpError> {
     let k = candidates.len();
     let prompt = prompts::rerank_by_profile(profile, &prompts::candidate_list(candidates), k);
     let answer = llm.chat(stage, Some(user), prompt.clone()).await?;
-    Ok((parse_rerank(&answer, k, policy), prompt))
+    Ok((parse_rerank(&answer, k, parse), prompt))
 }
 
 /// Eq. 3 by pointwise scoring: each candidate's yes/no score given the profile. Returns the
@@ -177,12 +178,37 @@ pub async fn summarize_feedback(llm: &Llm, losses: &[(usize, String)]) -> Result
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edited {
     pub prompt: String,
-    /// False when the answer lacked the markers and was used whole (as the reference code does).
+    /// False when the answer lacked the markers the extraction rule looks for (both, or
+    /// `|beginoftext|` under [`EditExtraction::AfterBos`]) and was used whole (as the reference
+    /// code does).
     pub markers_found: bool,
 }
 
+/// The edited prompt in an Edit answer, under `rule`.
+pub fn extract_edit(answer: &str, rule: EditExtraction) -> Edited {
+    let marked = match rule {
+        EditExtraction::BothMarkers => between_markers(answer),
+        EditExtraction::AfterBos => after_bos(answer),
+    };
+    match (marked, rule) {
+        (Some(p), _) => Edited {
+            prompt: p.trim().to_string(),
+            markers_found: true,
+        },
+        (None, EditExtraction::BothMarkers) => Edited {
+            prompt: answer.trim().to_string(),
+            markers_found: false,
+        },
+        // The reference's `except` branch keeps the answer as it came.
+        (None, EditExtraction::AfterBos) => Edited {
+            prompt: answer.to_string(),
+            markers_found: false,
+        },
+    }
+}
+
 /// Eq. 6: p_gen ← Edit(p_gen, F_sum). `update_strength` is the batch's mean ground-truth rank
-/// under position-based feedback.
+/// under position-based feedback; `extraction` says how the new prompt is read from the answer.
 pub async fn edit_prompt(
     llm: &Llm,
     prompt: &str,
@@ -190,6 +216,7 @@ pub async fn edit_prompt(
     batch_len: usize,
     update_strength: Option<f64>,
     instructions: &str,
+    extraction: EditExtraction,
 ) -> Result<Edited, AgpError> {
     let answer = llm
         .chat(
@@ -198,16 +225,7 @@ pub async fn edit_prompt(
             prompts::edit(prompt, n_failed, batch_len, update_strength, instructions),
         )
         .await?;
-    Ok(match between_markers(&answer) {
-        Some(p) => Edited {
-            prompt: p.trim().to_string(),
-            markers_found: true,
-        },
-        None => Edited {
-            prompt: answer.trim().to_string(),
-            markers_found: false,
-        },
-    })
+    Ok(extract_edit(&answer, extraction))
 }
 
 /// Learned state, checkpointed after every batch.
@@ -322,7 +340,7 @@ impl PromptOptimizer {
                     .llm
                     .chat(rank_stage, Some(input.user), sent.clone())
                     .await?;
-                let ranking = parse_rerank(&answer, k, self.cfg.missing_ids);
+                let ranking = parse_rerank(&answer, k, self.cfg.parse_options());
                 Ok(Forward {
                     profile: None,
                     prompt_sent: sent,
@@ -340,7 +358,7 @@ impl PromptOptimizer {
                         input.user,
                         &profile,
                         &input.candidates,
-                        self.cfg.missing_ids,
+                        self.cfg.parse_options(),
                     )
                     .await?
                 } else {
@@ -429,6 +447,7 @@ impl PromptOptimizer {
             batch.len(),
             strength,
             &instructions,
+            self.cfg.edit_extraction,
         )
         .await;
         let edited = match llm.tolerate(edited)? {

@@ -46,10 +46,10 @@ impl Reranker for ListwiseBaseline {
         let prompt = if self.cot {
             prompts::rerank_cot(&hist, &cands, k)
         } else {
-            prompts::rerank_direct(&hist, &cands, k)
+            prompts::rerank_direct_with(&hist, &cands, k, self.cfg.output_constraint)
         };
         let answer = env.llm.chat(Stage::Test, Some(input.user), prompt).await?;
-        Ok(parse_rerank(&answer, k, self.cfg.missing_ids))
+        Ok(parse_rerank(&answer, k, self.cfg.parse_options()))
     }
 }
 
