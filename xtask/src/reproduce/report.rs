@@ -543,12 +543,8 @@ fn figure_section(exp: &Experiment, cells: &[Cell]) -> String {
         Layout::ReferenceCode => {
             let _ = writeln!(
                 md,
-                "The paper reports no such comparison. The reference-code rows turn on what the \
-                 reference code does where it departs from the paper: the feedback prompt shows \
-                 the rendered rerank prompt (not p_gen) and the candidates in backbone order, \
-                 the position text is the reference's, and each batch tries 3 edits (verify \
-                 steps). The rich-text row also feeds the reference code's item text (title and \
-                 categories).\n"
+                "The paper reports no such comparison. What each reference-code row switches on \
+                 is said above; every setting a row ran with is in `cells.json`.\n"
             );
         }
         Layout::Table1 => {}
