@@ -69,18 +69,25 @@ fn a_fault_storm_and_a_kill_leave_the_report_of_a_clean_run() {
     assert!(clean_stats.answered > 300, "{clean_stats:?}");
     assert_eq!(clean_stats.answered_twice, 0, "a clean run asks once");
 
-    let storm = rt
-        .block_on(SimServer::start_on(
-            SimConfig {
-                latency,
-                faults: FaultRates::STORM,
-                storm_retry_after: Duration::from_millis(50),
-                seed: 7,
-                ..SimConfig::default()
-            },
-            addr,
-        ))
-        .unwrap();
+    let storm_cfg = SimConfig {
+        latency,
+        faults: FaultRates::STORM,
+        storm_retry_after: Duration::from_millis(50),
+        seed: 7,
+        ..SimConfig::default()
+    };
+    // The clean server's listener closes on its runtime's time; wait for the port.
+    let t = Instant::now();
+    let storm = loop {
+        match rt.block_on(SimServer::start_on(storm_cfg.clone(), addr)) {
+            Ok(s) => break s,
+            Err(e) if t.elapsed() < Duration::from_secs(10) => {
+                eprintln!("port {addr} not free yet: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("port {addr} stayed taken: {e}"),
+        }
+    };
     let mut child = reproduce(&llm, dir, "storm").spawn().unwrap();
     let t = Instant::now();
     while storm.stats().answered < clean_stats.answered / 3 {
