@@ -26,6 +26,10 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum MethodConfig {
@@ -206,6 +210,12 @@ pub struct AgpConfig {
     /// Quirk: leave the position statement out of the feedback prompt even with PBF on, as the
     /// reference code does (it only adds Update Strength).
     pub reference_feedback_text: bool,
+    /// With PBF on, give the edit prompt "Update Strength" (the batch's mean ground-truth rank).
+    /// Off with PBF on is the Fig. 3 ablation of Update Strength alone; `reference_feedback_text`
+    /// is the ablation of the position text alone (the reference code's `use_distance = 0` turns
+    /// off Update Strength only).
+    #[serde(skip_serializing_if = "is_true")]
+    pub update_strength: bool,
     /// How the edited prompt is taken from the Edit answer: `both_markers` (default) or
     /// `after_bos` (see [`EditExtraction`]).
     #[serde(skip_serializing_if = "is_default")]
@@ -237,6 +247,7 @@ impl Default for AgpConfig {
             feedback_prompt_source: FeedbackPromptSource::PGen,
             feedback_list_order: FeedbackListOrder::Reranked,
             reference_feedback_text: false,
+            update_strength: true,
             edit_extraction: EditExtraction::BothMarkers,
             missing_ids: MissingPolicy::Reference,
             duplicate_ids: DuplicatePolicy::Dedup,

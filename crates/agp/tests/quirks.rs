@@ -109,6 +109,35 @@ async fn pbf_off_drops_update_strength_and_positions() {
 }
 
 #[tokio::test]
+async fn each_half_of_pbf_can_be_switched_off_alone() {
+    // Update Strength alone off: positions still stated.
+    let cfg = MethodConfig::Agp(AgpConfig {
+        update_strength: false,
+        ..one_epoch()
+    });
+    let edits = prompts_of(cfg.clone(), Stage::Edit).await;
+    assert!(!edits.is_empty());
+    assert!(edits.iter().all(|p| !p.contains("Update Strength")));
+    let fb = prompts_of(cfg, Stage::Feedback).await;
+    assert!(
+        fb.iter()
+            .all(|p| p.contains("[Ground-truth Item Position]"))
+    );
+    // Position text alone off: Update Strength still given.
+    let cfg = MethodConfig::Agp(AgpConfig {
+        reference_feedback_text: true,
+        ..one_epoch()
+    });
+    let edits = prompts_of(cfg.clone(), Stage::Edit).await;
+    assert!(edits.iter().all(|p| p.contains("[Update Strength]")));
+    let fb = prompts_of(cfg, Stage::Feedback).await;
+    assert!(
+        fb.iter()
+            .all(|p| !p.contains("[Ground-truth Item Position]"))
+    );
+}
+
+#[tokio::test]
 async fn summarization_off_sends_the_failed_cases_to_the_edit() {
     let cfg = MethodConfig::Agp(AgpConfig {
         summarize: false,

@@ -571,7 +571,7 @@ impl Reranker for PromptOptimizer {
             }
             let answered: Vec<bool> = fwd.iter().map(Result::is_ok).collect();
             let before = mean_rank(&out.results, &answered);
-            let strength = self.cfg.pbf.then_some(before);
+            let strength = (self.cfg.pbf && self.cfg.update_strength).then_some(before);
             let proposal = self
                 .propose(&current, batch, &losses, strength, env)
                 .await?;
