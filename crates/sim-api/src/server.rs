@@ -407,6 +407,19 @@ impl Shared {
             return finish(too_many_requests(&why, wait), Some("over_limit"));
         }
         let random = cfg.faults.draw(cfg.seed, &fp, n);
+        // A dropped connection answers nothing: it is counted as an attempt with no status.
+        let record_dropped = || {
+            self.record(
+                &fp,
+                n,
+                &request_id,
+                &Record {
+                    status: None,
+                    fault: Some("dropped"),
+                    answered: None,
+                },
+            )
+        };
         match random {
             Some(RandomFault::RateLimited) => {
                 let wait = if cfg.storm_retry_after.is_zero() {
@@ -427,16 +440,7 @@ impl Shared {
                 return finish(resp, Some("server_error"));
             }
             Some(RandomFault::Dropped { mid_body: false }) => {
-                self.record(
-                    &fp,
-                    n,
-                    &request_id,
-                    &Record {
-                        status: None,
-                        fault: Some("dropped"),
-                        answered: None,
-                    },
-                );
+                record_dropped();
                 return Action::Drop;
             }
             _ => {}
@@ -457,16 +461,7 @@ impl Shared {
                 finish(resp, Some("malformed"))
             }
             Some(RandomFault::Dropped { mid_body: true }) => {
-                self.record(
-                    &fp,
-                    n,
-                    &request_id,
-                    &Record {
-                        status: None,
-                        fault: Some("dropped"),
-                        answered: None,
-                    },
-                );
+                record_dropped();
                 Action::Cut(with_headers(Response {
                     status: 200,
                     headers: Vec::new(),

@@ -321,9 +321,11 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
             }
         }
     }
-    for job in &jobs {
-        pipeline::job_config(job)?;
-    }
+    // Every config is resolved and checked before the first call; each cell then runs with it.
+    let configs = jobs
+        .iter()
+        .map(pipeline::job_config)
+        .collect::<Result<Vec<_>>>()?;
     let t_llm = Instant::now();
     let n_cells = jobs.len();
     let bar = cells_bar(progress, n_cells);
@@ -332,27 +334,29 @@ fn run_one(exp: &Experiment, args: &ReproduceArgs) -> Result<()> {
     // same at any `--jobs` and in any completion order.
     // The first error ends the run at once (answered calls are already stored and every cell
     // checkpoints, so nothing is lost); the others would only add to a run that fails.
-    let results = rt.block_on(futures::future::try_join_all(jobs.into_iter().map(|job| {
-        let bar = bar.clone();
-        async move {
-            let what = format!(
-                "{}/{}/{} {}",
-                job.ds.name,
-                job.backbone.facts.backbone,
-                job.llm_spec,
-                experiment::label(job.row)
-            );
-            let t = Instant::now();
-            let cell = pipeline::run_method(job).await;
-            let secs = t.elapsed().as_secs_f64();
-            bar.inc(1);
-            match &cell {
-                Ok(_) => bar.suspend(|| eprintln!("  done {what} in {secs:.1} s")),
-                Err(e) => bar.suspend(|| eprintln!("  FAILED {what} after {secs:.1} s: {e:#}")),
+    let results = rt.block_on(futures::future::try_join_all(
+        jobs.into_iter().zip(configs).map(|(job, cfg)| {
+            let bar = bar.clone();
+            async move {
+                let what = format!(
+                    "{}/{}/{} {}",
+                    job.ds.name,
+                    job.backbone.facts.backbone,
+                    job.llm_spec,
+                    experiment::label(job.row)
+                );
+                let t = Instant::now();
+                let cell = pipeline::run_method(job, cfg).await;
+                let secs = t.elapsed().as_secs_f64();
+                bar.inc(1);
+                match &cell {
+                    Ok(_) => bar.suspend(|| eprintln!("  done {what} in {secs:.1} s")),
+                    Err(e) => bar.suspend(|| eprintln!("  FAILED {what} after {secs:.1} s: {e:#}")),
+                }
+                cell.map(|c| (c, secs))
             }
-            cell.map(|c| (c, secs))
-        }
-    })));
+        }),
+    ));
     bar.finish_and_clear();
     let results = results?;
     let llm_s = t_llm.elapsed().as_secs_f64();

@@ -334,8 +334,8 @@ pub fn job_config(job: &MethodJob<'_>) -> Result<MethodConfig> {
     Ok(cfg)
 }
 
-pub async fn run_method(job: MethodJob<'_>) -> Result<Cell> {
-    let cfg = job_config(&job)?;
+/// Run one cell with the config [`job_config`] resolved for it.
+pub async fn run_method(job: MethodJob<'_>, cfg: MethodConfig) -> Result<Cell> {
     let sampling = Sampling {
         max_tokens: job.exp.settings.max_tokens,
         ..Sampling::default()
