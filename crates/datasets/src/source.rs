@@ -59,23 +59,20 @@ pub struct DatasetSource {
 
 /// The agp-bench checkout the tools work in (its `.cache/`, `.models/`, `reports/`, ...):
 /// `AGP_BENCH_ROOT` when set, else the nearest ancestor of the current directory that is a
-/// checkout (it holds `experiments/scales.toml` and a `Cargo.toml`), else the checkout this
-/// binary was built from. Found at run time, so a binary built in one checkout and run in
-/// another (say, with a shared `CARGO_TARGET_DIR`) writes into the one it runs in.
+/// checkout (it holds `experiments/scales.toml` and a `Cargo.toml`), else the current directory.
+/// Found at run time only, so a binary built in one checkout and run in another (say, with a
+/// shared `CARGO_TARGET_DIR`) reads and writes the one it runs in, never the one it came from.
 pub fn workspace_root() -> PathBuf {
     if let Some(root) = std::env::var_os("AGP_BENCH_ROOT").filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
     }
     let is_checkout =
         |d: &Path| d.join("experiments/scales.toml").is_file() && d.join("Cargo.toml").is_file();
-    if let Ok(cwd) = std::env::current_dir()
-        && let Some(found) = cwd.ancestors().find(|d| is_checkout(d))
-    {
-        return found.to_owned();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match cwd.ancestors().find(|d| is_checkout(d)) {
+        Some(found) => found.to_owned(),
+        None => cwd,
     }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // crates/datasets → the workspace root, without `..` so paths in messages read cleanly.
-    manifest.ancestors().nth(2).unwrap_or(manifest).to_owned()
 }
 
 impl DatasetSource {

@@ -102,31 +102,22 @@ pub fn pinned(name: &str) -> Result<&'static PinnedModel, LlmError> {
     })
 }
 
-/// `AGP_MODELS_DIR`, else `.models/` in the checkout the tool runs in: `AGP_BENCH_ROOT`, the
-/// nearest ancestor of the current directory holding `experiments/scales.toml`, or the checkout
-/// this crate was built in (the same rule as `agp_datasets::workspace_root`, which this crate
-/// does not depend on).
+/// `AGP_MODELS_DIR`, else `.models/` in the checkout the tool runs in: `AGP_BENCH_ROOT`, else
+/// the nearest ancestor of the current directory holding `experiments/scales.toml`, else the
+/// current directory (the rule of `agp_datasets::workspace_root`, which this crate does not
+/// depend on). Never the checkout the binary was built in.
 pub fn models_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("AGP_MODELS_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = std::env::var_os("AGP_BENCH_ROOT")
-        .filter(|r| !r.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cwd = std::env::current_dir().ok()?;
-            cwd.ancestors()
-                .find(|d| d.join("experiments/scales.toml").is_file())
-                .map(Path::to_path_buf)
-        })
-        .unwrap_or_else(|| {
-            built_in
-                .ancestors()
-                .nth(2)
-                .unwrap_or(built_in)
-                .to_path_buf()
-        });
+    if let Some(root) = std::env::var_os("AGP_BENCH_ROOT").filter(|r| !r.is_empty()) {
+        return PathBuf::from(root).join(".models");
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let root = cwd
+        .ancestors()
+        .find(|d| d.join("experiments/scales.toml").is_file())
+        .unwrap_or(&cwd);
     root.join(".models")
 }
 
