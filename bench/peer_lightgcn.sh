@@ -24,7 +24,7 @@ xtask="${CARGO_TARGET_DIR:-$root/target}/release/xtask"
 for threads in 1 2; do
   echo "== $threads thread(s), $epochs epochs, $dataset" >&2
   RAYON_NUM_THREADS=$threads "$xtask" train lightgcn --dataset "$dataset" --epochs "$epochs" \
-    --eval-every "$epochs" --patience 0 --no-cache --json --models-dir "$work/models" \
+    --eval-every "$epochs" --patience 0 --retrain --json \
     --write-split "$work/split" >"$work/rust-$threads.json"
   "$venv/bin/python" "$here/peer_lightgcn.py" "$work/split" "$epochs" "$threads" \
     >"$work/torch-$threads.jsonl"

@@ -27,7 +27,7 @@ cargo build -q -p xtask >&2
 for T in 1 2; do
   echo "== $T thread(s): rust" >&2
   RAYON_NUM_THREADS=$T cargo xtask train sasrec --dataset "$DATASET" --epochs "$EPOCHS" \
-    --maxlen "$MAXLEN" --dropout "$DROPOUT" --eval-every "$EPOCHS" --patience 0 --retrain --json \
+    --set maxlen="$MAXLEN" --set dropout_rate="$DROPOUT" --eval-every "$EPOCHS" --patience 0 --retrain --json \
     > "$OUT/rust_t$T.json"
   echo "== $T thread(s): torch" >&2
   OMP_NUM_THREADS=$T "$VENV/bin/python" bench/peer_sasrec.py "$OUT/data/dataset.json" \

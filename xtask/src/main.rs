@@ -18,9 +18,8 @@ enum Cmd {
     /// Fetch, prepare and describe datasets.
     #[command(subcommand)]
     Data(data::DataCmd),
-    /// Train a backbone and export its top-K candidate lists.
-    #[command(subcommand)]
-    Train(train::TrainCmd),
+    /// Train a backbone (or reload it from the store) and export its top-K candidate lists.
+    Train(train::Args),
     /// Fetch and inspect local GGUF models.
     #[command(subcommand)]
     Model(model::ModelCmd),
@@ -33,13 +32,27 @@ enum Cmd {
     SimApi(sim::SimArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cmd::parse() {
+/// A failed command prints one message, its causes on the same line, and exits 1. The
+/// backtrace anyhow would capture under `RUST_BACKTRACE=1` is for bugs, so it is shown only with
+/// `AGP_BACKTRACE=1`; refusing a paid run without `--yes` is not a bug.
+fn main() -> std::process::ExitCode {
+    let result = match Cmd::parse() {
         Cmd::Data(c) => data::run(c),
-        Cmd::Train(c) => train::run(c),
+        Cmd::Train(a) => train::run(a),
         Cmd::Model(c) => model::run(c),
         Cmd::Reproduce(a) => reproduce::run(a),
         Cmd::Ci(a) => ci::run(a),
         Cmd::SimApi(a) => sim::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if std::env::var_os("AGP_BACKTRACE").is_some_and(|v| v == "1") {
+                eprintln!("error: {e:?}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -19,7 +19,7 @@ pub enum Layout {
     ReferenceCode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scale {
     /// Bundled default: ml-latest-small, a few dozen users, recorded LLM responses.
@@ -30,7 +30,21 @@ pub enum Scale {
     Paper,
 }
 
+impl std::str::FromStr for Scale {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fixture" => Ok(Scale::Fixture),
+            "small" => Ok(Scale::Small),
+            "paper" => Ok(Scale::Paper),
+            other => bail!("unknown scale {other:?} (known: fixture, small, paper)"),
+        }
+    }
+}
+
 impl Scale {
+    pub const ALL: [Scale; 3] = [Scale::Fixture, Scale::Small, Scale::Paper];
+
     pub fn name(self) -> &'static str {
         match self {
             Scale::Fixture => "fixture",
@@ -92,8 +106,67 @@ pub struct Experiment {
     pub layout: Layout,
     pub scale: Scale,
     pub settings: ScaleSettings,
-    /// Method tables with the scale's overrides merged in; each has `label` and `kind`.
-    pub methods: Vec<toml::Table>,
+    /// Method rows with the scale's overrides merged in, each checked into its typed config.
+    pub methods: Vec<MethodRow>,
+}
+
+/// Which item text a method's prompts show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ItemText {
+    /// Titles, as the paper.
+    #[default]
+    Title,
+    /// The reference code's rich text (title; cast; category).
+    Rich,
+}
+
+/// The row key that picks the item text a method sees; not a method setting.
+pub const ITEM_TEXT_KEY: &str = "item_text";
+
+/// One method row of an experiment, resolved for a scale.
+#[derive(Debug, Clone)]
+pub struct MethodRow {
+    pub label: String,
+    pub kind: String,
+    pub item_text: ItemText,
+    /// The typed method, checked when the experiment loads (before anything trains).
+    pub config: agp::MethodConfig,
+    /// The row as merged, every key it ran with (reports list them).
+    pub table: toml::Table,
+}
+
+impl MethodRow {
+    fn parse(table: toml::Table, path: &Path, i: usize) -> Result<Self> {
+        let label = table["label"].as_str().unwrap_or("?").to_string();
+        let kind = table["kind"].as_str().unwrap_or("?").to_string();
+        let at = || format!("{}: methods[{i}] {label:?} (kind {kind})", path.display());
+        let item_text = match table.get(ITEM_TEXT_KEY) {
+            None => ItemText::Title,
+            Some(v) => match v.as_str() {
+                Some("title") => ItemText::Title,
+                Some("rich") => ItemText::Rich,
+                _ => bail!(
+                    "{}: {ITEM_TEXT_KEY} = {v}: expected \"title\" or \"rich\"",
+                    at()
+                ),
+            },
+        };
+        let mut settings = table.clone();
+        settings.remove(ITEM_TEXT_KEY);
+        let config: agp::MethodConfig = toml::Value::Table(settings).try_into().with_context(at)?;
+        Ok(Self {
+            label,
+            kind,
+            item_text,
+            config,
+            table,
+        })
+    }
+
+    /// Calls no LLM: runs once per (dataset, backbone), not once per LLM.
+    pub fn is_llm_free(&self) -> bool {
+        matches!(self.config, agp::MethodConfig::Base(_))
+    }
 }
 
 impl Experiment {
@@ -180,9 +253,9 @@ impl Experiment {
                 ),
                 None => {}
             }
-            methods.push(merged);
+            methods.push(MethodRow::parse(merged, path, i)?);
         }
-        let labels: Vec<&str> = methods.iter().filter_map(|m| m["label"].as_str()).collect();
+        let labels: Vec<&str> = methods.iter().map(|m| m.label.as_str()).collect();
         for (i, l) in labels.iter().enumerate() {
             if labels[..i].contains(l) {
                 bail!("{}: two methods are labelled {l:?}", path.display());
@@ -210,14 +283,6 @@ fn merge(base: &mut toml::Table, top: &toml::Table) {
             }
         }
     }
-}
-
-pub fn label(m: &toml::Table) -> &str {
-    m.get("label").and_then(|v| v.as_str()).unwrap_or("?")
-}
-
-pub fn kind(m: &toml::Table) -> &str {
-    m.get("kind").and_then(|v| v.as_str()).unwrap_or("?")
 }
 
 #[cfg(test)]
@@ -266,20 +331,42 @@ method_overrides.agp = { epochs = 2 }
 "#;
 
     #[test]
+    fn a_bad_method_row_fails_when_the_file_loads_naming_row_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = BASE.replace("batch_size = 5\n", "batch_sise = 5\n");
+        let e = Experiment::load(&write(dir.path(), &typo), Scale::Fixture).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("e.toml: methods[1] \"AGP b5\" (kind agp)"),
+            "{msg}"
+        );
+        assert!(msg.contains("batch_sise"), "{msg}");
+        let bad_text = BASE.replace("kind = \"base\"", "kind = \"base\"\nitem_text = \"html\"");
+        let msg = format!(
+            "{:#}",
+            Experiment::load(&write(dir.path(), &bad_text), Scale::Fixture).unwrap_err()
+        );
+        assert!(
+            msg.contains("methods[0] \"Base\"") && msg.contains("\"rich\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn overrides_merge_with_method_keys_winning() {
         let dir = tempfile::tempdir().unwrap();
         let e = Experiment::load(&write(dir.path(), BASE), Scale::Fixture).unwrap();
         assert_eq!(e.methods.len(), 2, "the paper-only row is skipped");
         let agp = &e.methods[1];
-        assert_eq!(agp["epochs"].as_integer(), Some(2));
+        assert_eq!(agp.table["epochs"].as_integer(), Some(2));
         assert_eq!(
-            agp["batch_size"].as_integer(),
+            agp.table["batch_size"].as_integer(),
             Some(5),
             "the method's own key wins"
         );
-        assert_eq!(agp["history_length"].as_integer(), Some(5));
+        assert_eq!(agp.table["history_length"].as_integer(), Some(5));
         assert!(
-            e.methods[0].get("epochs").is_none(),
+            e.methods[0].table.get("epochs").is_none(),
             "agp overrides stay on agp"
         );
     }

@@ -1,16 +1,15 @@
 //! The run behind a report: dataset → backbone (trained or reloaded) → candidate file → every
 //! method under every LLM, turned into report cells.
 
-use super::experiment::{self, Experiment, Scale};
-use super::report::{BackboneFacts, Cell, EpochPoint, SelectedEpoch, Selection, UserOutcome};
-use crate::ci::workspace_root;
+use crate::Workspace;
+use crate::experiment::{Experiment, ItemText, MethodRow, Scale};
+use crate::report::{BackboneFacts, Cell, EpochPoint, SelectedEpoch, Selection, UserOutcome};
+use crate::train::{self, BackboneKind, TrainSettings};
 use agp::{MethodConfig, MethodRun, RunOptions};
 use agp_datasets::candidates::CandidateFile;
 use agp_datasets::{Dataset, DatasetSource, PrepareOptions};
 use agp_llm::Sampling;
-use agp_recommenders::export::{self, ExportOptions, Provenance};
-use agp_recommenders::lightgcn::{self, LightGcnConfig, ModelStore};
-use agp_recommenders::sasrec::SasRecConfig;
+use agp_recommenders::export::{self, ExportOptions};
 use agp_recommenders::{Scorer, eval, eval::Split};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -20,14 +19,15 @@ use std::sync::Arc;
 /// Candidate lists K: the paper's top-10.
 pub const K: usize = 10;
 
-pub fn load_dataset(name: &str) -> Result<Dataset> {
-    load_dataset_with(name, &PrepareOptions::default())
+pub fn load_dataset(ws: &Workspace, name: &str) -> Result<Dataset> {
+    load_dataset_with(ws, name, &PrepareOptions::default())
 }
 
 /// `ds` with the reference code's rich item text (title and categories, cast where the data has
 /// it) in place of titles: the same split, users and items, so its candidate files still fit.
-pub fn with_rich_text(name: &str, ds: &Dataset) -> Result<Dataset> {
+pub fn with_rich_text(ws: &Workspace, name: &str, ds: &Dataset) -> Result<Dataset> {
     let rich = load_dataset_with(
+        ws,
         name,
         &PrepareOptions {
             item_text: agp_datasets::ItemTextStyle::Rich,
@@ -42,37 +42,18 @@ pub fn with_rich_text(name: &str, ds: &Dataset) -> Result<Dataset> {
     Ok(out)
 }
 
-/// The row key that picks the item text a method sees; not a method setting.
-pub const ITEM_TEXT_KEY: &str = "item_text";
-
-/// Whether a method row asks for the rich item text (`item_text = "rich"`).
-pub fn wants_rich_text(row: &toml::Table) -> Result<bool> {
-    match row.get(ITEM_TEXT_KEY) {
-        None => Ok(false),
-        Some(v) => match v.as_str() {
-            Some("title") => Ok(false),
-            Some("rich") => Ok(true),
-            _ => bail!(
-                "method {:?}: item_text = {v}: expected \"title\" or \"rich\"",
-                experiment::label(row)
-            ),
-        },
-    }
-}
-
-fn load_dataset_with(name: &str, opts: &PrepareOptions) -> Result<Dataset> {
+fn load_dataset_with(ws: &Workspace, name: &str, opts: &PrepareOptions) -> Result<Dataset> {
     let source = DatasetSource::parse(name, None)?;
-    let (ds, _, _) = agp_datasets::prepare_cached(&source, opts, &agp_datasets::Cache::workspace())
+    let (ds, _, _) = agp_datasets::prepare_cached(&source, opts, &ws.datasets_cache())
         .with_context(|| format!("preparing dataset {name}"))?;
     Ok(ds)
 }
 
 /// Where the bundled default's candidate files are committed: the recorded LLM responses are
 /// keyed by prompts built from them, so a retrained backbone must reproduce them exactly.
-fn committed_candidates(dataset: &str, backbone: &str, seed: u64) -> PathBuf {
-    workspace_root().join(format!(
-        "fixtures/candidates/{dataset}/{backbone}-seed{seed}.json"
-    ))
+fn committed_candidates(ws: &Workspace, dataset: &str, backbone: &str, seed: u64) -> PathBuf {
+    ws.fixtures()
+        .join(format!("candidates/{dataset}/{backbone}-seed{seed}.json"))
 }
 
 pub struct Backbone {
@@ -82,6 +63,7 @@ pub struct Backbone {
 
 /// Train (or reload) a backbone and export the paper's candidate file.
 pub fn backbone(
+    ws: &Workspace,
     exp: &Experiment,
     ds: &Dataset,
     name: &str,
@@ -99,45 +81,23 @@ pub fn backbone(
         seed,
         take_available: s.take_available_users,
     };
-    let (candidates, metrics, epochs_run) = match name {
-        "lightgcn" => {
-            let mut config = LightGcnConfig {
-                seed,
-                ..LightGcnConfig::default()
-            };
-            if let Some(e) = epochs {
-                config.epochs = e;
-            }
-            let bar = agp_recommenders::progress::epoch_bar(config.epochs, progress);
-            bar.set_prefix(format!("lightgcn {}", ds.name));
-            let (model, report, _cached) =
-                lightgcn::train_cached(ds, &config, &ModelStore::workspace(), |e| {
-                    bar.set_position(e.epoch as u64)
-                })?;
-            bar.finish_and_clear();
-            let prov = Provenance::new("lightgcn", seed).with_hyperparameters(&config);
-            let c = export::export_candidates(&model, ds, prov, &export)?;
-            (c, test_metrics(&model, ds)?, report.epochs_run())
-        }
-        "sasrec" => {
-            let mut config = SasRecConfig {
-                seed,
-                ..SasRecConfig::for_dataset(ds)
-            };
-            if let Some(e) = epochs {
-                config.num_epochs = e;
-            }
-            let (model, report, _cached) =
-                crate::train::sasrec::train_or_load(ds, &config, false, progress)?;
-            let epochs_run = report.epochs;
-            let prov = Provenance::new("sasrec", seed).with_hyperparameters(&config);
-            let c = export::export_candidates(&model, ds, prov, &export)?;
-            (c, test_metrics(&model, ds)?, epochs_run)
-        }
-        other => bail!("unknown backbone {other:?} (known: lightgcn, sasrec)"),
-    };
+    let kind: BackboneKind = name.parse()?;
+    let trained = train::train_or_load(
+        ws,
+        ds,
+        kind,
+        &TrainSettings {
+            seed,
+            epochs,
+            progress,
+            ..TrainSettings::default()
+        },
+    )?;
+    let candidates = export::export_candidates(&*trained.model, ds, trained.provenance, &export)?;
+    let metrics = test_metrics(&*trained.model, ds)?;
+    let epochs_run = trained.facts.epochs_run;
     if exp.scale == Scale::Fixture {
-        check_or_store_candidates(&candidates, &ds.name, name, seed, record)?;
+        check_or_store_candidates(ws, &candidates, &ds.name, name, seed, record)?;
     }
     let eligible = candidates
         .lists
@@ -168,13 +128,14 @@ fn test_metrics(model: &dyn Scorer, ds: &Dataset) -> Result<BTreeMap<String, f64
 }
 
 fn check_or_store_candidates(
+    ws: &Workspace,
     c: &CandidateFile,
     dataset: &str,
     backbone: &str,
     seed: u64,
     record: bool,
 ) -> Result<()> {
-    let path = committed_candidates(dataset, backbone, seed);
+    let path = committed_candidates(ws, dataset, backbone, seed);
     let fresh = serde_json::to_string(c)? + "\n";
     if record || !path.exists() {
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
@@ -229,26 +190,11 @@ pub fn sha256_hex(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-/// The method config an experiment row describes.
-pub fn method_config(row: &toml::Table) -> Result<MethodConfig> {
-    let mut row = row.clone();
-    row.remove(ITEM_TEXT_KEY);
-    toml::Value::Table(row.clone())
-        .try_into::<MethodConfig>()
-        .with_context(|| {
-            format!(
-                "method {:?} (kind {:?})",
-                experiment::label(&row),
-                experiment::kind(&row)
-            )
-        })
-}
-
 pub struct MethodJob<'a> {
     pub exp: &'a Experiment,
     pub ds: &'a Dataset,
     pub backbone: &'a Backbone,
-    pub row: &'a toml::Table,
+    pub row: &'a MethodRow,
     pub llm_spec: &'a str,
     /// What else decides the answers: for replay, the recordings file's checksum, so a
     /// checkpoint made from other recordings is never taken for this run's.
@@ -256,7 +202,7 @@ pub struct MethodJob<'a> {
     pub llm: Arc<dyn agp_llm::ChatModel>,
     pub seed: u64,
     pub jobs: usize,
-    pub on_failure: super::OnFailure,
+    pub on_failure: agp::FailurePolicy,
     /// Root of the per-method checkpoint directories.
     pub runs: &'a std::path::Path,
 }
@@ -314,7 +260,7 @@ impl agp_llm::ChatModel for Prioritized {
 /// for more training users than the candidate file could give trains on those it has (the
 /// report's backbone table says how many were taken).
 pub fn job_config(job: &MethodJob<'_>) -> Result<MethodConfig> {
-    let mut cfg = method_config(job.row)?;
+    let mut cfg = job.row.config.clone();
     let available = job.backbone.candidates.train_users.len();
     if job.exp.settings.take_available_users
         && let MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) =
@@ -326,9 +272,7 @@ pub fn job_config(job: &MethodJob<'_>) -> Result<MethodConfig> {
     cfg.validate(&job.backbone.candidates).with_context(|| {
         format!(
             "{}/{}: method {:?}",
-            job.ds.name,
-            job.backbone.facts.backbone,
-            experiment::label(job.row)
+            job.ds.name, job.backbone.facts.backbone, job.row.label
         )
     })?;
     Ok(cfg)
@@ -343,10 +287,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodConfig) -> Result<Cell> {
     let cands_json = serde_json::to_string(&job.backbone.candidates)?;
     let key = format!(
         "{}/{}/{}/{}",
-        job.ds.name,
-        job.backbone.facts.backbone,
-        job.llm_spec,
-        experiment::label(job.row)
+        job.ds.name, job.backbone.facts.backbone, job.llm_spec, job.row.label
     );
     let fingerprint = sha256_hex(&[
         &cands_json,
@@ -354,7 +295,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodConfig) -> Result<Cell> {
         job.llm_spec,
         job.llm_identity,
         &serde_json::to_string(&sampling)?,
-        &format!("item text rich: {}", wants_rich_text(job.row)?),
+        &format!("item text rich: {}", job.row.item_text == ItemText::Rich),
     ]);
     let opts = RunOptions {
         sampling,
@@ -363,10 +304,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodConfig) -> Result<Cell> {
         seed: job.seed,
         // Cells run side by side; the run shows one bar over all of them.
         progress: false,
-        on_failure: match job.on_failure {
-            super::OnFailure::Continue => agp::FailurePolicy::Continue,
-            super::OnFailure::Stop => agp::FailurePolicy::Stop,
-        },
+        on_failure: job.on_failure,
     };
     let trains = matches!(
         &cfg,
@@ -414,6 +352,7 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodConfig, run: MethodRun) -> Cel
     let uses_llm = !matches!(cfg, MethodConfig::Base(_));
     let settings: BTreeMap<String, String> = job
         .row
+        .table
         .iter()
         .filter(|(k, _)| *k != "label" && *k != "kind")
         .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
@@ -461,9 +400,9 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodConfig, run: MethodRun) -> Cel
         } else {
             String::new()
         },
-        llm_paper_label: super::paper::llm_label(&run.model.model).map(str::to_string),
-        label: experiment::label(job.row).to_string(),
-        kind: experiment::kind(job.row).to_string(),
+        llm_paper_label: crate::paper::llm_label(&run.model.model).map(str::to_string),
+        label: job.row.label.clone(),
+        kind: job.row.kind.clone(),
         settings,
         epochs,
         selected,

@@ -2,8 +2,8 @@
 //! HTTP requests per (LLM, method) — a pointwise scoring is K requests, one per candidate — and
 //! their cost at list prices.
 
-use super::experiment::{self, Experiment};
-use super::pipeline;
+use crate::experiment::Experiment;
+use crate::pipeline;
 use agp::MethodConfig;
 use agp_llm::usage::{PriceTable, UsageLedger};
 use anyhow::Result;
@@ -81,7 +81,7 @@ pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
         let model = llm.split_once(':').map(|(_, m)| m).unwrap_or(llm);
         let model = model.split_once('#').map(|(_, m)| m).unwrap_or(model);
         for row in &exp.methods {
-            let cfg = pipeline::method_config(row)?;
+            let cfg = row.config.clone();
             let requests = cell_requests(
                 &cfg,
                 s.test_users,
@@ -97,7 +97,7 @@ pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
             });
             rows.push(PlanRow {
                 llm: llm.clone(),
-                label: experiment::label(row).to_string(),
+                label: row.label.clone(),
                 requests,
                 usd,
             });
@@ -175,12 +175,12 @@ impl Spent {
 
 #[cfg(test)]
 mod tests {
-    use super::super::experiment::Scale;
     use super::*;
+    use crate::experiment::Scale;
 
     #[test]
     fn paper_scale_plan_counts_http_requests_and_prices_them() {
-        let path = crate::ci::workspace_root().join("experiments/table1.toml");
+        let path = crate::Workspace::discover().experiment_path("table1");
         let exp = Experiment::load(&path, Scale::Paper).unwrap();
         let plan = plan(&exp, &["openai:gpt-4o-mini".to_string()], 1).unwrap();
         let requests = |label: &str| {
