@@ -86,6 +86,10 @@ pub struct ScaleSettings {
     /// Backbone training epochs by backbone name.
     #[serde(default)]
     pub backbone_epochs: BTreeMap<String, usize>,
+    /// Other backbone hyper-parameters by backbone name and config field, e.g.
+    /// `backbone_settings.lightgcn = { eval_every = 1, patience = 2 }`.
+    #[serde(default)]
+    pub backbone_settings: BTreeMap<String, toml::Table>,
     /// Keys merged into every method table of the given `kind` (e.g. `agp = { epochs = 2 }`).
     #[serde(default)]
     pub method_overrides: BTreeMap<String, toml::Table>,

@@ -89,6 +89,16 @@ pub fn backbone(
         &TrainSettings {
             seed,
             epochs,
+            set: s
+                .backbone_settings
+                .get(name)
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| Ok((k.clone(), serde_json::to_value(v)?)))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
             progress,
             ..TrainSettings::default()
         },
@@ -108,6 +118,8 @@ pub fn backbone(
         dataset: ds.name.clone(),
         backbone: name.to_string(),
         epochs: epochs_run,
+        best_epoch: trained.facts.best_epoch,
+        stopped_early: trained.facts.stopped_early,
         metrics,
         eligible_users: eligible,
         test_users: candidates.test_users.len(),

@@ -158,7 +158,11 @@ pub struct RunFacts {
 pub struct BackboneFacts {
     pub dataset: String,
     pub backbone: String,
+    /// Epochs run (early stopping may end before the maximum).
     pub epochs: usize,
+    /// The epoch whose parameters were kept, if validation ran.
+    pub best_epoch: Option<usize>,
+    pub stopped_early: bool,
     pub metrics: BTreeMap<String, f64>,
     pub eligible_users: usize,
     pub test_users: usize,
@@ -349,6 +353,7 @@ mod tests {
                 valid_users: 0,
                 take_available_users: false,
                 backbone_epochs: BTreeMap::new(),
+                backbone_settings: BTreeMap::new(),
                 method_overrides: BTreeMap::new(),
                 all_methods: toml::Table::new(),
                 max_tokens: None,
