@@ -1,5 +1,7 @@
 //! `cargo xtask`: the project's front door. Run `cargo xtask --help`.
 
+#![forbid(unsafe_code)]
+
 mod ci;
 mod data;
 mod model;

@@ -15,6 +15,8 @@
 //! equal timestamps keep their order in the raw file; dense user ids in order of first
 //! appearance in the raw files, item ids in order of first appearance along the users' sequences.
 
+#![forbid(unsafe_code)]
+
 pub mod cache;
 pub mod candidates;
 mod error;

@@ -13,6 +13,8 @@ pub const REDUCE_ROWS: usize = 512;
 
 /// `c = a·b + beta·c` for row-major `a` (`m×k`, or `k×m` if `ta`), `b` (`k×n`, or `n×k` if
 /// `tb`) and `c` (`m×n`).
+// BLAS-style kernel: shapes and buffers are the interface, as in the BLAS it mirrors.
+#[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: usize,
     k: usize,
@@ -65,6 +67,8 @@ pub fn linear_fwd(x: &[f32], din: usize, w: &[f32], b: &[f32], dout: usize, y: &
 }
 
 /// Backward of [`linear_fwd`]: `dx (+)= dy·wᵀ`, `dw += xᵀ·dy`, `db += Σ_rows dy`.
+// BLAS-style kernel: shapes and buffers are the interface, as in the BLAS it mirrors.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_bwd(
     x: &[f32],
     din: usize,
@@ -146,6 +150,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// LayerNorm over the last axis: `y = γ·(x−μ)/√(σ²+ε) + β` with the biased variance, as TF
 /// and torch. Keeps `x̂` and `1/√(σ²+ε)` for the backward.
+// BLAS-style kernel: shapes and buffers are the interface, as in the BLAS it mirrors.
+#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_fwd(
     x: &[f32],
     d: usize,
@@ -179,6 +185,8 @@ pub fn layer_norm_fwd(
 /// Backward of [`layer_norm_fwd`]:
 /// `dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂))` with `dx̂ = dy ⊙ γ`;
 /// `dγ += Σ dy ⊙ x̂`, `dβ += Σ dy`. `dx` is overwritten, or added to if `accumulate`.
+// BLAS-style kernel: shapes and buffers are the interface, as in the BLAS it mirrors.
+#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_bwd(
     dy: &[f32],
     d: usize,
