@@ -48,6 +48,20 @@ pub enum MethodConfig {
     LlmDirPointwise(PointwiseConfig),
     /// AGP whose rerank step scores each candidate pointwise against the profile.
     AgpPointwise(AgpConfig),
+    /// RankGPT (Sun et al. 2023): listwise permutations of a window that slides from the back of
+    /// the list to the front.
+    #[serde(rename = "rankgpt")]
+    RankGpt(RankGptConfig),
+    /// PRP (Qin et al. 2023), all pairs: every pair asked in both orders, ranked by wins.
+    PrpAllpair(PrpConfig),
+    /// PRP (Qin et al. 2023), sorting: heapsort whose comparisons are pairs asked in both orders.
+    PrpSort(PrpConfig),
+    /// Setwise (Zhuang et al. 2024): heapsort whose every step asks for the best of a node and
+    /// its children.
+    Setwise(SetwiseConfig),
+    /// FIRST (Reddy et al. 2024): one listwise prompt, ranked by the first answer token's
+    /// log-probability of each candidate id.
+    First(FirstConfig),
 }
 
 /// Base has no settings. Keys other than `label` are accepted and ignored, so settings merged
@@ -136,6 +150,118 @@ impl Default for PointwiseConfig {
             history_length: 5,
             hist_mask: 0.0,
         }
+    }
+}
+
+/// Settings of RankGPT's sliding-window rerank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RankGptConfig {
+    /// Row label in reports; default e.g. `RankGPT (w4/s2)`.
+    pub label: Option<String>,
+    pub history_length: usize,
+    pub hist_mask: f64,
+    /// Candidates per call, 2..=K; K ranks the whole list in one call.
+    pub window: usize,
+    /// How far the window moves towards the front after each call, 1..window. The `step`
+    /// best items of a window travel on with it, so the top `step` come out sorted.
+    pub step: usize,
+}
+
+impl Default for RankGptConfig {
+    /// RankGPT's 20/10 window scaled to K = 10 so that the window does slide: 4/2 needs four
+    /// calls per user where a window of 10 would be LLM-Dir with another prompt.
+    fn default() -> Self {
+        Self {
+            label: None,
+            history_length: 5,
+            hist_mask: 0.0,
+            window: 4,
+            step: 2,
+        }
+    }
+}
+
+/// Settings of PRP (both the all-pairs and the sorting variant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrpConfig {
+    /// Row label in reports; default `PRP-allpair` / `PRP-sort`.
+    pub label: Option<String>,
+    pub history_length: usize,
+    pub hist_mask: f64,
+}
+
+impl Default for PrpConfig {
+    fn default() -> Self {
+        Self {
+            label: None,
+            history_length: 5,
+            hist_mask: 0.0,
+        }
+    }
+}
+
+/// Settings of Setwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetwiseConfig {
+    /// Row label in reports; default e.g. `Setwise (c3)`.
+    pub label: Option<String>,
+    pub history_length: usize,
+    pub hist_mask: f64,
+    /// Children per heap node, 1..=K-1: each call shows a node and up to this many children.
+    pub num_child: usize,
+}
+
+impl Default for SetwiseConfig {
+    /// Setwise's default of 3 children (4 items per prompt).
+    fn default() -> Self {
+        Self {
+            label: None,
+            history_length: 5,
+            hist_mask: 0.0,
+            num_child: 3,
+        }
+    }
+}
+
+/// Settings of FIRST.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FirstConfig {
+    /// Row label in reports; default `FIRST`.
+    pub label: Option<String>,
+    pub history_length: usize,
+    pub hist_mask: f64,
+}
+
+impl Default for FirstConfig {
+    fn default() -> Self {
+        Self {
+            label: None,
+            history_length: 5,
+            hist_mask: 0.0,
+        }
+    }
+}
+
+/// LLM requests one evaluated user costs, as the run's ledger counts them (a pointwise request
+/// of K candidates counts K). `min == max` where the count does not depend on the answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallsPerUser {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl CallsPerUser {
+    fn exactly(n: u64) -> Self {
+        Self { min: n, max: n }
+    }
+
+    /// The count, when the answers cannot change it.
+    pub fn exact(&self) -> Option<u64> {
+        (self.min == self.max).then_some(self.min)
     }
 }
 
@@ -330,6 +456,10 @@ impl MethodConfig {
             MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
                 &c.label
             }
+            MethodConfig::RankGpt(c) => &c.label,
+            MethodConfig::PrpAllpair(c) | MethodConfig::PrpSort(c) => &c.label,
+            MethodConfig::Setwise(c) => &c.label,
+            MethodConfig::First(c) => &c.label,
         };
         if let Some(l) = given {
             return l.clone();
@@ -342,6 +472,11 @@ impl MethodConfig {
             MethodConfig::RerankOpt(c) => format!("RerankOpt-T{}", c.train_users(cands)),
             MethodConfig::LlmDirPointwise(_) => "LLM-Dir (pointwise)".into(),
             MethodConfig::AgpPointwise(c) => format!("AGP-T{} (pointwise)", c.train_users(cands)),
+            MethodConfig::RankGpt(c) => format!("RankGPT (w{}/s{})", c.window, c.step),
+            MethodConfig::PrpAllpair(_) => "PRP-allpair".into(),
+            MethodConfig::PrpSort(_) => "PRP-sort".into(),
+            MethodConfig::Setwise(c) => format!("Setwise (c{})", c.num_child),
+            MethodConfig::First(_) => "FIRST".into(),
         }
     }
 
@@ -376,6 +511,76 @@ impl MethodConfig {
                 check_parse(c.parse_options())?;
                 check_mask("hist_mask", c.hist_mask)
             }
+            MethodConfig::RankGpt(c) => {
+                check_range("history_length", c.history_length, 1, 1000)?;
+                check_mask("hist_mask", c.hist_mask)?;
+                check_range("window", c.window, 2, cands.k)?;
+                // A step of a whole window would leave no overlap to carry the best items on.
+                check_range("step", c.step, 1, c.window - 1)
+            }
+            MethodConfig::PrpAllpair(c) | MethodConfig::PrpSort(c) => {
+                check_range("history_length", c.history_length, 1, 1000)?;
+                check_mask("hist_mask", c.hist_mask)
+            }
+            MethodConfig::Setwise(c) => {
+                check_range("history_length", c.history_length, 1, 1000)?;
+                check_mask("hist_mask", c.hist_mask)?;
+                // More children than K - 1 would ask the same as K - 1.
+                check_range(
+                    "num_child",
+                    c.num_child,
+                    1,
+                    cands.k.saturating_sub(1).max(1),
+                )
+            }
+            MethodConfig::First(c) => {
+                check_range("history_length", c.history_length, 1, 1000)?;
+                check_mask("hist_mask", c.hist_mask)?;
+                // Ids 10 and up are two tokens in many vocabularies, and their first token
+                // would be read as id 1.
+                if !(2..=10).contains(&cands.k) {
+                    return Err(AgpError::Data(format!(
+                        "FIRST reads each candidate id as one token, so it needs lists of 2..=10 \
+                         candidates (ids 0..9); the candidate file ({} / {}) has K = {}",
+                        cands.dataset, cands.model, cands.k
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// LLM requests per evaluated user for lists of `k` candidates. For the prompt-optimizing
+    /// methods this is the evaluation of a learned prompt (profile and rerank), not training.
+    ///
+    /// With K = 10 and default settings: Base 0, LLM-Dir and LLM-CoT 1, LLM-Dir (pointwise) 10,
+    /// AGP 2, RerankOpt 1, AGP (pointwise) 11; RankGPT (w4/s2) 4 (1 + ⌈(K − w)/s⌉ windows);
+    /// PRP-allpair 90 (K·(K − 1)); PRP-sort 48..=88 and Setwise (c3) 11..=17 (heapsort: the
+    /// bounds of [`crate::methods::rankers::heapsort_calls`]); FIRST 1.
+    pub fn calls_per_user(&self, k: usize) -> CallsPerUser {
+        use crate::methods::rankers;
+        let k64 = k as u64;
+        match self {
+            MethodConfig::Base(_) => CallsPerUser::exactly(0),
+            MethodConfig::LlmDir(_) | MethodConfig::LlmCot(_) | MethodConfig::RerankOpt(_) => {
+                CallsPerUser::exactly(1)
+            }
+            MethodConfig::LlmDirPointwise(_) => CallsPerUser::exactly(k64),
+            MethodConfig::Agp(_) => CallsPerUser::exactly(2),
+            MethodConfig::AgpPointwise(_) => CallsPerUser::exactly(1 + k64),
+            MethodConfig::RankGpt(c) => {
+                CallsPerUser::exactly(rankers::rankgpt_windows(k, c.window, c.step).len() as u64)
+            }
+            MethodConfig::PrpAllpair(_) => CallsPerUser::exactly(k64 * k64.saturating_sub(1)),
+            MethodConfig::PrpSort(_) => {
+                let (min, max) = rankers::heapsort_calls(k, 2, rankers::prp_calls_per_node);
+                CallsPerUser { min, max }
+            }
+            MethodConfig::Setwise(c) => {
+                let (min, max) = rankers::heapsort_calls(k, c.num_child, |_| 1);
+                CallsPerUser { min, max }
+            }
+            MethodConfig::First(_) => CallsPerUser::exactly(1),
         }
     }
 }

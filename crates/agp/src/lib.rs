@@ -4,6 +4,9 @@
 //!
 //! - One call runs a configured method: [`run_method`] with a [`MethodConfig`] (serde, tag
 //!   `kind`) and [`RunOptions`], returning a serialisable [`MethodRun`].
+//! - The zero-shot rankers of the retrieval literature run on the same lists:
+//!   [`methods::rankers`] has RankGPT, PRP (all pairs and heapsort), Setwise and FIRST;
+//!   [`MethodConfig::calls_per_user`] gives each method's LLM requests per user.
 //! - A new method implements [`Reranker`] and runs under the same protocol with
 //!   [`run_reranker`].
 //! - The paper's equations are functions in [`methods::agp`]: [`methods::agp::generate_profile`]
@@ -78,8 +81,9 @@ pub mod reranker;
 pub mod run;
 
 pub use config::{
-    AgpConfig, BaseConfig, EditExtraction, FeedbackListOrder, FeedbackPromptSource, ListwiseConfig,
-    MethodConfig, PointwiseConfig,
+    AgpConfig, BaseConfig, CallsPerUser, EditExtraction, FeedbackListOrder, FeedbackPromptSource,
+    FirstConfig, ListwiseConfig, MethodConfig, PointwiseConfig, PrpConfig, RankGptConfig,
+    SetwiseConfig,
 };
 pub use error::AgpError;
 pub use llm::{CallLedger, FailurePolicy, Llm, StageTally, eq7_api_calls};
@@ -88,7 +92,7 @@ pub use metrics::{
 };
 pub use parse::{
     DuplicatePolicy, MissingPolicy, ParseOptions, ParseOutcome, ParsedRanking, UnmarkedAnswers,
-    parse_rerank,
+    parse_choice, parse_rerank,
 };
 pub use prompts::OutputConstraint;
 pub use reranker::{BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase};

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use agp_llm::{ChatModel, ChatRequest, FailureReason, Message, Sampling, ScoreRequest, Stage};
+use agp_llm::{
+    ChatModel, ChatRequest, FailureReason, LabelRequest, Message, Sampling, ScoreRequest, Stage,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgpError;
@@ -164,6 +166,29 @@ impl Llm {
         Ok(resp.content)
     }
 
+    /// Send a request built elsewhere (an external method's own messages and sampling) through
+    /// the same model, booked in the same ledger as [`Llm::chat`].
+    pub async fn chat_request(
+        &self,
+        stage: Stage,
+        user: Option<u32>,
+        req: ChatRequest,
+    ) -> Result<agp_llm::ChatResponse, AgpError> {
+        let req = req.with_stage(stage);
+        let resp = match self.model.chat(&req).await {
+            Ok(r) => r,
+            Err(source) => return Err(self.failed(stage, user, source)),
+        };
+        let truncated = resp.finish_reason.as_deref() == Some("length");
+        self.ledger.add(stage, |t| {
+            t.calls += 1;
+            t.truncated += u64::from(truncated);
+            t.prompt_tokens += resp.usage.prompt_tokens;
+            t.completion_tokens += resp.usage.completion_tokens;
+        });
+        Ok(resp)
+    }
+
     /// Books a failed call and names its stage and user.
     fn failed(&self, stage: Stage, user: Option<u32>, source: agp_llm::LlmError) -> AgpError {
         self.ledger.fail(stage, source.reason());
@@ -208,6 +233,45 @@ impl Llm {
             t.completion_tokens += resp.usage.completion_tokens;
         });
         Ok(resp.scores)
+    }
+}
+
+impl Llm {
+    /// First-token log-probabilities of `labels` as the answer to `prompt` (after the fixed
+    /// system message), one per label; `NEG_INFINITY` for a label the backend did not see. One
+    /// request, whatever the number of labels. The run's sampling settings do not apply: the
+    /// backend reads one greedy step.
+    pub async fn label_logprobs(
+        &self,
+        stage: Stage,
+        user: Option<u32>,
+        prompt: String,
+        labels: Vec<String>,
+    ) -> Result<Vec<f32>, AgpError> {
+        let n = labels.len();
+        let req = LabelRequest {
+            messages: vec![Message::system(prompts::SYSTEM), Message::user(prompt)],
+            labels,
+            stage: Some(stage),
+            priority: 0,
+        };
+        let resp = match self.model.label_logprobs(&req).await {
+            Ok(r) if r.logprobs.len() == n => r,
+            Ok(r) => {
+                let source = agp_llm::LlmError::Other(format!(
+                    "label request for {n} labels returned {} log-probabilities",
+                    r.logprobs.len()
+                ));
+                return Err(self.failed(stage, user, source));
+            }
+            Err(source) => return Err(self.failed(stage, user, source)),
+        };
+        self.ledger.add(stage, |t| {
+            t.calls += 1;
+            t.prompt_tokens += resp.usage.prompt_tokens;
+            t.completion_tokens += resp.usage.completion_tokens;
+        });
+        Ok(resp.logprobs)
     }
 }
 

@@ -244,6 +244,29 @@ pub fn parse_rerank(text: &str, k: usize, opts: impl Into<ParseOptions>) -> Pars
     ParsedRanking { order, outcome }
 }
 
+/// Parse a one-id answer ("which of these `n` items?"): the first integer of the marked text,
+/// else the first of the whole answer. `order` holds that id, or nothing when the answer has no
+/// integer or its integer is not below `n` (outcome `Unparseable`); the outcome is `Exact` for a
+/// marked answer and `NoMarkers` otherwise. Read as leniently as a list: "Item 2 fits best"
+/// gives 2.
+pub fn parse_choice(text: &str, n: usize) -> ParsedRanking {
+    let first = |t: &str| first_integer_list(t, false).first().copied();
+    let (id, outcome) = match between_markers(text).and_then(first) {
+        Some(id) => (id, ParseOutcome::Exact),
+        None => (first(text).flatten(), ParseOutcome::NoMarkers),
+    };
+    match id {
+        Some(i) if i < n => ParsedRanking {
+            order: vec![i],
+            outcome,
+        },
+        _ => ParsedRanking {
+            order: Vec::new(),
+            outcome: ParseOutcome::Unparseable,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,5 +485,34 @@ Final ranking: 3, 1, 0, 2";
         );
         assert_eq!(after_bos("p |endoftext|"), None);
         assert_eq!(between_markers("x |beginoftext| p"), None);
+    }
+
+    #[test]
+    fn one_id_answers() {
+        let c = |t: &str| {
+            let p = parse_choice(t, 3);
+            (p.order.first().copied(), p.outcome)
+        };
+        assert_eq!(
+            c("|beginoftext|2|endoftext|"),
+            (Some(2), ParseOutcome::Exact)
+        );
+        assert_eq!(c("Item 1 fits best."), (Some(1), ParseOutcome::NoMarkers));
+        assert_eq!(c("<0: Heat (1995)>"), (Some(0), ParseOutcome::NoMarkers));
+        // A marked answer wins over earlier numbers; an out-of-range id is no answer.
+        assert_eq!(
+            c("Of 3 items: |beginoftext| 1 |endoftext|"),
+            (Some(1), ParseOutcome::Exact)
+        );
+        assert_eq!(
+            c("|beginoftext|7|endoftext|"),
+            (None, ParseOutcome::Unparseable)
+        );
+        assert_eq!(c("Movie 45 (1995)"), (None, ParseOutcome::Unparseable));
+        assert_eq!(c("I cannot choose."), (None, ParseOutcome::Unparseable));
+        assert_eq!(
+            c("99999999999999999999999"),
+            (None, ParseOutcome::Unparseable)
+        );
     }
 }

@@ -517,3 +517,74 @@ pub fn pointwise_suffix(candidate: &str) -> String {
     };
     format!("{candidate}\n\nWould this user choose this item next? Answer Yes or No.")
 }
+
+/// RankGPT (Sun et al. 2023) over one window of `m` candidates: LLM-Dir's sections, RankGPT's
+/// instruction before the list and again after it (RankGPT repeats it after the passages, where
+/// a model reads it last), and the output constraint that puts the most likely item first.
+/// The ids are the window's own, 0..m-1.
+pub fn rankgpt_window(history: &str, candidates: &str, m: usize) -> String {
+    format!(
+        "[Instruction]\n\
+I will provide you with {m} items, each indicated by an item id. Rank the items by how likely the user is to \
+interact with each of them next, based on the user's Historical Item Profiles.\n\
+[User Historical Item Profiles]\n\
+{history}\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}\n\
+[Expected Output]\n\
+Rank the {m} items above by how likely the user is to interact with each of them next, the most likely first. {} \
+Only respond with the ranking; do not explain.",
+        output_constraint_reference(m)
+    )
+}
+
+/// PRP (Qin et al. 2023): which of two candidates, `<0: …>` and `<1: …>`, the user prefers. The
+/// caller asks each pair in both orders.
+pub fn prp_pair(history: &str, candidates: &str) -> String {
+    format!(
+        "[Instruction]\n\
+Based on the user's Historical Item Profiles, which of the following two items is the user more likely to \
+interact with next? The output MUST be the id of that item, 0 or 1, and nothing else. The output MUST start \
+with {BOS} and end with {EOS}.\n\
+[User Historical Item Profiles]\n\
+{history}\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}"
+    )
+}
+
+/// Setwise (Zhuang et al. 2024): which one of `m` candidates, ids 0..m-1, the user is most
+/// likely to interact with next.
+pub fn setwise_choose(history: &str, candidates: &str, m: usize) -> String {
+    format!(
+        "[Instruction]\n\
+Based on the user's Historical Item Profiles, which of the following {m} items is the one the user is most \
+likely to interact with next? The output MUST be the id of that item, an integer from 0 to {}, and nothing \
+else. The output MUST start with {BOS} and end with {EOS}.\n\
+[User Historical Item Profiles]\n\
+{history}\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}",
+        m.saturating_sub(1)
+    )
+}
+
+/// FIRST (Reddy et al. 2024): RankGPT's listwise prompt over all `k` candidates, asking for an
+/// answer that starts with the most likely item's id and nothing before it (no answer markers),
+/// because FIRST ranks by the log-probability of each id as the answer's first token.
+pub fn first_listwise(history: &str, candidates: &str, k: usize) -> String {
+    format!(
+        "[Instruction]\n\
+I will provide you with {k} items, each indicated by an item id. Rank the items by how likely the user is to \
+interact with each of them next, based on the user's Historical Item Profiles.\n\
+[User Historical Item Profiles]\n\
+{history}\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}\n\
+[Expected Output]\n\
+Rank the {k} items above by how likely the user is to interact with each of them next, the most likely first. \
+The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}, and MUST start with the id \
+of the most likely item, with nothing before it. Only respond with the ranking; do not explain.",
+        k.saturating_sub(1)
+    )
+}

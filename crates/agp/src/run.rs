@@ -35,7 +35,10 @@ use crate::config::MethodConfig;
 use crate::error::AgpError;
 use crate::llm::{FailurePolicy, Llm, StageTally, eq7_api_calls};
 use crate::log::EventLog;
-use crate::methods::{Base, ListwiseBaseline, PointwiseBaseline, PromptOptimizer, Route};
+use crate::methods::{
+    Base, First, ListwiseBaseline, PointwiseBaseline, PromptOptimizer, PrpAllpair, PrpSort,
+    RankGpt, Route, Setwise,
+};
 use crate::metrics::{
     MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_failed_call, score_ordering,
 };
@@ -204,6 +207,11 @@ pub fn build_reranker(cfg: &MethodConfig, cands: &CandidateFile) -> Box<dyn Rera
             c.clone(),
             c.train_users(cands),
         )),
+        MethodConfig::RankGpt(c) => Box::new(RankGpt { cfg: c.clone() }),
+        MethodConfig::PrpAllpair(c) => Box::new(PrpAllpair { cfg: c.clone() }),
+        MethodConfig::PrpSort(c) => Box::new(PrpSort { cfg: c.clone() }),
+        MethodConfig::Setwise(c) => Box::new(Setwise { cfg: c.clone() }),
+        MethodConfig::First(c) => Box::new(First { cfg: c.clone() }),
     }
 }
 

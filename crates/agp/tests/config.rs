@@ -3,8 +3,8 @@
 mod common;
 
 use agp::{
-    AgpConfig, FeedbackListOrder, FeedbackPromptSource, MethodConfig, MissingPolicy,
-    UnparseableRule,
+    AgpConfig, FeedbackListOrder, FeedbackPromptSource, MethodConfig, MissingPolicy, PrpConfig,
+    RankGptConfig, SetwiseConfig, UnparseableRule,
 };
 
 fn parse(text: &str) -> Result<MethodConfig, toml::de::Error> {
@@ -36,6 +36,11 @@ fn every_kind_and_quirk_parses() {
         "rerank-opt",
         "llm-dir-pointwise",
         "agp-pointwise",
+        "rankgpt",
+        "prp-allpair",
+        "prp-sort",
+        "setwise",
+        "first",
     ] {
         let cfg = parse(&format!("kind = \"{kind}\"\nlabel = \"x\"")).unwrap();
         let (_, cands) = common::fixture();
@@ -116,4 +121,76 @@ fn default_label_counts_training_users() {
             .label(&cands),
         "AGP-T10"
     );
+}
+
+#[test]
+fn ranker_defaults_labels_and_ranges() {
+    let (_, cands) = common::fixture();
+    let cfg = parse("kind = \"rankgpt\"").unwrap();
+    assert_eq!(cfg, MethodConfig::RankGpt(RankGptConfig::default()));
+    let MethodConfig::RankGpt(c) = &cfg else {
+        unreachable!()
+    };
+    assert_eq!((c.window, c.step, c.history_length), (4, 2, 5));
+    assert_eq!(cfg.label(&cands), "RankGPT (w4/s2)");
+    let cfg = parse("kind = \"rankgpt\"\nwindow = 10\nstep = 5").unwrap();
+    assert_eq!(cfg.label(&cands), "RankGPT (w10/s5)");
+    cfg.validate(&cands).unwrap();
+    assert_eq!(
+        parse("kind = \"prp-allpair\"").unwrap(),
+        MethodConfig::PrpAllpair(PrpConfig::default())
+    );
+    assert_eq!(
+        parse("kind = \"prp-allpair\"").unwrap().label(&cands),
+        "PRP-allpair"
+    );
+    assert_eq!(
+        parse("kind = \"setwise\"").unwrap(),
+        MethodConfig::Setwise(SetwiseConfig::default())
+    );
+    assert_eq!(
+        parse("kind = \"setwise\"").unwrap().label(&cands),
+        "Setwise (c3)"
+    );
+
+    let check = |text: &str| {
+        parse(text)
+            .unwrap()
+            .validate(&cands)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = check("kind = \"rankgpt\"\nwindow = 11");
+    assert!(
+        e.contains("`window`") && e.contains("2..=10") && e.contains("11"),
+        "{e}"
+    );
+    let e = check("kind = \"rankgpt\"\nwindow = 1\nstep = 1");
+    assert!(e.contains("`window`") && e.contains("2..=10"), "{e}");
+    let e = check("kind = \"rankgpt\"\nwindow = 4\nstep = 4");
+    assert!(e.contains("`step`") && e.contains("1..=3"), "{e}");
+    let e = check("kind = \"rankgpt\"\nstep = 0");
+    assert!(e.contains("`step`") && e.contains("1..=3"), "{e}");
+    let e = check("kind = \"setwise\"\nnum_child = 0");
+    assert!(e.contains("`num_child`") && e.contains("1..=9"), "{e}");
+    let e = check("kind = \"setwise\"\nnum_child = 10");
+    assert!(e.contains("`num_child`") && e.contains("1..=9"), "{e}");
+    let e = check("kind = \"prp-sort\"\nhistory_length = 0");
+    assert!(e.contains("`history_length`"), "{e}");
+    let e = check("kind = \"prp-allpair\"\nhist_mask = 1.0");
+    assert!(e.contains("`hist_mask`"), "{e}");
+    assert_eq!(parse("kind = \"first\"").unwrap().label(&cands), "FIRST");
+    // FIRST reads one token per id: ids 0..9 only.
+    let mut long = cands.clone();
+    long.k = 11;
+    let e = parse("kind = \"first\"")
+        .unwrap()
+        .validate(&long)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("FIRST") && e.contains("K = 11"), "{e}");
+    let e = parse("kind = \"prp-sort\"\nwindow = 4")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("window"), "{e}");
 }

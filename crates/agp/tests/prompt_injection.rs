@@ -107,7 +107,8 @@ fn hostile_texts() -> Vec<String> {
     ]
 }
 
-/// Every listwise rerank prompt built from hostile history and candidates.
+/// Every rerank prompt (listwise, and RankGPT's, PRP's and Setwise's) built from hostile
+/// history and candidates.
 fn rerank_prompts() -> Vec<String> {
     let texts = hostile_texts();
     let k = texts.len();
@@ -118,6 +119,9 @@ fn rerank_prompts() -> Vec<String> {
         prompts::rerank_cot(&hist, &cands, k),
         prompts::rerank_by_profile("<profile>", &cands, k),
         prompts::rerank_learned(prompts::INITIAL_RERANK_PROMPT, &hist, &cands, k),
+        prompts::rankgpt_window(&hist, &cands, k),
+        prompts::prp_pair(&hist, &prompts::candidate_list(&texts[..2])),
+        prompts::setwise_choose(&hist, &cands, k),
     ]
 }
 
@@ -135,6 +139,8 @@ fn a_hostile_title_cannot_add_answer_markers() {
         prompts::profile_feedback(&texts[1], &cands, "<p>", "<q>", None),
         prompts::rerank_feedback(&[0, 1], 1, &texts[1], &cands, &hist),
         prompts::pointwise_suffix(&texts[1]),
+        // FIRST reads the answer's first token, so its prompt asks for no markers at all.
+        prompts::first_listwise(&hist, &cands, texts.len()),
     ] {
         assert!(!p.contains(BOS) && !p.contains(EOS), "{p}");
     }
@@ -215,6 +221,7 @@ fn all_prompts() -> Vec<String> {
         prompts::rerank_feedback(&[0], 0, "<g>", "<c>", "<h>"),
         prompts::pointwise_prefix_history("<h>"),
         prompts::pointwise_prefix_profile("<p>"),
+        prompts::first_listwise("<h>", "<c>", 2),
     ]);
     v
 }

@@ -10,6 +10,7 @@ use agp::reranker::shown_history;
 struct User {
     history: String,
     candidates: String,
+    texts: Vec<String>,
     k: usize,
     gt_index: usize,
     gt_text: String,
@@ -34,6 +35,7 @@ fn user(u: u32) -> User {
         k: texts.len(),
         gt_text: texts[gt_index].clone(),
         gt_index,
+        texts,
     }
 }
 
@@ -182,6 +184,30 @@ fn pointwise() {
             prompts::pointwise_prefix_profile(PROFILE),
             prompts::pointwise_suffix(&u.gt_text)
         )
+    );
+}
+
+/// RankGPT's first window (the last four candidates), a PRP pair and a Setwise set (a heap
+/// node and its three children), each numbered within the prompt, and FIRST's whole list.
+#[test]
+fn rankers() {
+    let u = user(23);
+    let some = |idx: &[usize]| {
+        let texts: Vec<&str> = idx.iter().map(|&i| u.texts[i].as_str()).collect();
+        prompts::candidate_list(&texts)
+    };
+    insta::assert_snapshot!(
+        "rankgpt_window",
+        prompts::rankgpt_window(&u.history, &some(&[6, 7, 8, 9]), 4)
+    );
+    insta::assert_snapshot!("prp_pair", prompts::prp_pair(&u.history, &some(&[3, 7])));
+    insta::assert_snapshot!(
+        "setwise_choose",
+        prompts::setwise_choose(&u.history, &some(&[2, 7, 8, 9]), 4)
+    );
+    insta::assert_snapshot!(
+        "first_listwise",
+        prompts::first_listwise(&u.history, &u.candidates, u.k)
     );
 }
 

@@ -28,28 +28,18 @@ pub struct Plan {
     pub rows: Vec<PlanRow>,
 }
 
-/// Requests of one user's forward pass (profile and rerank) on each route.
-fn forward_requests(cfg: &MethodConfig, k: f64) -> f64 {
-    match cfg {
-        MethodConfig::Base(_) => 0.0,
-        MethodConfig::LlmDir(_) | MethodConfig::LlmCot(_) | MethodConfig::RerankOpt(_) => 1.0,
-        MethodConfig::LlmDirPointwise(_) => k,
-        MethodConfig::Agp(_) => 2.0,
-        MethodConfig::AgpPointwise(_) => 1.0 + k,
-    }
+/// Requests of one user's forward pass (for AGP: profile and rerank); the upper bound where a
+/// sorting method's count depends on the answers.
+fn forward_requests(cfg: &MethodConfig, k: usize) -> f64 {
+    cfg.calls_per_user(k).max as f64
 }
 
 /// Upper bound of one cell's HTTP requests: every training user gets feedback and every batch
 /// an edit and a verify pass; test users (and validation users, with several epochs to choose
 /// from) are evaluated after every epoch.
 pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize, k: usize) -> f64 {
-    let k = k as f64;
     let fwd = forward_requests(cfg, k);
     match cfg {
-        MethodConfig::Base(_) => 0.0,
-        MethodConfig::LlmDir(_) | MethodConfig::LlmCot(_) | MethodConfig::LlmDirPointwise(_) => {
-            fwd * test as f64
-        }
         MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) => {
             let n = c.n_train_users.unwrap_or(train) as f64;
             let batches = (n / c.batch_size.max(1) as f64).ceil();
@@ -59,6 +49,8 @@ pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize
             let per_epoch = c.verify_steps as f64 * train_step + fwd * eval_users as f64;
             per_epoch * c.epochs.max(1) as f64
         }
+        // Methods that do not learn: one forward pass per test user.
+        _ => fwd * test as f64,
     }
 }
 
@@ -81,14 +73,12 @@ pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
         let model = llm.split_once(':').map(|(_, m)| m).unwrap_or(llm);
         let model = model.split_once('#').map(|(_, m)| m).unwrap_or(model);
         for row in &exp.methods {
-            let cfg = row.config.clone();
-            let requests = cell_requests(
-                &cfg,
-                s.test_users,
-                s.valid_users,
-                s.train_users,
-                pipeline::K,
-            ) * cells;
+            // An external method's calls are its own business: it is not planned.
+            let crate::experiment::MethodSpec::Builtin(cfg) = &row.config else {
+                continue;
+            };
+            let requests =
+                cell_requests(cfg, s.test_users, s.valid_users, s.train_users, pipeline::K) * cells;
             let usd = prices.get(model).map(|p| {
                 requests
                     * (EST_PROMPT_TOKENS * p.input_per_mtok

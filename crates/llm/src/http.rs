@@ -22,8 +22,8 @@ use tokio::sync::Mutex;
 use crate::pool::{Pool, PoolLimits, Slots, Verdict, parse_reset};
 
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, FailureReason, LlmError, Message, ModelInfo, Sampling,
-    ScoreRequest, ScoreResponse, Usage,
+    ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
+    Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
 };
 
 /// Which service the client talks to; decides the env variables, defaults and quirks.
@@ -721,6 +721,59 @@ fn word_logprob(top: &[TopLogprob], word: &str) -> Option<f64> {
     Some(m + hits.iter().map(|l| (l - m).exp()).sum::<f64>().ln())
 }
 
+/// The first answer token's logprobs, or a `Malformed` failure naming what is missing.
+fn first_token(reply: &Reply, what: &str) -> Result<(Vec<TopLogprob>, (u64, u64)), LlmError> {
+    let first = reply
+        .completion
+        .choices
+        .first()
+        .and_then(|c| c.logprobs.as_ref())
+        .and_then(|l| l.content.as_ref())
+        .and_then(|c| c.first());
+    let Some(first) = first else {
+        return Err(LlmError::Http {
+            request_id: reply.request_id.clone(),
+            status: 200,
+            reason: FailureReason::Malformed,
+            message: format!("no logprobs in response; the server does not support {what}"),
+        });
+    };
+    let mut top: Vec<TopLogprob> = first
+        .top_logprobs
+        .iter()
+        .map(|t| TopLogprob {
+            token: t.token.clone(),
+            logprob: t.logprob,
+        })
+        .collect();
+    // A server that returns no alternatives still says which token it chose.
+    if top.is_empty() {
+        top.push(TopLogprob {
+            token: first.token.clone(),
+            logprob: first.logprob,
+        });
+    }
+    let u = reply.completion.usage.as_ref();
+    Ok((
+        top,
+        (
+            u.map_or(0, |u| u.prompt_tokens),
+            u.map_or(0, |u| u.completion_tokens),
+        ),
+    ))
+}
+
+/// Each label's first-token logprob from the `top_logprobs` list (tokens compared trimmed and
+/// ignoring case, variants merged by logsumexp); −∞ for a label not in the list. Unlike
+/// [`yes_no_score`] there is no floor: FIRST ranks by these values, and a floor would tie every
+/// unlisted label with the least likely listed one.
+fn label_logprobs(top: &[TopLogprob], labels: &[String]) -> Vec<f32> {
+    labels
+        .iter()
+        .map(|l| word_logprob(top, l.trim()).map_or(f32::NEG_INFINITY, |x| x as f32))
+        .collect()
+}
+
 /// The pointwise score from the first token's `top_logprobs`: log p(Yes) − log p(No), equal to
 /// logit(Yes) − logit(No) because both share the softmax normaliser. A word absent from the
 /// top list is given the smallest listed logprob, an upper bound on its true value.
@@ -789,6 +842,30 @@ impl ChatModel for OpenAiClient {
                 retries,
             },
             finish_reason,
+        })
+    }
+
+    /// One request with `max_tokens = 1`, `temperature = 0`, `logprobs` and `top_logprobs`
+    /// (20 by default, OpenAI's maximum), read from `choices[0].logprobs.content[0]`.
+    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+        let t0 = Instant::now();
+        let sampling = Sampling {
+            temperature: Some(0.0),
+            max_tokens: Some(1),
+            seed: None,
+        };
+        let (reply, retries) = self
+            .call(&req.messages, &sampling, true, req.priority)
+            .await?;
+        let (top, (prompt_tokens, completion_tokens)) = first_token(&reply, "label scoring")?;
+        Ok(LabelResponse {
+            logprobs: label_logprobs(&top, &req.labels),
+            usage: Usage {
+                prompt_tokens,
+                completion_tokens,
+                latency_ms: t0.elapsed().as_millis() as u64,
+                retries,
+            },
         })
     }
 

@@ -25,7 +25,8 @@ pub mod usage;
 
 pub use factory::{LlmHandle, LlmOptions, LlmSpec, build_model};
 pub use store::{
-    RecordMode, RecordedFailure, Recorder, ReplayModel, Store, chat_key, score_key, score_part_key,
+    RecordMode, RecordedFailure, Recorder, ReplayModel, Store, chat_key, label_key, score_key,
+    score_part_key,
 };
 pub use usage::{CallUsage, Price, PriceTable, StageTotals, UsageLedger};
 
@@ -147,6 +148,48 @@ pub struct ScoreRequest {
 pub struct ScoreResponse {
     pub scores: Vec<f32>,
     pub usage: Usage,
+}
+
+/// First-token label scoring (FIRST, Reddy et al. 2024): the log-probabilities that the
+/// assistant's answer to `messages` starts with each of `labels`. Labels should be single
+/// tokens (e.g. the ids `0`..`9`); a longer label is read by its first token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelRequest {
+    pub messages: Vec<Message>,
+    pub labels: Vec<String>,
+    #[serde(skip)]
+    pub stage: Option<Stage>,
+    /// As [`ChatRequest::priority`].
+    #[serde(skip)]
+    pub priority: u8,
+}
+
+/// One log-probability per label, in the request's order. A label the backend cannot see
+/// (absent from an API's top-logprobs list) is `f32::NEG_INFINITY`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelResponse {
+    #[serde(with = "neg_inf_as_null")]
+    pub logprobs: Vec<f32>,
+    pub usage: Usage,
+}
+
+/// JSON has no infinity: an unseen label's −∞ is written as `null` and read back.
+mod neg_inf_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|x| x.is_finite().then_some(*x))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        Ok(Vec::<Option<f32>>::deserialize(d)?
+            .into_iter()
+            .map(|x| x.unwrap_or(f32::NEG_INFINITY))
+            .collect())
+    }
 }
 
 /// What produced a response: recorded with every response so a fixture says which model made it.
@@ -304,6 +347,16 @@ pub trait ChatModel: Send + Sync {
     fn info(&self) -> ModelInfo;
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError>;
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError>;
+    /// First-token log-probabilities of a set of labels (see [`LabelRequest`]). A backend
+    /// that cannot read them keeps this default, an error that ends the run (a setup problem,
+    /// not a call outcome).
+    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+        let _ = req;
+        Err(LlmError::Other(format!(
+            "backend {} cannot read first-token label log-probabilities",
+            self.info().backend
+        )))
+    }
     /// Settings that shape the output but are not in the request (threads, context size,
     /// base URL, ...). Stored beside every recording; never holds credentials.
     fn settings(&self) -> serde_json::Value {
@@ -328,6 +381,9 @@ impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
         (**self).score(req).await
     }
+    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+        (**self).label_logprobs(req).await
+    }
     fn settings(&self) -> serde_json::Value {
         (**self).settings()
     }
@@ -346,6 +402,9 @@ impl<T: ChatModel + ?Sized> ChatModel for Box<T> {
     }
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
         (**self).score(req).await
+    }
+    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+        (**self).label_logprobs(req).await
     }
     fn settings(&self) -> serde_json::Value {
         (**self).settings()

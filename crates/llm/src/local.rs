@@ -23,8 +23,8 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::oneshot;
 
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, LlmError, Message, ModelInfo, ScoreRequest,
-    ScoreResponse, Usage,
+    ChatModel, ChatRequest, ChatResponse, LabelRequest, LabelResponse, LlmError, Message,
+    ModelInfo, ScoreRequest, ScoreResponse, Usage,
 };
 
 /// How to load and run a GGUF file.
@@ -106,6 +106,7 @@ type Reply<T> = oneshot::Sender<Result<T, LlmError>>;
 enum Job {
     Chat(ChatRequest, Reply<ChatResponse>),
     Score(ScoreRequest, Reply<ScoreResponse>),
+    Labels(LabelRequest, Reply<LabelResponse>),
 }
 
 /// A GGUF model served by one worker thread.
@@ -217,6 +218,11 @@ impl ChatModel for LocalModel {
         self.submit(|tx| Job::Score(req, tx)).await
     }
 
+    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+        let req = req.clone();
+        self.submit(|tx| Job::Labels(req, tx)).await
+    }
+
     fn scores_in_one_pass(&self) -> bool {
         self.cfg.reuse_prefix
     }
@@ -287,6 +293,11 @@ fn worker_main(
             Job::Score(req, tx) => {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.score(&req)))
                     .unwrap_or_else(|_| Err(LlmError::Other("panic in local score".to_string())));
+                let _ = tx.send(r);
+            }
+            Job::Labels(req, tx) => {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.labels(&req)))
+                    .unwrap_or_else(|_| Err(LlmError::Other("panic in local labels".to_string())));
                 let _ = tx.send(r);
             }
         }
@@ -467,6 +478,47 @@ impl Worker<'_> {
             scores,
             usage: Usage {
                 prompt_tokens: evaluated as u64,
+                completion_tokens: 0,
+                latency_ms: t0.elapsed().as_millis() as u64,
+                retries: 0,
+            },
+        })
+    }
+
+    /// Log-softmax of the first answer token at each label's first token: the next-token
+    /// distribution after the rendered prompt, so every label gets a finite value (unlike an
+    /// API's top-20 list). A label is tokenized without special tokens, as Yes/No are.
+    fn labels(&mut self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+        let t0 = Instant::now();
+        let prompt = self.render(&req.messages)?;
+        self.check_fits(prompt.len())?;
+        let vocab = self.model.vocab();
+        let tokens: Vec<Option<LlamaToken>> = req
+            .labels
+            .iter()
+            .map(|l| vocab.tokenize(l.as_bytes(), false, false).first().copied())
+            .collect();
+        self.ctx.clear_kv_cache();
+        let idx = self.feed(&prompt, 0, true)?;
+        let logits = self.ctx.get_logits_ith(idx);
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let log_z = f64::from(max)
+            + logits
+                .iter()
+                .map(|&l| f64::from(l - max).exp())
+                .sum::<f64>()
+                .ln();
+        let logprobs = tokens
+            .iter()
+            .map(|t| {
+                t.and_then(|t| logits.get(t.0 as usize))
+                    .map_or(f32::NEG_INFINITY, |&l| (f64::from(l) - log_z) as f32)
+            })
+            .collect();
+        Ok(LabelResponse {
+            logprobs,
+            usage: Usage {
+                prompt_tokens: prompt.len() as u64,
                 completion_tokens: 0,
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries: 0,

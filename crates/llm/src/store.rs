@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use crate::usage::{CallKind, UsageLedger};
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, FailureReason, LlmError, Message, ModelInfo, Sampling,
-    ScoreRequest, ScoreResponse, Usage,
+    ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
+    Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
 };
 
 /// Bumped when the canonical request layout changes, so old recordings miss loudly instead of
@@ -158,6 +158,27 @@ pub fn score_part_key(info: &ModelInfo, req: &ScoreRequest, i: usize) -> String 
     sha256_hex(&serde_json::to_vec(&c).expect("canonical request serialises"))
 }
 
+#[derive(Serialize)]
+struct CanonicalLabels<'a> {
+    v: u32,
+    kind: &'static str,
+    model: CanonicalModel<'a>,
+    messages: &'a [Message],
+    labels: &'a [String],
+}
+
+/// Cache key of a first-token label request: the messages and the labels read.
+pub fn label_key(info: &ModelInfo, req: &LabelRequest) -> String {
+    let c = CanonicalLabels {
+        v: KEY_VERSION,
+        kind: "labels",
+        model: canonical_model(info),
+        messages: &req.messages,
+        labels: &req.labels,
+    };
+    sha256_hex(&serde_json::to_vec(&c).expect("canonical request serialises"))
+}
+
 /// A call the provider answered without a usable result (a refusal, a content filter): kept so
 /// a resumed run does not pay to be refused again. Transient failures are never recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,6 +240,8 @@ pub struct Record {
     pub chat: Option<ChatResponse>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<ScoreResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<LabelResponse>,
     /// A permanent failure in place of an answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<RecordedFailure>,
@@ -530,11 +553,13 @@ impl Recorder {
         answer: Answer,
     ) -> Result<(), LlmError> {
         let store = self.store.as_ref().expect("checked in new");
-        let (chat, score, failure) = match answer {
-            Answer::Chat(c) => (Some(c), None, None),
-            Answer::Score(s) => (None, Some(s), None),
-            Answer::Failed(f) => (None, None, Some(f)),
-        };
+        let (mut chat, mut score, mut labels, mut failure) = (None, None, None, None);
+        match answer {
+            Answer::Chat(c) => chat = Some(c),
+            Answer::Score(s) => score = Some(s),
+            Answer::Labels(l) => labels = Some(l),
+            Answer::Failed(f) => failure = Some(f),
+        }
         store.append(Record {
             key,
             kind,
@@ -543,6 +568,7 @@ impl Recorder {
             request,
             chat,
             score,
+            labels,
             failure,
             recorded_at: now_unix(),
         })
@@ -660,6 +686,7 @@ impl Recorder {
 enum Answer {
     Chat(ChatResponse),
     Score(ScoreResponse),
+    Labels(LabelResponse),
     Failed(RecordedFailure),
 }
 
@@ -713,6 +740,53 @@ impl ChatModel for Recorder {
             Err(e) => {
                 if let Some(f) = RecordedFailure::of(&e) {
                     self.record(key, CallKind::Chat, request, Answer::Failed(f))?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// As [`Recorder::chat`]: one request, one record.
+    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+        let model = &self.info.model;
+        if self.mode == RecordMode::Off {
+            let r = self.inner()?.label_logprobs(req).await?;
+            self.ledger
+                .book(req.stage, model, CallKind::Labels, false, &r.usage);
+            return Ok(r);
+        }
+        let key = label_key(&self.info, req);
+        let store = self.store.as_ref().expect("checked in new");
+        let lock = self.key_lock(&key);
+        let _guard = lock.lock().await;
+        if self.mode != RecordMode::Record
+            && let Some(rec) = store.get(&key)
+        {
+            if let Some(f) = &rec.failure {
+                return Err(f.to_error());
+            }
+            if let Some(r) = rec.labels
+                && r.logprobs.len() == req.labels.len()
+            {
+                self.ledger
+                    .book(req.stage, model, CallKind::Labels, true, &r.usage);
+                return Ok(r);
+            }
+        }
+        if self.mode == RecordMode::Replay {
+            return Err(self.miss(&key, &req.messages));
+        }
+        let request = serde_json::json!({ "messages": req.messages, "labels": req.labels });
+        match self.inner()?.label_logprobs(req).await {
+            Ok(r) => {
+                self.record(key, CallKind::Labels, request, Answer::Labels(r.clone()))?;
+                self.ledger
+                    .book(req.stage, model, CallKind::Labels, false, &r.usage);
+                Ok(r)
+            }
+            Err(e) => {
+                if let Some(f) = RecordedFailure::of(&e) {
+                    self.record(key, CallKind::Labels, request, Answer::Failed(f))?;
                 }
                 Err(e)
             }

@@ -13,6 +13,8 @@ use crate::{LlmError, Stage, Usage};
 pub enum CallKind {
     Chat,
     Score,
+    /// First-token label log-probabilities (one request).
+    Labels,
 }
 
 /// One booked call.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use agp_llm::http::{ApiKey, HttpConfig, OpenAiClient};
 use agp_llm::{
-    ChatModel, ChatRequest, LlmError, Message, PriceTable, RecordMode, Recorder, ScoreRequest,
-    Store,
+    ChatModel, ChatRequest, LabelRequest, LlmError, Message, PriceTable, RecordMode, Recorder,
+    ScoreRequest, Store,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -447,6 +447,68 @@ async fn score_uses_first_token_logprobs() {
     let p: f64 = ("Would the user enjoy Up".len() as f64) / 100.0;
     assert!((r.scores[0] as f64 - (p.ln() - (1.0 - p).ln())).abs() < 1e-5);
     assert_eq!(r.usage.prompt_tokens, 60);
+}
+
+/// A first token whose top list holds label 2 twice (with and without a leading space), label
+/// 0 once and label 1 not at all.
+struct TopLabels;
+impl Respond for TopLabels {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "2"}, "finish_reason": "length",
+                "logprobs": {"content": [{"token": "2", "logprob": -0.2, "top_logprobs": [
+                    {"token": "2", "logprob": -0.2}, {"token": "0", "logprob": -1.9},
+                    {"token": " 2", "logprob": -3.0}, {"token": "Item", "logprob": -4.0}]}]}}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 1}
+        }))
+    }
+}
+
+#[tokio::test]
+async fn label_logprobs_read_the_first_tokens_top_list() {
+    let s = server_with(TopLabels).await;
+    let (c, _) = client(&s.uri(), "gpt-4o-mini");
+    let req = LabelRequest {
+        messages: vec![Message::user("Which item? Answer with its id.")],
+        labels: ["0", "1", "2"].map(String::from).to_vec(),
+        stage: None,
+        priority: 0,
+    };
+    let r = c.label_logprobs(&req).await.unwrap();
+    let two = (-0.2f64).exp() + (-3.0f64).exp();
+    assert_eq!(r.logprobs[0], -1.9);
+    assert_eq!(r.logprobs[1], f32::NEG_INFINITY, "not in the top list");
+    assert!((f64::from(r.logprobs[2]) - two.ln()).abs() < 1e-6);
+    assert_eq!(r.usage.prompt_tokens, 30);
+    let sent: Value =
+        serde_json::from_slice(&s.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(
+        (
+            &sent["max_tokens"],
+            &sent["logprobs"],
+            &sent["top_logprobs"]
+        ),
+        (&json!(1), &json!(true), &json!(20))
+    );
+
+    // Recorded (−∞ as null) and replayed as it was.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labels.jsonl");
+    let rec = Recorder::new(
+        Arc::new(c),
+        Some(Arc::new(Store::open(&path).unwrap())),
+        RecordMode::Auto,
+    )
+    .unwrap();
+    let recorded = rec.label_logprobs(&req).await.unwrap();
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\"logprobs\":[-1.9,null,")
+    );
+    let replay = Recorder::replay_only(rec.info(), Arc::new(Store::open(&path).unwrap()));
+    assert_eq!(replay.label_logprobs(&req).await.unwrap(), recorded);
+    assert_eq!(s.received_requests().await.unwrap().len(), 2);
 }
 
 #[tokio::test]

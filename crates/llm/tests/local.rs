@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 
 use agp_llm::fetch;
 use agp_llm::local::{LocalConfig, LocalModel};
-use agp_llm::{ChatModel, ChatRequest, Message, RecordMode, Recorder, ScoreRequest, Store};
+use agp_llm::{
+    ChatModel, ChatRequest, LabelRequest, Message, RecordMode, Recorder, ScoreRequest, Store,
+};
 
 fn model_path() -> Option<PathBuf> {
     let p = fetch::model_path(fetch::pinned("smollm2-135m").unwrap());
@@ -167,6 +169,55 @@ async fn recorded_local_calls_replay_identically() {
     let replay = Recorder::replay_only(m.info(), Arc::new(Store::open(&path).unwrap()));
     assert_eq!(replay.chat(&chat_req(16)).await.unwrap(), c);
     assert_eq!(replay.score(&score_req()).await.unwrap(), s);
+}
+
+fn label_req() -> LabelRequest {
+    LabelRequest {
+        messages: vec![
+            Message::system("You are a movie recommender."),
+            Message::user(
+                "The user loved Alien (1979) and Aliens (1986). Which movie should they watch \
+                 next?\n0: Notting Hill (1999)\n1: Predator (1987)\n2: Grease (1978)\n\
+                 Answer with the number only.",
+            ),
+        ],
+        labels: ["0", "1", "2"].map(String::from).to_vec(),
+        stage: None,
+        priority: 0,
+    }
+}
+
+#[tokio::test]
+async fn label_logprobs_are_a_repeatable_next_token_distribution() {
+    let Some(m) = model() else { return };
+    let req = label_req();
+    let r = m.label_logprobs(&req).await.unwrap();
+    eprintln!("label logprobs {:?}", r.logprobs);
+    assert_eq!(r.logprobs.len(), 3);
+    assert!(r.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
+    assert!(r.logprobs.iter().map(|l| l.exp()).sum::<f32>() <= 1.0 + 1e-4);
+    assert_eq!(m.label_logprobs(&req).await.unwrap().logprobs, r.logprobs);
+    // Greedy decoding's first token, when it is a label, is the most likely label.
+    let mut chat = ChatRequest::new(req.messages.clone());
+    chat.sampling.max_tokens = Some(1);
+    let first = m.chat(&chat).await.unwrap().content;
+    if let Some(i) = req.labels.iter().position(|l| *l == first.trim()) {
+        let best = r.logprobs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(r.logprobs[i], best, "{first:?} vs {:?}", r.logprobs);
+    }
+    // Recorded, then replayed without the model.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labels.jsonl");
+    let rec = Recorder::new(
+        m.clone(),
+        Some(Arc::new(Store::open(&path).unwrap())),
+        RecordMode::Auto,
+    )
+    .unwrap();
+    let recorded = rec.label_logprobs(&req).await.unwrap();
+    assert_eq!(recorded.logprobs, r.logprobs);
+    let replay = Recorder::replay_only(m.info(), Arc::new(Store::open(&path).unwrap()));
+    assert_eq!(replay.label_logprobs(&req).await.unwrap(), recorded);
 }
 
 #[tokio::test]

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use agp_llm::store::Record;
 use agp_llm::{
-    ChatModel, ChatRequest, ChatResponse, LlmError, Message, ModelInfo, PriceTable, RecordMode,
-    Recorder, ScoreRequest, ScoreResponse, Stage, Store, Usage, chat_key, score_key,
+    ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LlmError, Message,
+    ModelInfo, PriceTable, RecordMode, Recorder, ScoreRequest, ScoreResponse, Stage, Store, Usage,
+    chat_key, label_key, score_key,
 };
 use async_trait::async_trait;
 
@@ -315,6 +316,7 @@ async fn a_recording_of_a_whole_score_request_still_replays() {
             scores: vec![0.25, -1.5],
             usage: Usage::default(),
         }),
+        labels: None,
         failure: None,
         recorded_at: 0,
     };
@@ -323,4 +325,35 @@ async fn a_recording_of_a_whole_score_request_still_replays() {
     assert_eq!(rec.score(&sr).await.unwrap().scores, vec![0.25, -1.5]);
     let totals = rec.ledger().totals_by_stage(&PriceTable::builtin());
     assert_eq!(totals[&Stage::Other].replayed_calls, 2, "one per candidate");
+}
+
+#[tokio::test]
+async fn label_requests_need_a_backend_that_reads_them() {
+    // A model without first-token label scoring is a setup error, through a recorder too, and
+    // nothing is recorded for it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.jsonl");
+    let rec = Recorder::new(
+        counting(),
+        Some(Arc::new(Store::open(&path).unwrap())),
+        RecordMode::Auto,
+    )
+    .unwrap();
+    let req = LabelRequest {
+        messages: vec![Message::user("which?")],
+        labels: vec!["0".into(), "1".into()],
+        stage: None,
+        priority: 0,
+    };
+    let e = rec.label_logprobs(&req).await.unwrap_err();
+    assert_eq!(e.reason(), FailureReason::Setup);
+    assert!(e.to_string().contains("backend test"), "{e}");
+    assert!(Store::open(&path).unwrap().is_empty());
+    // Its key depends on the labels as well as the messages.
+    let info = counting().info();
+    let other = LabelRequest {
+        labels: vec!["1".into(), "0".into()],
+        ..req.clone()
+    };
+    assert_ne!(label_key(&info, &req), label_key(&info, &other));
 }

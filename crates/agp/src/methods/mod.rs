@@ -2,9 +2,11 @@
 
 pub mod agp;
 pub mod baselines;
+pub mod rankers;
 
 pub use agp::{PromptOptimizer, Route};
 pub use baselines::{Base, ListwiseBaseline, PointwiseBaseline};
+pub use rankers::{First, PrpAllpair, PrpSort, RankGpt, Setwise};
 
 /// Candidate indices sorted by descending score; ties (and NaN, treated as lowest) keep backbone
 /// order, so the result never depends on anything but the scores.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use agp_datasets::Dataset;
 use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION, RankedList, UserSampling};
 use agp_llm::{
-    ChatModel, ChatRequest, ChatResponse, FailureReason, LlmError, ModelInfo, ScoreRequest,
-    ScoreResponse, Stage, Usage,
+    ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
+    ModelInfo, ScoreRequest, ScoreResponse, Stage, Usage,
 };
 use async_trait::async_trait;
 
@@ -154,10 +154,26 @@ pub fn failure(reason: FailureReason, request_id: String) -> LlmError {
     }
 }
 
+/// How a [`FakeModel`] answers the prompts of RankGPT, PRP and Setwise (which it tells apart
+/// from the other rerank prompts by their opening words), and FIRST's label requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RankerAnswers {
+    /// Prefers the candidate with the higher movie number: a list sorted that way, or its
+    /// first. The fixture's lists hold their items in ascending order, so the model's ranking
+    /// is the backbone's reversed.
+    #[default]
+    PreferHigherIds,
+    /// Keeps the order shown (a list) or picks the first shown: pure position bias.
+    FirstShown,
+    /// "I do not understand."; no label seen (every label −∞).
+    Unreadable,
+}
+
 /// Rules: a profile echoes the instructions and the first history line; a listwise rerank
 /// answers the identity when the prompt mentions "genre" and the reversed order otherwise;
 /// feedback, summaries and edits are fixed sentences; a pointwise score prefers candidates whose
-/// genre matches the first history item. Answers arrive after a delay derived from the prompt
+/// genre matches the first history item; RankGPT, PRP and Setwise prompts as [`RankerAnswers`]
+/// says. Answers arrive after a delay derived from the prompt
 /// so concurrent calls complete out of order.
 #[derive(Default)]
 pub struct FakeModel {
@@ -168,12 +184,20 @@ pub struct FakeModel {
     pub prompts: Mutex<Vec<(Option<agp_llm::Stage>, String)>>,
     /// Calls to fail, each with the number of calls it has matched so far.
     fail_rules: Mutex<Vec<(FailRule, usize)>>,
+    pub ranker_answers: RankerAnswers,
 }
 
 impl FakeModel {
     pub fn failing_after(n: usize) -> Self {
         Self {
             fail_after: Some(n),
+            ..Self::default()
+        }
+    }
+
+    pub fn answering(ranker_answers: RankerAnswers) -> Self {
+        Self {
+            ranker_answers,
             ..Self::default()
         }
     }
@@ -224,7 +248,47 @@ fn delay(text: &str) -> Duration {
     Duration::from_micros(h % 3000)
 }
 
-fn answer(prompt: &str) -> String {
+/// Movie numbers of the `<id: Movie N (genre)>` candidate lines, in the order shown.
+fn shown_movies(prompt: &str) -> Vec<u32> {
+    prompt
+        .lines()
+        .filter(|l| l.starts_with('<'))
+        .filter_map(|l| l.split("Movie ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// The ids of the prompt's candidates in the order the fake prefers them; `None` when it does
+/// not answer.
+fn preferred(prompt: &str, ranker: RankerAnswers) -> Option<Vec<usize>> {
+    let shown = shown_movies(prompt);
+    let mut ids: Vec<usize> = (0..shown.len()).collect();
+    match ranker {
+        RankerAnswers::PreferHigherIds => ids.sort_by_key(|&i| std::cmp::Reverse(shown[i])),
+        RankerAnswers::FirstShown => {}
+        RankerAnswers::Unreadable => return None,
+    }
+    Some(ids)
+}
+
+fn answer(prompt: &str, ranker: RankerAnswers) -> String {
+    let head = prompt
+        .split("[Pretrained Item Profile List")
+        .next()
+        .unwrap_or("");
+    let choose = head.contains("which of the following");
+    if choose || head.starts_with("[Instruction]\nI will provide you with") {
+        let Some(ids) = preferred(prompt, ranker) else {
+            return "I do not understand.".into();
+        };
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let body = if choose {
+            ids.first().cloned().unwrap_or_default()
+        } else {
+            ids.join(", ")
+        };
+        return format!("|beginoftext|{body}|endoftext|");
+    }
     if prompt.starts_with("[Task]\nYour goal is to build") {
         let instr = prompt
             .split("[Instructions]\n")
@@ -286,7 +350,7 @@ impl ChatModel for FakeModel {
             .unwrap()
             .push((req.stage, prompt.clone()));
         tokio::time::sleep(delay(prompt)).await;
-        let content = answer(prompt);
+        let content = answer(prompt, self.ranker_answers);
         Ok(ChatResponse {
             usage: Usage {
                 prompt_tokens: prompt.len() as u64 / 4,
@@ -295,6 +359,44 @@ impl ChatModel for FakeModel {
             },
             content,
             finish_reason: None,
+        })
+    }
+
+    /// A label (a candidate id) gets minus its place in the fake's preferred order: the
+    /// preferred candidate 0, the next -1, ...; an id it does not answer with, −∞.
+    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+        let prompt = &req.messages.last().expect("a user message").content;
+        self.tick(req.stage, prompt)?;
+        self.prompts
+            .lock()
+            .unwrap()
+            .push((req.stage, prompt.clone()));
+        tokio::time::sleep(delay(prompt)).await;
+        let mut place = vec![f32::NEG_INFINITY; shown_movies(prompt).len()];
+        for (p, id) in preferred(prompt, self.ranker_answers)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            place[id] = -(p as f32);
+        }
+        let logprobs = req
+            .labels
+            .iter()
+            .map(|l| {
+                l.parse::<usize>()
+                    .ok()
+                    .and_then(|i| place.get(i).copied())
+                    .unwrap_or(f32::NEG_INFINITY)
+            })
+            .collect();
+        Ok(LabelResponse {
+            logprobs,
+            usage: Usage {
+                prompt_tokens: prompt.len() as u64 / 4,
+                completion_tokens: 1,
+                ..Usage::default()
+            },
         })
     }
 
