@@ -127,6 +127,15 @@ pub enum ItemText {
 /// The row key that picks the item text a method sees; not a method setting.
 pub const ITEM_TEXT_KEY: &str = "item_text";
 
+/// What a row runs: a built-in method, or a method in any language behind the external
+/// protocol (`kind = "external"`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum MethodSpec {
+    Builtin(agp::MethodConfig),
+    External(crate::external::ExternalConfig),
+}
+
 /// One method row of an experiment, resolved for a scale.
 #[derive(Debug, Clone)]
 pub struct MethodRow {
@@ -134,7 +143,7 @@ pub struct MethodRow {
     pub kind: String,
     pub item_text: ItemText,
     /// The typed method, checked when the experiment loads (before anything trains).
-    pub config: agp::MethodConfig,
+    pub config: MethodSpec,
     /// The row as merged, every key it ran with (reports list them).
     pub table: toml::Table,
 }
@@ -157,7 +166,12 @@ impl MethodRow {
         };
         let mut settings = table.clone();
         settings.remove(ITEM_TEXT_KEY);
-        let config: agp::MethodConfig = toml::Value::Table(settings).try_into().with_context(at)?;
+        let config = if kind == "external" {
+            settings.remove("kind");
+            MethodSpec::External(toml::Value::Table(settings).try_into().with_context(at)?)
+        } else {
+            MethodSpec::Builtin(toml::Value::Table(settings).try_into().with_context(at)?)
+        };
         Ok(Self {
             label,
             kind,
@@ -169,7 +183,7 @@ impl MethodRow {
 
     /// Calls no LLM: runs once per (dataset, backbone), not once per LLM.
     pub fn is_llm_free(&self) -> bool {
-        matches!(self.config, agp::MethodConfig::Base(_))
+        matches!(self.config, MethodSpec::Builtin(agp::MethodConfig::Base(_)))
     }
 }
 

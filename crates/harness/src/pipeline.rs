@@ -2,7 +2,8 @@
 //! method under every LLM, turned into report cells.
 
 use crate::Workspace;
-use crate::experiment::{Experiment, ItemText, MethodRow, Scale};
+use crate::experiment::{Experiment, ItemText, MethodRow, MethodSpec, Scale};
+use crate::external::ExternalReranker;
 use crate::report::{BackboneFacts, Cell, EpochPoint, SelectedEpoch, Selection, UserOutcome};
 use crate::train::{self, BackboneKind, TrainSettings};
 use agp::{MethodConfig, MethodRun, RunOptions};
@@ -217,6 +218,8 @@ pub struct MethodJob<'a> {
     pub on_failure: agp::FailurePolicy,
     /// Root of the per-method checkpoint directories.
     pub runs: &'a std::path::Path,
+    /// Where external methods run (the workspace root: their commands name paths in it).
+    pub cwd: &'a std::path::Path,
 }
 
 /// Scheduling priority of a cell's requests when more wait than there are slots. A method that
@@ -265,33 +268,57 @@ impl agp_llm::ChatModel for Prioritized {
         req.priority = self.priority(req.stage);
         self.inner.score(&req).await
     }
+    async fn label_logprobs(
+        &self,
+        req: &agp_llm::LabelRequest,
+    ) -> Result<agp_llm::LabelResponse, agp_llm::LlmError> {
+        let mut req = req.clone();
+        req.priority = self.priority(req.stage);
+        self.inner.label_logprobs(&req).await
+    }
 }
 
 /// The config a job runs with, checked against its candidate file. Every job is resolved before
 /// the first LLM call, so a bad row costs nothing. With `take_available_users`, a method asking
 /// for more training users than the candidate file could give trains on those it has (the
 /// report's backbone table says how many were taken).
-pub fn job_config(job: &MethodJob<'_>) -> Result<MethodConfig> {
-    let mut cfg = job.row.config.clone();
+pub fn job_config(job: &MethodJob<'_>) -> Result<MethodSpec> {
+    let mut spec = job.row.config.clone();
     let available = job.backbone.candidates.train_users.len();
-    if job.exp.settings.take_available_users
-        && let MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) =
-            &mut cfg
-        && c.n_train_users.is_some_and(|n| n > available)
-    {
-        c.n_train_users = Some(available);
-    }
-    cfg.validate(&job.backbone.candidates).with_context(|| {
+    let at = || {
         format!(
             "{}/{}: method {:?}",
             job.ds.name, job.backbone.facts.backbone, job.row.label
         )
-    })?;
-    Ok(cfg)
+    };
+    match &mut spec {
+        MethodSpec::Builtin(cfg) => {
+            if job.exp.settings.take_available_users
+                && let MethodConfig::Agp(c)
+                | MethodConfig::AgpPointwise(c)
+                | MethodConfig::RerankOpt(c) = cfg
+                && c.n_train_users.is_some_and(|n| n > available)
+            {
+                c.n_train_users = Some(available);
+            }
+            cfg.validate(&job.backbone.candidates).with_context(at)?;
+        }
+        MethodSpec::External(c) => {
+            if job.exp.settings.take_available_users
+                && c.n_train_users.is_some_and(|n| n > available)
+            {
+                c.n_train_users = Some(available);
+            }
+            c.validate(&job.backbone.candidates)
+                .map_err(anyhow::Error::msg)
+                .with_context(at)?;
+        }
+    }
+    Ok(spec)
 }
 
 /// Run one cell with the config [`job_config`] resolved for it.
-pub async fn run_method(job: MethodJob<'_>, cfg: MethodConfig) -> Result<Cell> {
+pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     let sampling = Sampling {
         max_tokens: job.exp.settings.max_tokens,
         ..Sampling::default()
@@ -318,11 +345,13 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodConfig) -> Result<Cell> {
         progress: false,
         on_failure: job.on_failure,
     };
-    let trains = matches!(
-        &cfg,
-        MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c)
-            if c.epochs > 1
-    );
+    let trains = match &cfg {
+        MethodSpec::Builtin(
+            MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c),
+        ) => c.epochs > 1,
+        MethodSpec::External(c) => c.epochs > 1,
+        MethodSpec::Builtin(_) => false,
+    };
     let llm: Arc<dyn agp_llm::ChatModel> = Arc::new(Prioritized {
         inner: job.llm.clone(),
         training: if trains { 3 } else { 1 },
@@ -335,9 +364,30 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodConfig) -> Result<Cell> {
     // attempt, about 1 request in 7,000) then leaves the report a fault-free run writes.
     let mut round = 1;
     loop {
-        let run = agp::run_method(&cfg, job.ds, &job.backbone.candidates, llm.clone(), &opts)
-            .await
-            .with_context(|| format!("running {key}"))?;
+        let run = match &cfg {
+            MethodSpec::Builtin(c) => {
+                agp::run_method(c, job.ds, &job.backbone.candidates, llm.clone(), &opts).await
+            }
+            MethodSpec::External(c) => {
+                let mut r = ExternalReranker::new(
+                    c.clone(),
+                    job.cwd.to_path_buf(),
+                    job.ds,
+                    &job.backbone.candidates,
+                );
+                agp::run_reranker(
+                    &mut r,
+                    &c.label,
+                    serde_json::to_value(c)?,
+                    job.ds,
+                    &job.backbone.candidates,
+                    llm.clone(),
+                    &opts,
+                )
+                .await
+            }
+        }
+        .with_context(|| format!("running {key}"))?;
         let transient: u64 = run
             .failures
             .iter()
@@ -360,8 +410,8 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodConfig) -> Result<Cell> {
 /// for the failed calls).
 const FAILURE_ROUNDS: usize = 3;
 
-fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodConfig, run: MethodRun) -> Cell {
-    let uses_llm = !matches!(cfg, MethodConfig::Base(_));
+fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell {
+    let uses_llm = !matches!(cfg, MethodSpec::Builtin(MethodConfig::Base(_)));
     let settings: BTreeMap<String, String> = job
         .row
         .table

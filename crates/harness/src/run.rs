@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The experiments `all` runs, in this order.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     "table1",
     "fig2-summarization",
     "fig2-grid",
     "fig3-pbf",
     "scaling",
     "reference-code",
+    "external",
 ];
 
 /// How to run an experiment; the defaults are the bundled default's.
@@ -307,6 +308,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
                         jobs: args.jobs,
                         on_failure: args.on_failure,
                         runs: &runs,
+                        cwd: ws.root(),
                     });
                 }
             }

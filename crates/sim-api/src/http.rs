@@ -1,5 +1,6 @@
 //! Just enough HTTP/1.1 for an OpenAI client: keep-alive, `Content-Length` bodies, and
-//! direct control of the socket so faults can drop a connection or cut a body short.
+//! direct control of the socket so faults can drop a connection or cut a body short. Public so
+//! the harness's loopback endpoint for external methods speaks the same subset.
 
 use std::time::Duration;
 
@@ -11,8 +12,10 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// An idle keep-alive connection is closed after this; clients pool for less (reqwest: 90 s).
 const IDLE: Duration = Duration::from_secs(300);
 
-pub(crate) struct Request {
+pub struct Request {
     pub method: String,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
     /// Without the query string.
     pub path: String,
     pub body: Vec<u8>,
@@ -20,14 +23,14 @@ pub(crate) struct Request {
 }
 
 /// Why no request could be read.
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// The peer closed the connection, cleanly between requests or part-way through one.
     Closed,
     /// A request we will not serve; answer with this status and close.
     Reject(u16, &'static str),
 }
 
-pub(crate) struct Response {
+pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -65,7 +68,7 @@ impl Response {
     }
 }
 
-pub(crate) fn reason(status: u16) -> &'static str {
+pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
@@ -85,7 +88,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
 }
 
 /// One client connection; `buf` keeps bytes read past the current request (pipelining).
-pub(crate) struct Conn {
+pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
 }
@@ -134,11 +137,13 @@ impl Conn {
         let mut content_length = 0usize;
         let mut connection = String::new();
         let mut expect_continue = false;
+        let mut headers = Vec::new();
         for line in lines {
             let Some((name, value)) = line.split_once(':') else {
                 return Err(ReadError::Reject(400, "malformed header line"));
             };
             let value = value.trim();
+            headers.push((name.trim().to_ascii_lowercase(), value.to_string()));
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-length" => {
                     content_length = value
@@ -178,6 +183,7 @@ impl Conn {
         let path = target.split('?').next().unwrap_or("").to_string();
         Ok(Request {
             method: method.to_string(),
+            headers,
             path,
             body,
             keep_alive,

@@ -14,7 +14,7 @@
 
 mod answer;
 mod faults;
-mod http;
+pub mod http;
 mod limiter;
 mod server;
 
