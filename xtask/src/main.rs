@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod ci;
+mod compare;
 mod data;
 mod model;
 mod reproduce;
@@ -14,7 +15,7 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "agp-bench tasks: data, train, model, reproduce, ci"
+    about = "agp-bench tasks: data, train, model, reproduce, compare, power, ci"
 )]
 enum Cmd {
     /// Fetch, prepare and describe datasets.
@@ -32,6 +33,10 @@ enum Cmd {
     /// A simulated OpenAI-compatible API on loopback with deterministic answers and injected
     /// faults, for rehearsing paid runs offline (never a source of committed results).
     SimApi(sim::SimArgs),
+    /// Pair methods of two or more reports cell by cell on their shared users (paired Δ, CIs, Holm).
+    Compare(compare::CompareArgs),
+    /// The users needed to detect an NDCG@10 difference to Base, from a report's per-user spread.
+    Power(compare::PowerArgs),
 }
 
 /// A failed command prints one message, its causes on the same line, and exits 1. The
@@ -45,6 +50,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Reproduce(a) => reproduce::run(a),
         Cmd::Ci(a) => ci::run(a),
         Cmd::SimApi(a) => sim::run(a),
+        Cmd::Compare(a) => compare::compare(a),
+        Cmd::Power(a) => compare::power(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -8,12 +8,16 @@
 //!   reports or `--check`).
 //! - [`train`]: one cached training path for both backbones.
 //! - [`report`], [`stats`], [`svg`], [`paper`]: what a run writes and compares against.
+//! - [`compare`]: two runs' methods paired on the users they share, and the users an effect
+//!   needs (`cargo xtask compare`, `cargo xtask power`).
 //!
 //! Every path comes from a [`Workspace`] found at run time, never from where the code was built.
 
 #![forbid(unsafe_code)]
 
+pub mod compare;
 pub mod experiment;
+pub mod external;
 pub mod paper;
 pub mod pipeline;
 pub mod plan;

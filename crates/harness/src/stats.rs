@@ -85,11 +85,20 @@ pub fn paired(a: &[f64], b: &[f64], seed: u64) -> Paired {
         "paired comparison needs the same users on both sides"
     );
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    let observed = mean(&d);
     let ci = bootstrap_ci(&d, seed);
     let mut rng = SplitMix64(seed ^ 0xA5A5_A5A5_A5A5_A5A5);
+    Paired {
+        mean_diff: mean(&d),
+        ci,
+        p_value: sign_flip_p(&d, PERMUTATIONS, &mut rng),
+    }
+}
+
+/// Two-sided sign-flip permutation p-value of mean(d) against zero.
+fn sign_flip_p(d: &[f64], permutations: usize, rng: &mut SplitMix64) -> f64 {
+    let observed = mean(d);
     let mut extreme = 0usize;
-    for _ in 0..PERMUTATIONS {
+    for _ in 0..permutations {
         let s: f64 = d
             .iter()
             .map(|x| if rng.next_u64() & 1 == 1 { *x } else { -*x })
@@ -100,11 +109,261 @@ pub fn paired(a: &[f64], b: &[f64], seed: u64) -> Paired {
             extreme += 1;
         }
     }
-    Paired {
-        mean_diff: observed,
-        ci,
-        p_value: (extreme + 1) as f64 / (PERMUTATIONS + 1) as f64,
+    (extreme + 1) as f64 / (permutations + 1) as f64
+}
+
+/// Holm's step-down adjustment of p-values for testing several cells at once: it keeps the
+/// chance of any false rejection at the nominal level without assuming the tests independent
+/// (cells of one run share users and backbones). Returned in the input's order.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let mut adjusted = vec![f64::NAN; m];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        // The running maximum keeps the adjusted values in the same order as the raw ones.
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
     }
+    adjusted
+}
+
+/// Two-sided level of every power statement in the reports.
+pub const ALPHA: f64 = 0.05;
+/// Power of every minimum detectable difference and sample size in the reports.
+pub const POWER: f64 = 0.8;
+
+/// Sample standard deviation (n − 1 in the denominator).
+pub fn sd(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return f64::NAN;
+    }
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+}
+
+/// (t_{1−α/2, n−1} + t_{power, n−1}): the paired test's multiplier of the standard error.
+///
+/// The textbook normal version uses z_{0.975} + z_{0.8} = 2.80 whatever n is. Our test sets
+/// have tens of users, where that promises power the test does not have (at n = 18 the t
+/// multiplier is 2.97), so we use Student t quantiles, which tend to the normal ones as n
+/// grows. It is still an approximation (the exact answer needs the noncentral t), good to a
+/// user or two.
+fn power_multiplier(n: usize) -> f64 {
+    let df = (n - 1) as f64;
+    t_quantile(1.0 - ALPHA / 2.0, df) + t_quantile(POWER, df)
+}
+
+/// Minimum detectable difference of a paired comparison with per-user differences `d`: the
+/// smallest true mean difference a two-sided test at [`ALPHA`] finds with [`POWER`] on this
+/// many users, (t_{0.975, n−1} + t_{0.8, n−1}) · sd(d) / √n. NaN below two users.
+pub fn mdd(d: &[f64]) -> f64 {
+    if d.len() < 2 {
+        return f64::NAN;
+    }
+    power_multiplier(d.len()) * sd(d) / (d.len() as f64).sqrt()
+}
+
+/// Users a paired test needs to find a true mean difference `delta` with [`POWER`] at
+/// [`ALPHA`] when per-user differences have standard deviation `sd`: the smallest n with
+/// [`mdd`] ≤ |delta|. `None` when that is undefined (no spread, no delta) or past a billion.
+pub fn users_needed(sd: f64, delta: f64) -> Option<usize> {
+    if !(sd.is_finite() && delta.is_finite()) || sd <= 0.0 || delta == 0.0 {
+        return None;
+    }
+    // The normal answer is a lower bound (t quantiles exceed z ones), so step up from it.
+    const Z: f64 = 1.959_963_984_540_054 + 0.841_621_233_572_914_3;
+    let normal = (Z * sd / delta.abs()).powi(2).ceil();
+    if normal > 1e9 {
+        return None;
+    }
+    let mut n = (normal as usize).max(2);
+    while power_multiplier(n) * sd / (n as f64).sqrt() > delta.abs() {
+        n += 1;
+    }
+    Some(n)
+}
+
+/// Which paired test [`simulated_power`] runs on each simulated sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerTest {
+    /// One-sample t test of the differences: cheap enough for thousands of users.
+    T,
+    /// The reports' sign-flip permutation test, with this many permutations.
+    SignFlip { permutations: usize },
+}
+
+/// Share of `sims` simulated studies that reject "no difference" at [`ALPHA`]: each draws
+/// `n` users with replacement from `d` shifted to mean `delta`, so the shape of the per-user
+/// differences is the observed one and only the true effect is set. A check of
+/// [`users_needed`], which should land near [`POWER`].
+///
+/// The deviations from the mean are scaled by √(m / (m − 1)) for m observed users: drawing
+/// from m values has their spread with divisor m, smaller than the sample sd (divisor m − 1)
+/// that [`users_needed`] assumes of new users, and unscaled it would report power the formula
+/// never promised (0.82 rather than 0.80 at m = 18).
+pub fn simulated_power(
+    d: &[f64],
+    delta: f64,
+    n: usize,
+    sims: usize,
+    test: PowerTest,
+    seed: u64,
+) -> f64 {
+    if d.is_empty() || n < 2 || sims == 0 {
+        return f64::NAN;
+    }
+    let m = mean(d);
+    let scale = if d.len() > 1 {
+        (d.len() as f64 / (d.len() - 1) as f64).sqrt()
+    } else {
+        1.0
+    };
+    let shifted: Vec<f64> = d.iter().map(|x| delta + (x - m) * scale).collect();
+    let critical = t_quantile(1.0 - ALPHA / 2.0, (n - 1) as f64);
+    let mut rng = SplitMix64(seed);
+    let mut sample = vec![0.0; n];
+    let mut rejected = 0usize;
+    for _ in 0..sims {
+        for x in sample.iter_mut() {
+            *x = shifted[rng.below(shifted.len())];
+        }
+        let reject = match test {
+            PowerTest::T => {
+                let (m, s) = (mean(&sample), sd(&sample));
+                if s > 0.0 {
+                    (m / (s / (n as f64).sqrt())).abs() > critical
+                } else {
+                    m != 0.0
+                }
+            }
+            PowerTest::SignFlip { permutations } => {
+                sign_flip_p(&sample, permutations, &mut rng) <= ALPHA
+            }
+        };
+        rejected += reject as usize;
+    }
+    rejected as f64 / sims as f64
+}
+
+/// Quantile of Student's t with `df` degrees of freedom, by bisection on [`t_cdf`].
+pub fn t_quantile(p: f64, df: f64) -> f64 {
+    if p.is_nan() || p <= 0.0 || p >= 1.0 || df.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    if p < 0.5 {
+        return -t_quantile(1.0 - p, df);
+    }
+    let mut hi = 1.0;
+    while t_cdf(hi, df) < p {
+        hi *= 2.0;
+    }
+    let mut lo = 0.0;
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if t_cdf(mid, df) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Distribution function of Student's t: P(T ≤ t) = 1 − I_x(df/2, 1/2) / 2 for t ≥ 0, with
+/// x = df / (df + t²).
+pub fn t_cdf(t: f64, df: f64) -> f64 {
+    let tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t));
+    if t >= 0.0 { 1.0 - tail } else { tail }
+}
+
+/// Regularised incomplete beta I_x(a, b) by Lentz's continued fraction (Numerical Recipes,
+/// §6.4), using the symmetry I_x(a, b) = 1 − I_{1−x}(b, a) where the fraction converges slowly.
+fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * beta_fraction(a, b, x) / a
+    } else {
+        1.0 - front * beta_fraction(b, a, 1.0 - x) / b
+    }
+}
+
+fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    // Convergence takes O(√max(a, b)) steps: a generous cap covers millions of users.
+    for m in 1..100_000 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let step = d * c;
+        h *= step;
+        if (step - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, nine terms; relative error ~1e-15).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection keeps the series in its accurate range.
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let mut sum = G[0];
+    for (i, g) in G.iter().enumerate().skip(1) {
+        sum += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
 
 /// Mean and 95% t-interval half width across seeds (normal quantile past 30 seeds).
@@ -158,6 +417,54 @@ mod tests {
         let same = paired(&a, &a, 3);
         assert_eq!(same.mean_diff, 0.0);
         assert!(same.p_value > 0.99, "{same:?}");
+    }
+
+    #[test]
+    fn t_quantiles_match_the_tables() {
+        // Two-sided 97.5% and one-sided 80% points from standard tables.
+        for (df, q975, q80) in [
+            (1.0, 12.706, 1.376),
+            (5.0, 2.571, 0.920),
+            (17.0, 2.110, 0.863),
+            (30.0, 2.042, 0.854),
+            (120.0, 1.980, 0.845),
+        ] {
+            assert!((t_quantile(0.975, df) - q975).abs() < 1e-3, "df {df}");
+            assert!((t_quantile(0.8, df) - q80).abs() < 1e-3, "df {df}");
+        }
+        // Large samples reach the normal quantiles.
+        assert!((t_quantile(0.975, 1e6) - 1.959_964).abs() < 1e-4);
+        assert!((t_quantile(0.8, 1e6) - 0.841_621).abs() < 1e-4);
+        assert!((t_quantile(0.025, 10.0) + 2.228).abs() < 1e-3);
+        assert!((t_cdf(0.0, 3.0) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn holm_steps_down_and_keeps_order() {
+        let adj = holm(&[0.01, 0.04, 0.03, 0.5]);
+        // Sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1, then the running maximum.
+        let want = [0.04, 0.09, 0.09, 0.5];
+        for (a, w) in adj.iter().zip(want) {
+            assert!((a - w).abs() < 1e-12, "{adj:?}");
+        }
+        assert_eq!(holm(&[0.6, 0.7]), vec![1.0, 1.0]);
+        assert!(holm(&[]).is_empty());
+    }
+
+    #[test]
+    fn mdd_and_users_needed_agree() {
+        let d: Vec<f64> = (0..40)
+            .map(|i| ((i * 13) % 9) as f64 / 10.0 - 0.4)
+            .collect();
+        let m = mdd(&d);
+        // The normal approximation is the large-sample floor of the t version.
+        let z = (1.959_964 + 0.841_621) * sd(&d) / (40f64).sqrt();
+        assert!(m > z && m < z * 1.05, "{m} {z}");
+        // The users needed to detect this very MDD are the users we have.
+        assert_eq!(users_needed(sd(&d), m * 1.000_001), Some(40));
+        assert_eq!(users_needed(0.0, 0.1), None);
+        assert_eq!(users_needed(0.3, 0.0), None);
+        assert!(mdd(&[0.1]).is_nan());
     }
 
     #[test]

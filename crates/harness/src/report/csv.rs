@@ -1,7 +1,7 @@
 //! cells.csv and per_user.csv.
 
 use super::*;
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -26,7 +26,8 @@ pub(super) fn cells_csv(cells: &[Cell]) -> String {
             };
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                c.seed,
                 csv_field(&c.dataset),
                 csv_field(&c.backbone),
                 csv_field(&c.llm),

@@ -67,6 +67,16 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
     );
     let _ = writeln!(
         md,
+        "- MDD is the minimum detectable difference to Base on these users: the smallest true \
+         mean difference a paired two-sided test at α = {} finds with {:.0}% power, \
+         (t(0.975, n−1) + t(0.8, n−1)) · sd(per-user Δ) / √n (Student t rather than the normal \
+         2.80 · sd / √n, which overstates power at these n). A |Δ| below it is one this many \
+         users cannot reliably show; `cargo xtask power` gives the users a chosen Δ needs.",
+        stats::ALPHA,
+        stats::POWER * 100.0
+    );
+    let _ = writeln!(
+        md,
         "- Trained methods report three epochs: **valid** (chosen on separate validation users; \
          our headline), **best test** (the paper's apparent choice; optimistic) and **last**.\n"
     );
@@ -82,13 +92,13 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
         let _ = writeln!(md, "## {dataset} / {backbone}\n");
         let _ = writeln!(
             md,
-            "| Method | LLM | n | NDCG@10 (valid) [95% CI] | Δ Base [95% CI] (p) | NDCG@10 best test | NDCG@10 last | mean rank | HR@1 | HR@3 | HR@5 | paper |"
+            "| Method | LLM | n | NDCG@10 (valid) [95% CI] | Δ Base [95% CI] (p) | MDD | NDCG@10 best test | NDCG@10 last | mean rank | HR@1 | HR@3 | HR@5 | paper |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let rnd = agp::random_order_ndcg(K);
         let _ = writeln!(
             md,
-            "| Random order (expected) | – | – | {} | – | – | – | {} | {} | {} | {} | – |",
+            "| Random order (expected) | – | – | {} | – | – | – | – | {} | {} | {} | {} | – |",
             f4(rnd),
             f3(stats::random_order_rank(K)),
             f3(1.0 / K as f64),
@@ -97,6 +107,15 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
         );
         for c in &group {
             let s = summarize(c, Selection::BestValid);
+            let mdd = match base.filter(|_| c.kind != "base") {
+                Some(b) => paired_ndcgs(c, Selection::BestValid, b)
+                    .map(|(x, y)| {
+                        let d: Vec<f64> = x.iter().zip(&y).map(|(x, y)| x - y).collect();
+                        f4(stats::mdd(&d))
+                    })
+                    .unwrap_or_else(|| "–".into()),
+                None => "–".into(),
+            };
             let d = if c.kind == "base" {
                 "–".to_string()
             } else {
@@ -131,7 +150,7 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} [{}, {}] | {d} | {bt} | {last} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} [{}, {}] | {d} | {mdd} | {bt} | {last} | {} | {} | {} | {} | {} |",
                 c.label,
                 if c.llm.is_empty() { "–" } else { &c.llm },
                 s.n,

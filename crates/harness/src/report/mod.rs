@@ -8,7 +8,7 @@ use crate::experiment::{Experiment, Layout};
 use crate::paper;
 use crate::stats::{self, Paired};
 use crate::svg::{BarChart, LineChart, Series};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -18,6 +18,7 @@ mod latex;
 mod markdown;
 pub mod terminal;
 
+pub(crate) use csv::csv_field;
 use csv::{cells_csv, per_user_csv};
 use figures::figures;
 use latex::latex;
@@ -27,7 +28,7 @@ use markdown::{across_seeds, markdown};
 pub const K: usize = 10;
 
 /// Which epoch a trained method's test numbers come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Selection {
     /// The epoch with the best mean NDCG@10 on the separate validation users (what we recommend).
@@ -50,7 +51,18 @@ impl Selection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl std::str::FromStr for Selection {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Selection::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown selection `{s}` (best-valid, best-test, last)"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserOutcome {
     pub user: u32,
     /// 1-based rank of the held-out item after reranking.
@@ -58,7 +70,7 @@ pub struct UserOutcome {
     pub ndcg: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochPoint {
     pub epoch: usize,
     pub train_ndcg: Option<f64>,
@@ -67,7 +79,7 @@ pub struct EpochPoint {
     pub test_rank: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SelectedEpoch {
     pub selection: Selection,
     pub epoch: usize,
@@ -75,7 +87,7 @@ pub struct SelectedEpoch {
 }
 
 /// One (dataset, backbone, LLM, method) result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// Seed of the backbone and the user draw.
     pub seed: u64,
@@ -134,7 +146,8 @@ impl Cell {
         self.epochs.len() > 1 || self.epochs.iter().any(|e| e.train_ndcg.is_some())
     }
 
-    fn key(&self) -> String {
+    /// `dataset/backbone/llm/method`: how reports and `cargo xtask power --cell` name a cell.
+    pub fn key(&self) -> String {
         format!(
             "{}/{}/{}/{}",
             self.dataset, self.backbone, self.llm, self.label
@@ -143,7 +156,7 @@ impl Cell {
 }
 
 /// Facts about the run that the report states (none of them timings).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunFacts {
     pub experiment: String,
     pub scale: String,
@@ -154,7 +167,7 @@ pub struct RunFacts {
     pub seeds: Vec<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackboneFacts {
     pub dataset: String,
     pub backbone: String,
@@ -175,7 +188,7 @@ pub struct Report {
     pub files: BTreeMap<String, String>,
 }
 
-fn f4(x: f64) -> String {
+pub(crate) fn f4(x: f64) -> String {
     if x.is_finite() {
         format!("{x:.4}")
     } else {
@@ -183,7 +196,7 @@ fn f4(x: f64) -> String {
     }
 }
 
-fn f3(x: f64) -> String {
+pub(crate) fn f3(x: f64) -> String {
     if x.is_finite() {
         format!("{x:.3}")
     } else {
@@ -191,7 +204,7 @@ fn f3(x: f64) -> String {
     }
 }
 
-fn signed(x: f64) -> String {
+pub(crate) fn signed(x: f64) -> String {
     if x.is_finite() {
         format!("{x:+.4}")
     } else {
@@ -200,7 +213,7 @@ fn signed(x: f64) -> String {
 }
 
 /// Seed for a cell's bootstrap: derived from its key so adding a cell moves no other interval.
-fn cell_seed(key: &str) -> u64 {
+pub(crate) fn cell_seed(key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
