@@ -107,9 +107,7 @@ fn main() {
     let pp_req = request(&text, 1);
     let (_, u) = time(&pp_req); // warm-up
     let n_pp = u.prompt_tokens;
-    let pp: Vec<f64> = (0..a.reps)
-        .map(|_| n_pp as f64 / time(&pp_req).0)
-        .collect();
+    let pp: Vec<f64> = (0..a.reps).map(|_| n_pp as f64 / time(&pp_req).0).collect();
 
     // tg: the same prompt answered with 1 and with n_gen + 1 tokens.
     let tg_text = "Write the integers from 1 to 400 in order, separated by commas.";
@@ -134,5 +132,8 @@ fn main() {
     let (gm, gs) = mean_sd(&tg);
     println!("| model | threads | test | t/s |\n|---|---|---|---|");
     println!("| {name} | {} | pp{n_pp} | {pm:.2} ± {ps:.2} |", a.threads);
-    println!("| {name} | {} | tg{} | {gm:.2} ± {gs:.2} |", a.threads, a.n_gen);
+    println!(
+        "| {name} | {} | tg{} | {gm:.2} ± {gs:.2} |",
+        a.threads, a.n_gen
+    );
 }
