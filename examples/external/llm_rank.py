@@ -49,9 +49,18 @@ def chat(prompt: str, model: str) -> str:
         with urllib.request.urlopen(req, timeout=600) as resp:
             answer = json.load(resp)
     except urllib.error.HTTPError as e:
-        # The harness explains failures (a replay miss, an outage) in the error body.
-        raise RuntimeError(f"LLM call failed: HTTP {e.code}: {e.read().decode()[:500]}") from e
+        body = e.read().decode()
+        if e.code == 502:
+            # A call that failed for good (a refusal, an outage past the retries): the harness
+            # scores this user as a failed call and goes on, as for its own methods.
+            raise CallFailed(json.loads(body)["error"]["reason"]) from e
+        # Anything else (a replay miss, a rejected request) stops the run; the harness explains.
+        raise RuntimeError(f"LLM call failed: HTTP {e.code}: {body[:500]}") from e
     return answer["choices"][0]["message"]["content"]
+
+
+class CallFailed(Exception):
+    pass
 
 
 def rank(user: dict, model: str) -> list:
@@ -84,7 +93,10 @@ def main() -> None:
             model = msg["llm_model"]
             out = {"type": "ready", "protocol": 1}
         elif kind == "rank":
-            out = {"type": "ranking", "id": msg["id"], "ranking": rank(msg, model)}
+            try:
+                out = {"type": "ranking", "id": msg["id"], "ranking": rank(msg, model)}
+            except CallFailed as e:
+                out = {"type": "ranking", "id": msg["id"], "failed": str(e)}
         elif kind == "train_batch":
             rankings = [rank(u, model) for u in msg["users"]]
             out = {"type": "rankings", "id": msg["id"], "rankings": rankings}

@@ -48,6 +48,31 @@ impl ChatModel for Reverse {
     }
 }
 
+/// Refuses every chat, as a content policy might.
+struct Refuses;
+
+#[async_trait::async_trait]
+impl ChatModel for Refuses {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            backend: "test".into(),
+            model: "refuses".into(),
+            file_sha256: None,
+        }
+    }
+    async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        Err(LlmError::Http {
+            request_id: "r1".into(),
+            status: 200,
+            reason: agp_llm::FailureReason::Refusal,
+            message: "I can't help with that".into(),
+        })
+    }
+    async fn score(&self, _req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        Err(LlmError::Other("not used".into()))
+    }
+}
+
 fn inputs() -> (Dataset, CandidateFile) {
     let ws = Workspace::discover();
     let ds = agp_datasets::bundled_default().unwrap();
@@ -63,7 +88,7 @@ fn inputs() -> (Dataset, CandidateFile) {
 fn method(dir: &Path, body: &str) -> Vec<String> {
     let script = format!(
         r#"
-import json, os, sys, urllib.request
+import json, os, sys, urllib.request, urllib.error
 def llm(prompt):
     req = urllib.request.Request(os.environ["OPENAI_BASE_URL"] + "/chat/completions",
         data=json.dumps({{"model": "x", "max_tokens": 32,
@@ -98,6 +123,13 @@ fn config(command: Vec<String>) -> ExternalConfig {
 }
 
 async fn run(cfg: ExternalConfig) -> Result<agp::MethodRun, String> {
+    run_with(cfg, Arc::new(Reverse)).await
+}
+
+async fn run_with(
+    cfg: ExternalConfig,
+    model: Arc<dyn ChatModel>,
+) -> Result<agp::MethodRun, String> {
     let (ds, cands) = inputs();
     let ws = Workspace::discover();
     let mut r = ExternalReranker::new(cfg.clone(), ws.root().to_path_buf(), &ds, &cands);
@@ -107,7 +139,7 @@ async fn run(cfg: ExternalConfig) -> Result<agp::MethodRun, String> {
         serde_json::Value::Null,
         &ds,
         &cands,
-        Arc::new(Reverse),
+        model,
         &RunOptions {
             concurrency: 4,
             ..RunOptions::default()
@@ -207,4 +239,32 @@ async fn an_index_out_of_range_is_refused() {
     )
     .await;
     assert!(e.contains("index 12") && e.contains("0..9"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_call_the_method_passes_back_scores_its_user_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = r#"
+        try:
+            llm("rank " + m["user"])
+            out = {"type": "ranking", "id": m["id"], "ranking": list(range(10))}
+        except urllib.error.HTTPError as e:
+            assert e.code == 502, e.code
+            out = {"type": "ranking", "id": m["id"], "failed": json.loads(e.read())["error"]["reason"]}"#;
+    let run = run_with(config(method(tmp.path(), body)), Arc::new(Refuses))
+        .await
+        .unwrap();
+    let (_, cands) = inputs();
+    assert_eq!(run.last.users.len(), cands.test_users.len());
+    assert!(
+        run.last
+            .users
+            .iter()
+            .all(|u| u.parse == agp::ParseOutcome::CallFailed && u.ndcg == 0.0)
+    );
+    assert_eq!(
+        run.failures.get(&agp_llm::FailureReason::Refusal).copied(),
+        Some(cands.test_users.len() as u64),
+        "each refusal booked once"
+    );
 }

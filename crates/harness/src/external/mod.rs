@@ -104,6 +104,25 @@ pub struct ExternalReranker<'a> {
     restore: Option<serde_json::Value>,
 }
 
+/// The reason a method passes back from the endpoint's 502 answer; anything else is a server
+/// error, which a resumed run asks again.
+fn failure_reason(name: &str) -> agp_llm::FailureReason {
+    use agp_llm::FailureReason as F;
+    [
+        F::RateLimited,
+        F::ServerError,
+        F::Timeout,
+        F::Transport,
+        F::Malformed,
+        F::Empty,
+        F::Refusal,
+        F::ContentFilter,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == name)
+    .unwrap_or(F::ServerError)
+}
+
 fn method_error(e: String) -> AgpError {
     AgpError::Data(e)
 }
@@ -371,7 +390,21 @@ impl Reranker for ExternalReranker<'_> {
             })
             .await
         {
-            Ok(FromMethod::Ranking { ranking, id }) => {
+            Ok(FromMethod::Ranking {
+                failed: Some(reason),
+                id,
+                ..
+            }) => Err(AgpError::Llm {
+                stage: agp_llm::Stage::Test,
+                user: Some(input.user),
+                source: agp_llm::LlmError::Http {
+                    request_id: format!("external request {id}"),
+                    status: 502,
+                    reason: failure_reason(&reason),
+                    message: format!("the method reports its model call failed: {reason}"),
+                },
+            }),
+            Ok(FromMethod::Ranking { ranking, id, .. }) => {
                 self.ranking(&format!("request {id}"), ranking, input.candidates.len())
             }
             Ok(other) => Err(method_error(format!(

@@ -98,8 +98,17 @@ pub enum ToMethod {
 pub enum FromMethod {
     /// Answer to `hello`.
     Ready { protocol: u32 },
-    /// Answer to `rank`: candidate indices, best first.
-    Ranking { id: u64, ranking: Vec<usize> },
+    /// Answer to `rank`: candidate indices, best first. `failed` instead says that the model
+    /// call this user needed failed for good (the `reason` of the loopback endpoint's 502
+    /// answer, e.g. `refusal`): the user is scored as a failed call, as a built-in method's
+    /// would be, and the run goes on.
+    Ranking {
+        id: u64,
+        #[serde(default)]
+        ranking: Vec<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed: Option<String>,
+    },
     /// Answer to `train_batch`.
     Rankings { id: u64, rankings: Vec<Vec<usize>> },
     /// Answer to `feedback` and `restore`. `state` is whatever the method needs to resume
@@ -152,6 +161,9 @@ mod tests {
         let a: FromMethod =
             serde_json::from_str(r#"{"type":"ranking","id":3,"ranking":[2,0,1]}"#).unwrap();
         assert_eq!(a.id(), Some(3));
-        assert!(serde_json::from_str::<FromMethod>(r#"{"type":"ranking","id":3}"#).is_err());
+        assert!(serde_json::from_str::<FromMethod>(r#"{"type":"rankings","id":3}"#).is_err());
+        assert!(
+            serde_json::from_str::<FromMethod>(r#"{"type":"ranking","id":3,"rank":[]}"#).is_err()
+        );
     }
 }

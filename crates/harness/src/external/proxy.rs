@@ -245,8 +245,21 @@ async fn handle(s: &State, req: &agp_sim_api::http::Request) -> Response {
                     .get_or_insert_with(|| msg.clone());
             }
             // A failure the harness would tolerate (a refusal, an outage past the retries) is
-            // a 502 the method may handle like any API error; a fatal one a 500.
-            error(if fatal { 500 } else { 502 }, &msg)
+            // a 502 naming its reason, which the method passes back as `failed` to have the
+            // user scored as a failed call; a fatal one is a 500.
+            if fatal {
+                error(500, &msg)
+            } else {
+                let reason = e
+                    .failure_reason()
+                    .map(|r| r.as_str())
+                    .unwrap_or("server-error");
+                Response::json(
+                    502,
+                    &json!({"error": {"message": msg, "type": "agp_harness", "code": 502,
+                                      "reason": reason}}),
+                )
+            }
         }
     }
 }
