@@ -17,6 +17,12 @@ pub enum Layout {
     Scaling,
     /// AGP as the paper describes it beside AGP as the reference code runs it.
     ReferenceCode,
+    /// Rows compared side by side as bars (any set of methods, e.g. the baselines a reviewer
+    /// asks for).
+    Methods,
+    /// The paper's open questions: direct rerank-prompt optimization against AGP, and NDCG@10
+    /// as history titles are masked (`hist_mask`), one line per method kind.
+    OpenQuestions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]

@@ -486,6 +486,16 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
             .map(|(r, n)| (r.to_string(), *n))
             .collect(),
         eq7_training_calls: run.eq7_calls_per_epoch.map(|x| x * n_epochs),
+        formula_calls: match cfg {
+            MethodSpec::Builtin(c)
+                if run.epochs.len() <= 1 && run.eq7_calls_per_epoch.is_none() =>
+            {
+                let per = c.calls_per_user(K);
+                let users = run.last.users.len() as u64;
+                Some((per.min * users, per.max * users))
+            }
+            _ => None,
+        },
         estimated_cost_usd: agp_llm::usage::PriceTable::builtin().cost_usd(
             &run.model.model,
             &agp_llm::Usage {

@@ -60,7 +60,9 @@ pub(super) fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, Stri
         | Layout::Fig3Pbf
         | Layout::Scaling
         | Layout::Fig2Summarization
-        | Layout::ReferenceCode => {
+        | Layout::ReferenceCode
+        | Layout::Methods
+        | Layout::OpenQuestions => {
             for (d, b) in &groups {
                 let g: Vec<&Cell> = cells
                     .iter()
@@ -89,50 +91,111 @@ pub(super) fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, Stri
                 );
             }
         }
-        Layout::Fig2Grid => {
-            for (d, b) in &groups {
-                let cell = |batch: usize, hist: usize| {
-                    cells
-                        .iter()
-                        .find(|c| {
-                            c.dataset == *d
-                                && c.backbone == *b
-                                && c.settings.get("batch_size").map(String::as_str)
-                                    == Some(&batch.to_string())
-                                && c.settings.get("history_length").map(String::as_str)
-                                    == Some(&hist.to_string())
-                        })
-                        .map(|c| summarize(c, Selection::BestValid).ndcg)
-                        .unwrap_or(f64::NAN)
-                };
-                let chart = BarChart {
-                    title: format!("{d} / {b}: NDCG@10 by batch size and history length"),
-                    y_label: "NDCG@10".into(),
-                    groups: paper::FIG2_GRID_BATCH
-                        .iter()
-                        .map(|x| format!("batch {x}"))
-                        .collect(),
-                    series: paper::FIG2_GRID_HISTORY
-                        .iter()
-                        .map(|h| {
-                            (
-                                format!("history {h}"),
-                                paper::FIG2_GRID_BATCH
-                                    .iter()
-                                    .map(|bs| cell(*bs, *h))
-                                    .collect(),
-                            )
-                        })
-                        .collect(),
-                    whiskers: vec![],
-                    references: vec![rnd.clone()],
-                };
-                out.insert(
-                    format!("grid-{}.svg", slug(&format!("{d}-{b}"))),
-                    chart.render(),
-                );
-            }
+        Layout::Fig2Grid => {}
+    }
+    if exp.layout == Layout::OpenQuestions {
+        for (d, b) in &groups {
+            out.extend(masking_sweep(cells, d, b));
+        }
+    }
+    if exp.layout == Layout::Fig2Grid {
+        for (d, b) in &groups {
+            let cell = |batch: usize, hist: usize| {
+                cells
+                    .iter()
+                    .find(|c| {
+                        c.dataset == *d
+                            && c.backbone == *b
+                            && c.settings.get("batch_size").map(String::as_str)
+                                == Some(&batch.to_string())
+                            && c.settings.get("history_length").map(String::as_str)
+                                == Some(&hist.to_string())
+                    })
+                    .map(|c| summarize(c, Selection::BestValid).ndcg)
+                    .unwrap_or(f64::NAN)
+            };
+            let chart = BarChart {
+                title: format!("{d} / {b}: NDCG@10 by batch size and history length"),
+                y_label: "NDCG@10".into(),
+                groups: paper::FIG2_GRID_BATCH
+                    .iter()
+                    .map(|x| format!("batch {x}"))
+                    .collect(),
+                series: paper::FIG2_GRID_HISTORY
+                    .iter()
+                    .map(|h| {
+                        (
+                            format!("history {h}"),
+                            paper::FIG2_GRID_BATCH
+                                .iter()
+                                .map(|bs| cell(*bs, *h))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+                whiskers: vec![],
+                references: vec![rnd.clone()],
+            };
+            out.insert(
+                format!("grid-{}.svg", slug(&format!("{d}-{b}"))),
+                chart.render(),
+            );
         }
     }
     out
+}
+
+/// NDCG@10 against the share of history titles masked, one line per method kind (rows that set
+/// `hist_mask`); Base as a reference line. `None` when the group has no such rows.
+fn masking_sweep(cells: &[Cell], d: &str, b: &str) -> Option<(String, String)> {
+    let g: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.dataset == d && c.backbone == b)
+        .collect();
+    let mut kinds: Vec<&str> = g
+        .iter()
+        .filter(|c| c.settings.contains_key("hist_mask"))
+        .map(|c| c.kind.as_str())
+        .collect();
+    kinds.dedup();
+    if kinds.is_empty() {
+        return None;
+    }
+    let series = kinds
+        .iter()
+        .map(|k| {
+            let mut points: Vec<(f64, f64)> = g
+                .iter()
+                .filter(|c| c.kind == *k)
+                .filter_map(|c| {
+                    let m: f64 = c.settings.get("hist_mask")?.parse().ok()?;
+                    Some((m, summarize(c, Selection::BestValid).ndcg))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                name: (*k).to_string(),
+                points,
+                dashed: false,
+            }
+        })
+        .collect();
+    let mut references = vec![("random order".to_string(), agp::random_order_ndcg(K))];
+    if let Some(base) = g.iter().find(|c| c.kind == "base") {
+        references.push((
+            "Base".to_string(),
+            summarize(base, Selection::BestValid).ndcg,
+        ));
+    }
+    let chart = LineChart {
+        title: format!("{d} / {b}: NDCG@10 as history titles are masked"),
+        x_label: "share of history titles masked".into(),
+        y_label: "NDCG@10".into(),
+        series,
+        references,
+    };
+    Some((
+        format!("masking-{}.svg", slug(&format!("{d}-{b}"))),
+        chart.render(),
+    ))
 }

@@ -299,6 +299,22 @@ fn figure_section(exp: &Experiment, cells: &[Cell]) -> String {
                  is said above; every setting a row ran with is in `cells.json`.\n"
             );
         }
+        Layout::Methods => {
+            let _ = writeln!(
+                md,
+                "The paper compares AGP only with LLM-Dir and LLM-CoT. Calls per method are in \
+                 the run summary below: \"better at what price\" is the ratio of Δ to calls.\n"
+            );
+        }
+        Layout::OpenQuestions => {
+            let _ = writeln!(
+                md,
+                "The paper argues that optimizing the profile prompt beats optimizing the rerank \
+                 instruction directly, and leaves the effect of item-text quality open; it \
+                 reports numbers for neither. `masking-*.svg` plots NDCG@10 against the share of \
+                 history titles replaced by `[MASK]` (seeded per user, the same in every epoch).\n"
+            );
+        }
         Layout::Table1 => {}
     }
     md
@@ -307,13 +323,15 @@ fn figure_section(exp: &Experiment, cells: &[Cell]) -> String {
 fn run_summary(cells: &[Cell]) -> String {
     let mut md = String::from(
         "## Run summary\n\nCalls by stage, tokens and parse outcomes per cell. A call is one HTTP \
-         request: a pointwise scoring is one per candidate. Eq. 7 predicts \
-         the training-stage calls as (3B + 2) · N / B per epoch; our count adds the verify \
-         re-evaluations (2 per user per verify step) and skips feedback for users already \
-         ranked first, as the reference code does. Failed calls are those that stayed failed \
+         request: a pointwise scoring is one per candidate. For AGP-style methods Eq. 7 \
+         predicts the training-stage calls as (3B + 2) · N / B per epoch; our count adds the \
+         verify re-evaluations (2 per user per verify step) and skips feedback for users \
+         already ranked first, as the reference code does. For methods that do not learn the \
+         prediction is their call formula times the users (a range for the heap sorts, whose \
+         comparisons depend on the answers). Failed calls are those that stayed failed \
          after every retry, or were refused; their users count as unusable answers \
          (rank K, NDCG 0).\n\n\
-         | Cell | calls by stage | total | Eq. 7 (training) | prompt tok | completion tok | est. cost | parse outcomes | failed calls |\n\
+         | Cell | calls by stage | total | predicted | prompt tok | completion tok | est. cost | parse outcomes | failed calls |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
     for c in cells {
@@ -341,9 +359,12 @@ fn run_summary(cells: &[Cell]) -> String {
             c.key(),
             stages.join(", "),
             c.calls_by_stage.values().sum::<u64>(),
-            c.eq7_training_calls
-                .map(|x| format!("{x:.0}"))
-                .unwrap_or_else(|| "–".into()),
+            match (c.eq7_training_calls, c.formula_calls) {
+                (Some(x), _) => format!("Eq. 7: {x:.0}"),
+                (None, Some((lo, hi))) if lo == hi => lo.to_string(),
+                (None, Some((lo, hi))) => format!("{lo}–{hi}"),
+                (None, None) => "–".into(),
+            },
             c.prompt_tokens,
             c.completion_tokens,
             c.estimated_cost_usd

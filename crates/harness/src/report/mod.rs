@@ -112,6 +112,10 @@ pub struct Cell {
     pub failed_calls: BTreeMap<String, u64>,
     /// Eq. 7 prediction of training-stage calls for this run (AGP-style methods only).
     pub eq7_training_calls: Option<f64>,
+    /// For methods that do not learn: the calls their formula predicts
+    /// (`MethodConfig::calls_per_user` × evaluated users), as (min, max); equal when exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formula_calls: Option<(u64, u64)>,
     pub estimated_cost_usd: Option<f64>,
     pub final_prompt: Option<String>,
 }
@@ -345,6 +349,7 @@ mod tests {
             parse_outcomes: BTreeMap::new(),
             failed_calls: BTreeMap::new(),
             eq7_training_calls: None,
+            formula_calls: None,
             estimated_cost_usd: None,
             final_prompt: None,
         }

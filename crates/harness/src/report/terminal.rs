@@ -108,6 +108,7 @@ mod tests {
             parse_outcomes: BTreeMap::new(),
             failed_calls: BTreeMap::new(),
             eq7_training_calls: None,
+            formula_calls: None,
             estimated_cost_usd: None,
             final_prompt: None,
         }
