@@ -62,6 +62,12 @@ pub enum MethodConfig {
     /// FIRST (Reddy et al. 2024): one listwise prompt, ranked by the first answer token's
     /// log-probability of each candidate id.
     First(FirstConfig),
+    /// OPRO (Yang et al. 2023) on AGP's training loop: the LLM proposes a new `p_gen` from the
+    /// best prompts so far and their scores.
+    Opro(OproConfig),
+    /// ProTeGi (Pryzant et al. 2023) on AGP's training loop: textual gradients from the users a
+    /// prompt misses, edits that follow them, and a beam kept by score.
+    Protegi(ProtegiConfig),
 }
 
 /// Base has no settings. Keys other than `label` are accepted and ignored, so settings merged
@@ -355,6 +361,10 @@ pub struct AgpConfig {
     #[serde(skip_serializing_if = "is_default")]
     pub unmarked_answers: UnmarkedAnswers,
     pub unparseable: UnparseableRule,
+    /// Training-call budget (see [`OproConfig::max_training_calls`]); `None`, the default, trains
+    /// every batch of every epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_training_calls: Option<u64>,
 }
 
 impl Default for AgpConfig {
@@ -379,6 +389,7 @@ impl Default for AgpConfig {
             duplicate_ids: DuplicatePolicy::Dedup,
             unmarked_answers: UnmarkedAnswers::FirstList,
             unparseable: UnparseableRule::Zero,
+            max_training_calls: None,
         }
     }
 }
@@ -413,7 +424,202 @@ impl AgpConfig {
     pub fn train_users(&self, cands: &CandidateFile) -> usize {
         self.n_train_users.unwrap_or(cands.train_users.len())
     }
+
+    /// The training loop's settings.
+    pub fn loop_settings(&self) -> LoopSettings {
+        LoopSettings {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            history_length: self.history_length,
+            hist_mask: self.hist_mask,
+            parse: self.parse_options(),
+            unparseable: self.unparseable,
+            max_training_calls: self.max_training_calls,
+        }
+    }
 }
+
+/// Settings of OPRO (Yang et al. 2023, "Large Language Models as Optimizers") as a baseline
+/// optimizer of AGP's `p_gen`: the training loop is AGP's (training users, batches, epochs,
+/// validation selection, checkpoints) and so are profile and rerank (Eqs. 2–3); only the way a
+/// new prompt is found differs. Each batch the current prompt is scored (mean NDCG@10 of the
+/// batch's users), the LLM is shown the best scored prompts so far in ascending order of score
+/// and a few of the batch's users (history and the item they chose next, never where it
+/// landed), and asked for a better prompt; a proposal that scores strictly higher on the same
+/// users replaces the current prompt. Training calls per epoch: [`crate::opro_train_calls`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OproConfig {
+    /// Row label in reports; default e.g. `OPRO-T100`.
+    pub label: Option<String>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub history_length: usize,
+    /// As [`AgpConfig::n_train_users`].
+    pub n_train_users: Option<usize>,
+    pub hist_mask: f64,
+    /// Initial `p_gen`; `None` is AGP's (empty).
+    pub initial_prompt: Option<String>,
+    /// Proposals per batch, each from its own meta-prompt (1..=100). 1 matches AGP's one edit per
+    /// batch; the OPRO paper samples 8.
+    pub n_candidates: usize,
+    /// Scored prompts the meta-prompt shows, the best ones (1..=1000; OPRO: 20).
+    pub history_size: usize,
+    /// Example users per meta-prompt, drawn from the batch (0..=100; OPRO: 3).
+    pub n_exemplars: usize,
+    /// Training-call budget: once the run's answered training requests (every stage but
+    /// `test`, as [`crate::MethodRun::training_calls`] counts them) reach it, the remaining
+    /// training batches are skipped and the prompt stays; epochs are still evaluated. A batch
+    /// that starts under the budget runs to its end, so training may pass the budget by at most
+    /// one batch's calls. For a comparison at equal calls, run AGP first, take its
+    /// `training_calls()`, set that here and give this method enough epochs to spend it
+    /// (`⌈budget / opro_train_calls(...)⌉` or more). `None`, the default, trains every batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_training_calls: Option<u64>,
+    pub missing_ids: MissingPolicy,
+    pub duplicate_ids: DuplicatePolicy,
+    pub unmarked_answers: UnmarkedAnswers,
+    pub unparseable: UnparseableRule,
+}
+
+impl Default for OproConfig {
+    fn default() -> Self {
+        let agp = AgpConfig::default();
+        Self {
+            label: None,
+            epochs: agp.epochs,
+            batch_size: agp.batch_size,
+            history_length: agp.history_length,
+            n_train_users: None,
+            hist_mask: 0.0,
+            initial_prompt: None,
+            n_candidates: 1,
+            history_size: 20,
+            n_exemplars: 3,
+            max_training_calls: None,
+            missing_ids: agp.missing_ids,
+            duplicate_ids: agp.duplicate_ids,
+            unmarked_answers: agp.unmarked_answers,
+            unparseable: agp.unparseable,
+        }
+    }
+}
+
+/// Settings of ProTeGi (Pryzant et al. 2023, "Automatic Prompt Optimization with 'Gradient
+/// Descent' and Beam Search") as a baseline optimizer of AGP's `p_gen`, on AGP's training loop
+/// with AGP's profile and rerank (Eqs. 2–3). Each batch every beam prompt is scored; the users
+/// it misses (ground truth not in the top `hit_at`), worst first, go in groups of
+/// `errors_per_gradient` to a gradient prompt ("why did the prompt get these wrong?"), each
+/// gradient to an edit prompt that writes `n_edits` new prompts, and the beam becomes the
+/// `beam_width` best of the old beam and the new prompts by mean NDCG@10 on the batch.
+///
+/// ProTeGi's error signal is binary (a user is a hit or a miss), where AGP's feedback states the
+/// ground truth's position. Departures from the paper: the beam is selected by scoring every
+/// prompt on the batch, not by a bandit over random minibatches, and the Monte-Carlo paraphrases
+/// of each new prompt are left out. Training calls per epoch: [`crate::protegi_train_calls`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtegiConfig {
+    /// Row label in reports; default e.g. `ProTeGi-T100`.
+    pub label: Option<String>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub history_length: usize,
+    /// As [`AgpConfig::n_train_users`].
+    pub n_train_users: Option<usize>,
+    pub hist_mask: f64,
+    /// Initial `p_gen`; `None` is AGP's (empty).
+    pub initial_prompt: Option<String>,
+    /// Prompts kept after each batch (1..=100). 1 is greedy and matches AGP's calls; the paper
+    /// keeps 4.
+    pub beam_width: usize,
+    /// Gradients per beam prompt and batch, each over its own group of failing users (1..=100).
+    /// 1 matches AGP's calls; ProTeGi's released code asks 4.
+    pub n_gradients: usize,
+    /// Failing users shown per gradient, the worst first (1..=1000; 4 as in ProTeGi's code).
+    pub errors_per_gradient: usize,
+    /// New prompts asked of each edit call (1..=100; 1 as in ProTeGi's code).
+    pub n_edits: usize,
+    /// A user counts as an error when the ground truth is not among the top `hit_at` of the
+    /// rerank (1..=K−1).
+    pub hit_at: usize,
+    /// Training-call budget, as [`OproConfig::max_training_calls`] (with
+    /// [`crate::protegi_train_calls`] for the epochs it takes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_training_calls: Option<u64>,
+    pub missing_ids: MissingPolicy,
+    pub duplicate_ids: DuplicatePolicy,
+    pub unmarked_answers: UnmarkedAnswers,
+    pub unparseable: UnparseableRule,
+}
+
+impl Default for ProtegiConfig {
+    fn default() -> Self {
+        let agp = AgpConfig::default();
+        Self {
+            label: None,
+            epochs: agp.epochs,
+            batch_size: agp.batch_size,
+            history_length: agp.history_length,
+            n_train_users: None,
+            hist_mask: 0.0,
+            initial_prompt: None,
+            beam_width: 1,
+            n_gradients: 1,
+            errors_per_gradient: 4,
+            n_edits: 1,
+            hit_at: 3,
+            max_training_calls: None,
+            missing_ids: agp.missing_ids,
+            duplicate_ids: agp.duplicate_ids,
+            unmarked_answers: agp.unmarked_answers,
+            unparseable: agp.unparseable,
+        }
+    }
+}
+
+/// The parts of an optimizer's config that AGP's training loop and Eqs. 2–3 read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoopSettings {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub history_length: usize,
+    pub hist_mask: f64,
+    pub parse: ParseOptions,
+    pub unparseable: UnparseableRule,
+    pub max_training_calls: Option<u64>,
+}
+
+macro_rules! optimizer_config_common {
+    ($t:ty) => {
+        impl $t {
+            /// Training users this config uses with `cands`.
+            pub fn train_users(&self, cands: &CandidateFile) -> usize {
+                self.n_train_users.unwrap_or(cands.train_users.len())
+            }
+
+            /// The training loop's settings.
+            pub fn loop_settings(&self) -> LoopSettings {
+                LoopSettings {
+                    epochs: self.epochs,
+                    batch_size: self.batch_size,
+                    history_length: self.history_length,
+                    hist_mask: self.hist_mask,
+                    parse: ParseOptions {
+                        missing_ids: self.missing_ids,
+                        duplicate_ids: self.duplicate_ids,
+                        unmarked_answers: self.unmarked_answers,
+                    },
+                    unparseable: self.unparseable,
+                    max_training_calls: self.max_training_calls,
+                }
+            }
+        }
+    };
+}
+
+optimizer_config_common!(OproConfig);
+optimizer_config_common!(ProtegiConfig);
 
 fn check_range(field: &'static str, v: usize, lo: usize, hi: usize) -> Result<(), AgpError> {
     if (lo..=hi).contains(&v) {
@@ -445,6 +651,37 @@ fn check_mask(field: &'static str, v: f64) -> Result<(), AgpError> {
     }
 }
 
+/// A budget of 0 would train nothing: a method that does not learn is another row.
+fn check_budget(v: Option<u64>) -> Result<(), AgpError> {
+    match v {
+        Some(0) => Err(AgpError::config("max_training_calls", "1..", 0)),
+        _ => Ok(()),
+    }
+}
+
+/// The checks every prompt-optimizing method shares: its training loop against the candidate
+/// file, Eqs. 2–3's history and parser settings, and the budget.
+fn check_training(
+    cands: &CandidateFile,
+    n_train_users: Option<usize>,
+    s: LoopSettings,
+) -> Result<(), AgpError> {
+    check_range("epochs", s.epochs, 1, 1000)?;
+    if cands.train_users.is_empty() {
+        return Err(AgpError::Data(format!(
+            "candidate file ({} / {}) has no train_users; a prompt-optimizing method needs some",
+            cands.dataset, cands.model
+        )));
+    }
+    let n_train = n_train_users.unwrap_or(cands.train_users.len());
+    check_range("n_train_users", n_train, 1, cands.train_users.len())?;
+    check_range("batch_size", s.batch_size, 1, n_train)?;
+    check_range("history_length", s.history_length, 1, 1000)?;
+    check_parse(s.parse)?;
+    check_mask("hist_mask", s.hist_mask)?;
+    check_budget(s.max_training_calls)
+}
+
 impl MethodConfig {
     /// Report label: the config's `label`, else e.g. `AGP-T100` (training users as used with
     /// `cands`).
@@ -460,6 +697,8 @@ impl MethodConfig {
             MethodConfig::PrpAllpair(c) | MethodConfig::PrpSort(c) => &c.label,
             MethodConfig::Setwise(c) => &c.label,
             MethodConfig::First(c) => &c.label,
+            MethodConfig::Opro(c) => &c.label,
+            MethodConfig::Protegi(c) => &c.label,
         };
         if let Some(l) = given {
             return l.clone();
@@ -477,6 +716,8 @@ impl MethodConfig {
             MethodConfig::PrpSort(_) => "PRP-sort".into(),
             MethodConfig::Setwise(c) => format!("Setwise (c{})", c.num_child),
             MethodConfig::First(_) => "FIRST".into(),
+            MethodConfig::Opro(c) => format!("OPRO-T{}", c.train_users(cands)),
+            MethodConfig::Protegi(c) => format!("ProTeGi-T{}", c.train_users(cands)),
         }
     }
 
@@ -495,21 +736,23 @@ impl MethodConfig {
                 check_mask("hist_mask", c.hist_mask)
             }
             MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
-                check_range("epochs", c.epochs, 1, 1000)?;
-                if cands.train_users.is_empty() {
-                    return Err(AgpError::Data(format!(
-                        "candidate file ({} / {}) has no train_users; a prompt-optimizing method \
-                         needs some",
-                        cands.dataset, cands.model
-                    )));
-                }
-                let n_train = c.train_users(cands);
-                check_range("n_train_users", n_train, 1, cands.train_users.len())?;
-                check_range("batch_size", c.batch_size, 1, n_train)?;
-                check_range("history_length", c.history_length, 1, 1000)?;
-                check_range("verify_steps", c.verify_steps, 1, 100)?;
-                check_parse(c.parse_options())?;
-                check_mask("hist_mask", c.hist_mask)
+                check_training(cands, c.n_train_users, c.loop_settings())?;
+                check_range("verify_steps", c.verify_steps, 1, 100)
+            }
+            MethodConfig::Opro(c) => {
+                check_training(cands, c.n_train_users, c.loop_settings())?;
+                check_range("n_candidates", c.n_candidates, 1, 100)?;
+                check_range("history_size", c.history_size, 1, 1000)?;
+                check_range("n_exemplars", c.n_exemplars, 0, 100)
+            }
+            MethodConfig::Protegi(c) => {
+                check_training(cands, c.n_train_users, c.loop_settings())?;
+                check_range("beam_width", c.beam_width, 1, 100)?;
+                check_range("n_gradients", c.n_gradients, 1, 100)?;
+                check_range("errors_per_gradient", c.errors_per_gradient, 1, 1000)?;
+                check_range("n_edits", c.n_edits, 1, 100)?;
+                // A top-K hit would hold every user, leaving no error to learn from.
+                check_range("hit_at", c.hit_at, 1, cands.k.saturating_sub(1).max(1))
             }
             MethodConfig::RankGpt(c) => {
                 check_range("history_length", c.history_length, 1, 1000)?;
@@ -554,9 +797,11 @@ impl MethodConfig {
     /// methods this is the evaluation of a learned prompt (profile and rerank), not training.
     ///
     /// With K = 10 and default settings: Base 0, LLM-Dir and LLM-CoT 1, LLM-Dir (pointwise) 10,
-    /// AGP 2, RerankOpt 1, AGP (pointwise) 11; RankGPT (w4/s2) 4 (1 + ⌈(K − w)/s⌉ windows);
-    /// PRP-allpair 90 (K·(K − 1)); PRP-sort 48..=88 and Setwise (c3) 11..=17 (heapsort: the
-    /// bounds of [`crate::methods::rankers::heapsort_calls`]); FIRST 1.
+    /// AGP, OPRO and ProTeGi 2, RerankOpt 1, AGP (pointwise) 11; RankGPT (w4/s2) 4
+    /// (1 + ⌈(K − w)/s⌉ windows); PRP-allpair 90 (K·(K − 1)); PRP-sort 48..=88 and Setwise (c3)
+    /// 11..=17 (heapsort: the bounds of [`crate::methods::rankers::heapsort_calls`]); FIRST 1.
+    /// Training calls per epoch are [`crate::eq7_api_calls`] (AGP), [`crate::opro_train_calls`]
+    /// and [`crate::protegi_train_calls`].
     pub fn calls_per_user(&self, k: usize) -> CallsPerUser {
         use crate::methods::rankers;
         let k64 = k as u64;
@@ -566,7 +811,9 @@ impl MethodConfig {
                 CallsPerUser::exactly(1)
             }
             MethodConfig::LlmDirPointwise(_) => CallsPerUser::exactly(k64),
-            MethodConfig::Agp(_) => CallsPerUser::exactly(2),
+            MethodConfig::Agp(_) | MethodConfig::Opro(_) | MethodConfig::Protegi(_) => {
+                CallsPerUser::exactly(2)
+            }
             MethodConfig::AgpPointwise(_) => CallsPerUser::exactly(1 + k64),
             MethodConfig::RankGpt(c) => {
                 CallsPerUser::exactly(rankers::rankgpt_windows(k, c.window, c.step).len() as u64)
@@ -581,6 +828,47 @@ impl MethodConfig {
                 CallsPerUser { min, max }
             }
             MethodConfig::First(_) => CallsPerUser::exactly(1),
+        }
+    }
+
+    /// Epochs of training; 0 for a method that does not learn.
+    pub fn training_epochs(&self) -> usize {
+        match self {
+            MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
+                c.epochs
+            }
+            MethodConfig::Opro(c) => c.epochs,
+            MethodConfig::Protegi(c) => c.epochs,
+            MethodConfig::Base(_)
+            | MethodConfig::LlmDir(_)
+            | MethodConfig::LlmCot(_)
+            | MethodConfig::LlmDirPointwise(_)
+            | MethodConfig::RankGpt(_)
+            | MethodConfig::PrpAllpair(_)
+            | MethodConfig::PrpSort(_)
+            | MethodConfig::Setwise(_)
+            | MethodConfig::First(_) => 0,
+        }
+    }
+
+    /// The training-user setting of a method that learns (`None` for one that does not), for a
+    /// caller that caps it to what a candidate file holds.
+    pub fn n_train_users_mut(&mut self) -> Option<&mut Option<usize>> {
+        match self {
+            MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
+                Some(&mut c.n_train_users)
+            }
+            MethodConfig::Opro(c) => Some(&mut c.n_train_users),
+            MethodConfig::Protegi(c) => Some(&mut c.n_train_users),
+            MethodConfig::Base(_)
+            | MethodConfig::LlmDir(_)
+            | MethodConfig::LlmCot(_)
+            | MethodConfig::LlmDirPointwise(_)
+            | MethodConfig::RankGpt(_)
+            | MethodConfig::PrpAllpair(_)
+            | MethodConfig::PrpSort(_)
+            | MethodConfig::Setwise(_)
+            | MethodConfig::First(_) => None,
         }
     }
 }

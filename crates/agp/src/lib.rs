@@ -7,6 +7,10 @@
 //! - The zero-shot rankers of the retrieval literature run on the same lists:
 //!   [`methods::rankers`] has RankGPT, PRP (all pairs and heapsort), Setwise and FIRST;
 //!   [`MethodConfig::calls_per_user`] gives each method's LLM requests per user.
+//! - Generic prompt optimizers learn AGP's `p_gen` on AGP's training loop as baselines:
+//!   [`methods::optimizers`] has OPRO and ProTeGi. Their training calls per epoch are
+//!   [`opro_train_calls`] and [`protegi_train_calls`]; a `max_training_calls` budget (on AGP
+//!   too) set to AGP's [`MethodRun::training_calls`] compares them at equal calls.
 //! - A new method implements [`Reranker`] and runs under the same protocol with
 //!   [`run_reranker`].
 //! - The paper's equations are functions in [`methods::agp`]: [`methods::agp::generate_profile`]
@@ -82,11 +86,14 @@ pub mod run;
 
 pub use config::{
     AgpConfig, BaseConfig, CallsPerUser, EditExtraction, FeedbackListOrder, FeedbackPromptSource,
-    FirstConfig, ListwiseConfig, MethodConfig, PointwiseConfig, PrpConfig, RankGptConfig,
-    SetwiseConfig,
+    FirstConfig, ListwiseConfig, LoopSettings, MethodConfig, OproConfig, PointwiseConfig,
+    ProtegiConfig, PrpConfig, RankGptConfig, SetwiseConfig,
 };
 pub use error::AgpError;
-pub use llm::{CallLedger, FailurePolicy, Llm, StageTally, eq7_api_calls};
+pub use llm::{
+    CallLedger, FailurePolicy, Llm, StageTally, TRAINING_STAGES, eq7_api_calls, opro_train_calls,
+    protegi_train_calls, training_calls,
+};
 pub use metrics::{
     MeanMetrics, UnparseableRule, UserResult, ndcg_at_10, random_order_ndcg, score_failed_call,
 };

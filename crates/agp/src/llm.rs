@@ -286,9 +286,99 @@ pub fn eq7_api_calls(batch_size: usize, n_train_users: usize) -> f64 {
     (batch_size as f64 * 3.0 + 2.0) * n_train_users as f64 / batch_size as f64
 }
 
+/// The stages of training calls: every stage but `test` (evaluation) and `other`.
+pub const TRAINING_STAGES: [Stage; 6] = [
+    Stage::Profile,
+    Stage::Rerank,
+    Stage::Feedback,
+    Stage::Summarize,
+    Stage::Edit,
+    Stage::Verify,
+];
+
+/// Answered training requests in `tallies`: what a `max_training_calls` budget is measured
+/// against, and what [`crate::MethodRun::training_calls`] reports. Failed calls are left out,
+/// as they are of every other count of calls.
+pub fn training_calls(tallies: &BTreeMap<Stage, StageTally>) -> u64 {
+    TRAINING_STAGES
+        .iter()
+        .filter_map(|s| tallies.get(s))
+        .map(|t| t.calls)
+        .sum()
+}
+
+/// Training requests of one OPRO epoch over `n_train_users` in batches of `batch_size` with
+/// `n_candidates` proposals per batch: each batch of b users pays 2b to score the current prompt
+/// (profile and rerank per user), `n_candidates` meta-prompt calls and 2b per proposal, so an
+/// epoch is 2N·(1 + n) + n·⌈N/B⌉. Exact when every call is answered and no proposal repeats the
+/// current prompt or an earlier proposal of its batch (a repeat is not scored again); an upper
+/// bound otherwise.
+pub fn opro_train_calls(batch_size: usize, n_train_users: usize, n_candidates: usize) -> u64 {
+    if batch_size == 0 {
+        return 0;
+    }
+    let (n, b, c) = (
+        n_train_users as u64,
+        n_train_users.div_ceil(batch_size) as u64,
+        n_candidates as u64,
+    );
+    2 * n * (1 + c) + c * b
+}
+
+/// Training requests of one ProTeGi epoch (an upper bound): per batch of b users and per beam
+/// prompt, 2b to score it, up to `n_gradients` gradient calls and as many edit calls, and 2b per
+/// new prompt (`n_edits` per edit), so an epoch is w·(2N·(1 + G·e) + 2G·⌈N/B⌉) for beam width w,
+/// G gradients and e edits. Exact when the beam is full (from the first batch when w = 1), every
+/// beam prompt has at least (G − 1)·`errors_per_gradient` + 1 failing users in every batch,
+/// every edit answer holds e prompts that repeat no other of the step, and every call is answered.
+pub fn protegi_train_calls(
+    batch_size: usize,
+    n_train_users: usize,
+    beam_width: usize,
+    n_gradients: usize,
+    n_edits: usize,
+) -> u64 {
+    if batch_size == 0 {
+        return 0;
+    }
+    let (n, b) = (
+        n_train_users as u64,
+        n_train_users.div_ceil(batch_size) as u64,
+    );
+    let (w, g, e) = (beam_width as u64, n_gradients as u64, n_edits as u64);
+    w * (2 * n * (1 + g * e) + 2 * g * b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn optimizer_call_formulas() {
+        // 20 users in batches of 5: 4 batches.
+        assert_eq!(opro_train_calls(5, 20, 1), 2 * 20 * 2 + 4);
+        assert_eq!(opro_train_calls(5, 20, 8), 2 * 20 * 9 + 8 * 4);
+        // A short last batch still has its proposals: 18 users, 4 batches.
+        assert_eq!(opro_train_calls(5, 18, 1), 2 * 18 * 2 + 4);
+        assert_eq!(protegi_train_calls(5, 20, 1, 1, 1), 2 * 20 * 2 + 2 * 4);
+        assert_eq!(
+            protegi_train_calls(5, 20, 4, 4, 1),
+            4 * (2 * 20 * 5 + 2 * 4 * 4)
+        );
+        assert_eq!(opro_train_calls(0, 20, 1), 0);
+        assert_eq!(protegi_train_calls(0, 20, 1, 1, 1), 0);
+        // Training stages are everything but evaluation.
+        let t = |calls| StageTally {
+            calls,
+            ..StageTally::default()
+        };
+        let tallies = BTreeMap::from([
+            (Stage::Profile, t(3)),
+            (Stage::Edit, t(1)),
+            (Stage::Test, t(7)),
+        ]);
+        assert_eq!(training_calls(&tallies), 4);
+    }
 
     #[test]
     fn tallies_of_older_checkpoints_load_and_clean_ones_serialise_as_before() {

@@ -49,6 +49,9 @@ pub const SECTION_TAGS: &[&str] = &[
     "Ground-truth Item Id",
     "All Item Profiles in format of <item id: item profile>",
     "Candidate Item",
+    "Previous Instructions and Scores",
+    "Example Users",
+    "Reasons the Prompt Failed",
 ];
 
 /// The placeholder `methods::agp` renders pointwise templates with; [`pointwise_suffix`] leaves
@@ -586,5 +589,160 @@ Rank the {k} items above by how likely the user is to interact with each of them
 The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}, and MUST start with the id \
 of the most likely item, with nothing before it. Only respond with the ranking; do not explain.",
         k.saturating_sub(1)
+    )
+}
+
+/// What the optimizers' prompts say the optimized prompt does, so an OPRO or ProTeGi proposal
+/// is written for the same job as AGP's Edit.
+const PROFILE_PROMPT_JOB: &str = "A language model follows the prompt to write a profile of a user from \
+the user's historical item interactions; a second call reranks the user's candidate items from that profile \
+alone.";
+
+/// A prompt as the optimizers' prompts show it: AGP's empty start as `(empty)`, so the section
+/// does not read as missing.
+fn shown_prompt(p: &str) -> &str {
+    if p.trim().is_empty() { "(empty)" } else { p }
+}
+
+/// OPRO's example user: the items the user interacted with (the history block the profile is
+/// written from) and the one it interacted with next, the task's input and answer, and nothing
+/// about where a ranking put it.
+pub fn opro_example(i: usize, history: &str, gt_text: &str) -> String {
+    format!(
+        "User {i}\n\
+Historical items, oldest first:\n\
+{history}\n\
+Item the user interacted with next: {}",
+        neutralise_item_text(gt_text)
+    )
+}
+
+/// OPRO's meta-prompt (Yang et al. 2023): the scored prompts in ascending
+/// order of score, so the best come last, nearest the request for a better one; then example
+/// users; then the request. A score is a mean NDCG@10 shown from 0 to 100 with one decimal; an
+/// empty prompt (AGP's start) shows as `(empty)`.
+pub fn opro_meta(scored: &[(&str, f64)], examples: &[String]) -> String {
+    let history = scored
+        .iter()
+        .map(|(p, score)| format!("text:\n{}\nscore:\n{:.1}", shown_prompt(p), score * 100.0))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let examples = if examples.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "[Example Users]\n\
+Below are some users, each with the items they interacted with and the item they interacted with next.\n\
+\n\
+{}\n\
+\n",
+            examples.join("\n\n")
+        )
+    };
+    format!(
+        "[Task]\n\
+Your task is to write the instructions of a user profile generation prompt. {PROFILE_PROMPT_JOB}\n\
+\n\
+[Previous Instructions and Scores]\n\
+Below are previous instructions with their scores, in ascending order of score. The score is the mean \
+NDCG@10 of the reranked lists, from 0 to 100; higher is better.\n\
+\n\
+{history}\n\
+\n\
+{examples}\
+[Expected Output]\n\
+Write new instructions that are different from all the instructions above and have a higher score than all \
+of them. The instructions should be concise, effective and generally applicable to all users. The output MUST \
+contain only the new instructions, starting with {BOS} and ending with {EOS}."
+    )
+}
+
+/// One of ProTeGi's errors: the input (history), what the prompt made of it (the profile and the
+/// top `hit_at` items of the rerank, fewer if the answer named fewer) and the answer. It says
+/// the answer missed the top, never where it landed: ProTeGi's signal is hit or miss.
+pub fn protegi_error(
+    i: usize,
+    history: &str,
+    user_profile: &str,
+    top: &[impl AsRef<str>],
+    hit_at: usize,
+    gt_text: &str,
+) -> String {
+    let top = if top.is_empty() {
+        "(none: the rerank answer could not be read)".to_string()
+    } else {
+        history_lines(top)
+    };
+    format!(
+        "## User {i}\n\
+Historical items, oldest first:\n\
+{history}\n\
+Generated user profile:\n\
+{user_profile}\n\
+Top {hit_at} reranked items:\n\
+{top}\n\
+Item the user interacted with next (not among them): {}",
+        neutralise_item_text(gt_text)
+    )
+}
+
+/// The opening that ProTeGi's gradient and edit prompts share, and their failed cases.
+fn protegi_case(prompt: &str, errors: &[String], hit_at: usize) -> String {
+    format!(
+        "[Task]\n\
+I'm trying to write a user profile generation prompt. {PROFILE_PROMPT_JOB}\n\
+\n\
+[Current User Generation Prompt]\n\
+{}\n\
+\n\
+[Failed Cases]\n\
+But this prompt gets the following users wrong: the item each user interacted with next is not among the \
+top {hit_at} reranked items.\n\
+\n\
+{}",
+        shown_prompt(prompt),
+        errors.join("\n\n")
+    )
+}
+
+/// ProTeGi's gradient prompt (Pryzant et al. 2023): why the prompt got these users wrong, one
+/// reason per group of errors, as ProTeGi's released code asks.
+pub fn protegi_gradient(prompt: &str, errors: &[String], hit_at: usize) -> String {
+    format!(
+        "{}\n\
+\n\
+[Expected Output]\n\
+Give one reason why the prompt could have gotten these users wrong.",
+        protegi_case(prompt, errors, hit_at)
+    )
+}
+
+/// ProTeGi's edit prompt: the same users and the gradient, and `n` new prompts that fix it, each
+/// between the answer markers.
+pub fn protegi_edit(
+    prompt: &str,
+    errors: &[String],
+    hit_at: usize,
+    gradient: &str,
+    n: usize,
+) -> String {
+    let ask = if n == 1 {
+        format!("write one improved prompt. It MUST start with {BOS} and end with {EOS}.")
+    } else {
+        format!(
+            "write {n} different improved prompts. Each prompt MUST start with {BOS} and end with \
+{EOS}."
+        )
+    };
+    format!(
+        "{}\n\
+\n\
+[Reasons the Prompt Failed]\n\
+Based on these users, the problem with this prompt is:\n\
+{gradient}\n\
+\n\
+[Expected Output]\n\
+Based on the above information, {ask}",
+        protegi_case(prompt, errors, hit_at)
     )
 }

@@ -33,11 +33,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MethodConfig;
 use crate::error::AgpError;
-use crate::llm::{FailurePolicy, Llm, StageTally, eq7_api_calls};
+use crate::llm::{FailurePolicy, Llm, StageTally, eq7_api_calls, training_calls};
 use crate::log::EventLog;
 use crate::methods::{
-    Base, First, ListwiseBaseline, PointwiseBaseline, PromptOptimizer, PrpAllpair, PrpSort,
-    RankGpt, Route, Setwise,
+    Base, First, ListwiseBaseline, Opro, PointwiseBaseline, PromptOptimizer, Protegi, PrpAllpair,
+    PrpSort, RankGpt, Route, Setwise,
 };
 use crate::metrics::{
     MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_failed_call, score_ordering,
@@ -177,6 +177,12 @@ impl MethodRun {
             Selection::BestValid => self.best_valid.as_ref(),
         }
     }
+
+    /// Answered training requests (every stage but `test`): the count a `max_training_calls`
+    /// budget is measured in, so AGP's value is the budget that gives OPRO or ProTeGi its calls.
+    pub fn training_calls(&self) -> u64 {
+        training_calls(&self.calls)
+    }
 }
 
 /// Build the method a config describes.
@@ -212,6 +218,8 @@ pub fn build_reranker(cfg: &MethodConfig, cands: &CandidateFile) -> Box<dyn Rera
         MethodConfig::PrpSort(c) => Box::new(PrpSort { cfg: c.clone() }),
         MethodConfig::Setwise(c) => Box::new(Setwise { cfg: c.clone() }),
         MethodConfig::First(c) => Box::new(First { cfg: c.clone() }),
+        MethodConfig::Opro(c) => Box::new(Opro::new(c.clone(), c.train_users(cands))),
+        MethodConfig::Protegi(c) => Box::new(Protegi::new(c.clone(), c.train_users(cands))),
     }
 }
 

@@ -3,8 +3,8 @@
 mod common;
 
 use agp::{
-    AgpConfig, FeedbackListOrder, FeedbackPromptSource, MethodConfig, MissingPolicy, PrpConfig,
-    RankGptConfig, SetwiseConfig, UnparseableRule,
+    AgpConfig, FeedbackListOrder, FeedbackPromptSource, MethodConfig, MissingPolicy, OproConfig,
+    PrpConfig, RankGptConfig, SetwiseConfig, UnparseableRule,
 };
 
 fn parse(text: &str) -> Result<MethodConfig, toml::de::Error> {
@@ -41,6 +41,8 @@ fn every_kind_and_quirk_parses() {
         "prp-sort",
         "setwise",
         "first",
+        "opro",
+        "protegi",
     ] {
         let cfg = parse(&format!("kind = \"{kind}\"\nlabel = \"x\"")).unwrap();
         let (_, cands) = common::fixture();
@@ -193,4 +195,118 @@ fn ranker_defaults_labels_and_ranges() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("window"), "{e}");
+}
+
+#[test]
+fn optimizer_defaults_labels_and_ranges() {
+    let (_, cands) = common::fixture();
+    let cfg = parse("kind = \"opro\"").unwrap();
+    assert_eq!(cfg, MethodConfig::Opro(OproConfig::default()));
+    let MethodConfig::Opro(c) = &cfg else {
+        unreachable!()
+    };
+    // AGP's loop; one proposal per batch to match AGP's one edit.
+    assert_eq!((c.epochs, c.batch_size, c.history_length), (10, 10, 5));
+    assert_eq!((c.n_candidates, c.history_size, c.n_exemplars), (1, 20, 3));
+    assert_eq!(c.max_training_calls, None);
+    assert_eq!(cfg.label(&cands), "OPRO-T20");
+    let cfg = parse("kind = \"protegi\"\nn_train_users = 10\nbatch_size = 5").unwrap();
+    let MethodConfig::Protegi(c) = &cfg else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            c.beam_width,
+            c.n_gradients,
+            c.errors_per_gradient,
+            c.n_edits
+        ),
+        (1, 1, 4, 1)
+    );
+    assert_eq!(c.hit_at, 3);
+    assert_eq!(cfg.label(&cands), "ProTeGi-T10");
+    cfg.validate(&cands).unwrap();
+    assert_eq!(cfg.training_epochs(), 10);
+    assert_eq!(parse("kind = \"llm-dir\"").unwrap().training_epochs(), 0);
+    let mut capped = cfg.clone();
+    *capped.n_train_users_mut().unwrap() = Some(3);
+    assert_eq!(capped.label(&cands), "ProTeGi-T3");
+
+    // An unset budget stays out of the echo; a set one round-trips.
+    let echo = toml::to_string(&parse("kind = \"agp\"").unwrap()).unwrap();
+    assert!(!echo.contains("max_training_calls"), "{echo}");
+    let budgeted = parse("kind = \"agp\"\nmax_training_calls = 5000").unwrap();
+    assert_eq!(
+        parse(&toml::to_string(&budgeted).unwrap()).unwrap(),
+        budgeted
+    );
+
+    let check = |text: &str| {
+        parse(text)
+            .unwrap()
+            .validate(&cands)
+            .unwrap_err()
+            .to_string()
+    };
+    for (text, field, range) in [
+        (
+            "kind = \"opro\"\nn_candidates = 0",
+            "n_candidates",
+            "1..=100",
+        ),
+        (
+            "kind = \"opro\"\nhistory_size = 0",
+            "history_size",
+            "1..=1000",
+        ),
+        (
+            "kind = \"opro\"\nn_exemplars = 101",
+            "n_exemplars",
+            "0..=100",
+        ),
+        ("kind = \"opro\"\nbatch_size = 21", "batch_size", "1..=20"),
+        (
+            "kind = \"opro\"\nmax_training_calls = 0",
+            "max_training_calls",
+            "1..",
+        ),
+        (
+            "kind = \"agp\"\nmax_training_calls = 0",
+            "max_training_calls",
+            "1..",
+        ),
+        (
+            "kind = \"protegi\"\nbeam_width = 0",
+            "beam_width",
+            "1..=100",
+        ),
+        (
+            "kind = \"protegi\"\nn_gradients = 0",
+            "n_gradients",
+            "1..=100",
+        ),
+        (
+            "kind = \"protegi\"\nerrors_per_gradient = 0",
+            "errors_per_gradient",
+            "1..=1000",
+        ),
+        ("kind = \"protegi\"\nn_edits = 0", "n_edits", "1..=100"),
+        ("kind = \"protegi\"\nhit_at = 10", "hit_at", "1..=9"),
+        ("kind = \"protegi\"\nepochs = 0", "epochs", "1..=1000"),
+        (
+            "kind = \"protegi\"\nhist_mask = 1.0",
+            "hist_mask",
+            "0.0..1.0",
+        ),
+    ] {
+        let e = check(text);
+        assert!(
+            e.contains(&format!("`{field}`")) && e.contains(range),
+            "{text}: {e}"
+        );
+    }
+    let e = parse("kind = \"opro\"\nbeam_width = 2")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("beam_width"), "{e}");
 }

@@ -141,8 +141,18 @@ fn a_hostile_title_cannot_add_answer_markers() {
         prompts::pointwise_suffix(&texts[1]),
         // FIRST reads the answer's first token, so its prompt asks for no markers at all.
         prompts::first_listwise(&hist, &cands, texts.len()),
+        prompts::protegi_gradient("<p>", &[optimizer_example(&texts)], 3),
     ] {
         assert!(!p.contains(BOS) && !p.contains(EOS), "{p}");
+    }
+    // The optimizers' proposals are read from their markers: one pair in each prompt.
+    let example = prompts::opro_example(1, &hist, &texts[1]);
+    for p in [
+        prompts::opro_meta(&[("<p>", 0.5)], &[example]),
+        prompts::protegi_edit("<p>", &[optimizer_example(&texts)], 3, "<g>", 2),
+    ] {
+        assert_eq!(p.matches(BOS).count(), 1, "{p}");
+        assert_eq!(p.matches(EOS).count(), 1, "{p}");
     }
 }
 
@@ -205,6 +215,18 @@ fn feedback_and_pointwise_prompts_neutralise_the_item_too() {
     assert!(prompts::pointwise_suffix(prompts::CANDIDATE_PLACEHOLDER).starts_with("<candidate>\n"));
 }
 
+/// ProTeGi's error for a user whose history, top items and ground truth are hostile texts.
+fn optimizer_example(texts: &[String]) -> String {
+    prompts::protegi_error(
+        1,
+        &prompts::history_lines(texts),
+        "<profile>",
+        &texts[..3],
+        3,
+        &texts[1],
+    )
+}
+
 /// Every prompt rendered with placeholder arguments, for checking the section-tag list.
 fn all_prompts() -> Vec<String> {
     let losses = vec![(0, "<f>".to_string())];
@@ -222,6 +244,9 @@ fn all_prompts() -> Vec<String> {
         prompts::pointwise_prefix_history("<h>"),
         prompts::pointwise_prefix_profile("<p>"),
         prompts::first_listwise("<h>", "<c>", 2),
+        prompts::opro_meta(&[("<p>", 0.5)], &[prompts::opro_example(1, "<h>", "<g>")]),
+        prompts::protegi_gradient("<p>", &["<e>".to_string()], 3),
+        prompts::protegi_edit("<p>", &["<e>".to_string()], 3, "<g>", 1),
     ]);
     v
 }

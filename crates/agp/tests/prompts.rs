@@ -211,6 +211,42 @@ fn rankers() {
     );
 }
 
+/// OPRO's meta-prompt (two scored prompts, best last, and an example user) and ProTeGi's
+/// gradient and edit prompts (one error, one and two edits asked).
+#[test]
+fn prompt_optimizers() {
+    let u = user(23);
+    let scored = [("", 0.2531), ("<learned p_gen>", 0.41)];
+    let example = prompts::opro_example(1, &u.history, &u.gt_text);
+    insta::assert_snapshot!(
+        "opro_meta",
+        prompts::opro_meta(&scored, std::slice::from_ref(&example))
+    );
+    insta::assert_snapshot!("opro_meta_no_examples", prompts::opro_meta(&scored, &[]));
+    let top = [
+        u.texts[9].as_str(),
+        u.texts[8].as_str(),
+        u.texts[7].as_str(),
+    ];
+    let errors = [prompts::protegi_error(
+        1, &u.history, PROFILE, &top, 3, &u.gt_text,
+    )];
+    insta::assert_snapshot!(
+        "protegi_gradient",
+        prompts::protegi_gradient("<learned p_gen>", &errors, 3)
+    );
+    insta::assert_snapshot!(
+        "protegi_edit",
+        prompts::protegi_edit("<learned p_gen>", &errors, 3, "<gradient>", 1)
+    );
+    let unread: [&str; 0] = [];
+    let unreadable = prompts::protegi_error(2, &u.history, PROFILE, &unread, 3, &u.gt_text);
+    insta::assert_snapshot!(
+        "protegi_edit_two",
+        prompts::protegi_edit("", &[unreadable], 3, "<gradient>", 2)
+    );
+}
+
 #[test]
 fn system_message() {
     insta::assert_snapshot!("system", prompts::SYSTEM);

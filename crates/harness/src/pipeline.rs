@@ -294,12 +294,10 @@ pub fn job_config(job: &MethodJob<'_>) -> Result<MethodSpec> {
     match &mut spec {
         MethodSpec::Builtin(cfg) => {
             if job.exp.settings.take_available_users
-                && let MethodConfig::Agp(c)
-                | MethodConfig::AgpPointwise(c)
-                | MethodConfig::RerankOpt(c) = cfg
-                && c.n_train_users.is_some_and(|n| n > available)
+                && let Some(n) = cfg.n_train_users_mut()
+                && n.is_some_and(|n| n > available)
             {
-                c.n_train_users = Some(available);
+                *n = Some(available);
             }
             cfg.validate(&job.backbone.candidates).with_context(at)?;
         }
@@ -346,11 +344,8 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         on_failure: job.on_failure,
     };
     let trains = match &cfg {
-        MethodSpec::Builtin(
-            MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c),
-        ) => c.epochs > 1,
+        MethodSpec::Builtin(c) => c.training_epochs() > 1,
         MethodSpec::External(c) => c.epochs > 1,
-        MethodSpec::Builtin(_) => false,
     };
     let llm: Arc<dyn agp_llm::ChatModel> = Arc::new(Prioritized {
         inner: job.llm.clone(),
@@ -487,9 +482,7 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
             .collect(),
         eq7_training_calls: run.eq7_calls_per_epoch.map(|x| x * n_epochs),
         formula_calls: match cfg {
-            MethodSpec::Builtin(c)
-                if run.epochs.len() <= 1 && run.eq7_calls_per_epoch.is_none() =>
-            {
+            MethodSpec::Builtin(c) if c.training_epochs() == 0 => {
                 let per = c.calls_per_user(K);
                 let users = run.last.users.len() as u64;
                 Some((per.min * users, per.max * users))

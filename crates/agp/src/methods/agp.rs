@@ -9,6 +9,9 @@
 //! - feedback (Eq. 4): that user's critique is left out of the batch;
 //! - summarize (Eq. 5), edit (Eq. 6) or any call of the verify pass: the batch's edit is
 //!   discarded (counted in `discarded`, logged with the failed stage) and the prompt stays.
+//!
+//! With [`AgpConfig::max_training_calls`] set, a batch that starts with the budget spent is
+//! skipped (as OPRO's and ProTeGi's, [`super::optimizers`]).
 
 use agp_llm::{FailureReason, Stage};
 use async_trait::async_trait;
@@ -508,6 +511,9 @@ impl Reranker for PromptOptimizer {
         env: &Env,
     ) -> Result<BatchOutcome, AgpError> {
         let mut out = BatchOutcome::default();
+        if super::budget_spent(self.cfg.max_training_calls, step, env)? {
+            return Ok(out);
+        }
         for attempt in 0..self.cfg.verify_steps {
             let current = self.prompt.clone();
             let (fwd, results) = self

@@ -171,7 +171,8 @@ pub enum RankerAnswers {
 
 /// Rules: a profile echoes the instructions and the first history line; a listwise rerank
 /// answers the identity when the prompt mentions "genre" and the reversed order otherwise;
-/// feedback, summaries and edits are fixed sentences; a pointwise score prefers candidates whose
+/// feedback, summaries and edits are fixed sentences; OPRO's and ProTeGi's proposals alternate
+/// between a prompt with "genre" and one without (see [`opro_proposal`], [`protegi_edit`]); a pointwise score prefers candidates whose
 /// genre matches the first history item; RankGPT, PRP and Setwise prompts as [`RankerAnswers`]
 /// says. Answers arrive after a delay derived from the prompt
 /// so concurrent calls complete out of order.
@@ -304,6 +305,15 @@ fn answer(prompt: &str, ranker: RankerAnswers) -> String {
             first.unwrap_or("")
         );
     }
+    if prompt.starts_with("[Task]\nYour task is to write the instructions") {
+        return opro_proposal(prompt);
+    }
+    if prompt.starts_with("[Task]\nI'm trying to write a user profile generation prompt") {
+        if prompt.contains("[Reasons the Prompt Failed]") {
+            return protegi_edit(prompt);
+        }
+        return "The prompt ignores the users' genres.".into();
+    }
     if prompt.starts_with("[Task]\nEvaluate the generated user profile") {
         return "Emphasize genre in the profile.".into();
     }
@@ -330,6 +340,63 @@ fn answer(prompt: &str, ranker: RankerAnswers) -> String {
         return format!("|beginoftext|{}|endoftext|", ids.join(", "));
     }
     "I do not understand.".into()
+}
+
+/// OPRO's meta-prompt: the genre prompt while no shown instruction mentions a genre, else a
+/// prompt named after the number of instructions shown (so it is new while the history grows)
+/// and the first example user's next item (so proposals with other examples differ).
+fn opro_proposal(prompt: &str) -> String {
+    let shown: Vec<&str> = prompt
+        .split("text:\n")
+        .skip(1)
+        .filter_map(|t| t.split("\nscore:").next())
+        .collect();
+    let example = prompt
+        .split("Item the user interacted with next: ")
+        .nth(1)
+        .and_then(|t| t.lines().next())
+        .unwrap_or("nobody");
+    let new = if shown.iter().any(|t| t.contains("genre")) {
+        format!(
+            "Summarize the user's tastes (after {} prompts, like {example}).",
+            shown.len()
+        )
+    } else {
+        format!("List the user's favourite genre first, like {example}.")
+    };
+    format!("A better one: |beginoftext|{new}|endoftext|")
+}
+
+/// ProTeGi's edit: the genre prompt's opposite (a prompt without "genre" if the current one has
+/// it, and the other way round), as many as asked, the second and later marked as variants.
+fn protegi_edit(prompt: &str) -> String {
+    let current = prompt
+        .split("[Current User Generation Prompt]\n")
+        .nth(1)
+        .and_then(|t| t.split("\n\n[Failed Cases]").next())
+        .unwrap_or("");
+    let n = prompt
+        .split("Based on the above information, write ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|w| w.parse::<usize>().ok())
+        .unwrap_or(1);
+    let base = if current.contains("genre") {
+        "Summarize the user's tastes"
+    } else {
+        "List the user's favourite genre first"
+    };
+    (0..n)
+        .map(|i| match i {
+            0 => format!("{}. |beginoftext|{base}.|endoftext|", i + 1),
+            _ => format!(
+                "{}. |beginoftext|{base} (variant {}).|endoftext|",
+                i + 1,
+                i + 1
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[async_trait]
