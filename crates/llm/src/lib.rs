@@ -9,6 +9,8 @@
 //! * [`fetch`]: pinned GGUF models from PyPI wheels.
 //! * [`factory`]: `--llm replay|local:<model>|openai:<model>|deepseek:<model>|http:<url>`.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
