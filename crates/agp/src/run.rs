@@ -424,6 +424,149 @@ fn count(parse: &mut BTreeMap<ParseOutcome, u64>, results: &[UserResult]) {
     }
 }
 
+/// The protocol's users as cases: the first `n_train` training users, the test users, and the
+/// validation users when there are several epochs to choose from (with one there is nothing to
+/// choose, so they are not paid for).
+fn protocol_cases(
+    ds: &Dataset,
+    cands: &CandidateFile,
+    n_train: usize,
+    n_epochs: usize,
+) -> Result<(Vec<UserCase>, Vec<UserCase>, Vec<UserCase>), AgpError> {
+    if n_train > cands.train_users.len() {
+        return Err(AgpError::config(
+            "n_train_users",
+            format!("0..={}", cands.train_users.len()),
+            n_train,
+        ));
+    }
+    let cases = |users: &[u32]| -> Result<Vec<UserCase>, AgpError> {
+        users.iter().map(|&u| user_case(ds, cands, u)).collect()
+    };
+    let valid = if n_epochs > 1 {
+        cases(&cands.valid_users)?
+    } else {
+        Vec::new()
+    };
+    Ok((
+        cases(&cands.train_users[..n_train])?,
+        cases(&cands.test_users)?,
+        valid,
+    ))
+}
+
+/// The checkpoint at `path` if this run may resume from it: an error when it holds another
+/// run (format, config, or inputs differ), `None` when there is none or when it holds failed
+/// calls worth asking again. Resuming those would keep the users' failed outcomes (and an
+/// epoch trained without their feedback) for good; a fresh start asks those calls again, and
+/// with recordings every answered call replays for free.
+fn resumable(path: &Path, fresh: &Checkpoint) -> Result<Option<Checkpoint>, AgpError> {
+    let Some(old) = load_checkpoint(path)? else {
+        return Ok(None);
+    };
+    let differs = if old.version != CHECKPOINT_VERSION {
+        Some("checkpoint format version")
+    } else if old.label != fresh.label || old.config != fresh.config {
+        Some("method config")
+    } else if old.inputs != fresh.inputs {
+        Some("model, sampling, seed or candidate file")
+    } else {
+        None
+    };
+    if let Some(what) = differs {
+        return Err(AgpError::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "holds a run of {} with a different {what}; use another log_dir or remove it",
+                old.label
+            ),
+        });
+    }
+    let transient: Vec<String> = old
+        .failures
+        .iter()
+        .filter(|(reason, _)| reason.is_transient())
+        .map(|(reason, n)| format!("{n} {reason}"))
+        .collect();
+    if transient.is_empty() {
+        return Ok(Some(old));
+    }
+    eprintln!(
+        "{}: holds failed calls worth asking again ({}); starting over from epoch 1",
+        path.display(),
+        transient.join(", ")
+    );
+    Ok(None)
+}
+
+/// The reported epochs: the last, the best on test users, and the best on validation users
+/// (the only epoch when there is one; `None` without validation users). The first epoch wins
+/// ties, so a flat curve reports its earliest epoch.
+struct Selected {
+    last: SelectedEpoch,
+    best_test: SelectedEpoch,
+    best_valid: Option<SelectedEpoch>,
+}
+
+fn select_epochs(done: &[EpochRecord], has_valid: bool) -> Selected {
+    let select = |selection: Selection, idx: usize| {
+        let rec = &done[idx];
+        SelectedEpoch {
+            selection,
+            epoch: rec.metrics.epoch,
+            test: rec.metrics.test.clone(),
+            valid: rec.metrics.valid.clone(),
+            users: rec.test.clone(),
+        }
+    };
+    let argmax = |f: &dyn Fn(&EpochRecord) -> f64| {
+        (0..done.len()).fold(0, |best, i| {
+            if f(&done[i]) > f(&done[best]) {
+                i
+            } else {
+                best
+            }
+        })
+    };
+    let last = select(Selection::Last, done.len() - 1);
+    let best_test = select(Selection::BestTest, argmax(&|e| e.metrics.test.ndcg10));
+    let best_valid = if done.len() == 1 {
+        Some(select(Selection::BestValid, 0))
+    } else {
+        has_valid.then(|| {
+            select(
+                Selection::BestValid,
+                argmax(&|e| e.metrics.valid.as_ref().map_or(0.0, |v| v.ndcg10)),
+            )
+        })
+    };
+    Selected {
+        last,
+        best_test,
+        best_valid,
+    }
+}
+
+/// The test users' metrics in the backbone's own order: what every method is measured against.
+fn backbone_order(test_cases: &[UserCase]) -> MeanMetrics {
+    let results: Vec<UserResult> = test_cases
+        .iter()
+        .map(|c| {
+            let k = c.input.candidates.len();
+            let order: Vec<usize> = (0..k).collect();
+            score_ordering(
+                c.input.user,
+                &order,
+                c.gt_index,
+                k,
+                ParseOutcome::Backbone,
+                UnparseableRule::Zero,
+            )
+        })
+        .collect();
+    MeanMetrics::of(&results)
+}
+
 /// Run any [`Reranker`] under the protocol: training users in batches (same batches every
 /// epoch), test users (and validation users, with several epochs) evaluated after every epoch.
 pub async fn run_reranker(
@@ -440,34 +583,8 @@ pub async fn run_reranker(
         return Err(AgpError::config("concurrency", "1..", 0));
     }
     let n_train = r.n_train_users();
-    if n_train > cands.train_users.len() {
-        return Err(AgpError::config(
-            "n_train_users",
-            format!("0..={}", cands.train_users.len()),
-            n_train,
-        ));
-    }
-    let train_cases: Vec<UserCase> = cands.train_users[..n_train]
-        .iter()
-        .map(|&u| user_case(ds, cands, u))
-        .collect::<Result<_, _>>()?;
-    let test_cases: Vec<UserCase> = cands
-        .test_users
-        .iter()
-        .map(|&u| user_case(ds, cands, u))
-        .collect::<Result<_, _>>()?;
     let n_epochs = r.epochs();
-    // Validation users exist to choose an epoch; with a single epoch there is nothing to
-    // choose, so they are not paid for.
-    let valid_cases: Vec<UserCase> = if n_epochs > 1 {
-        cands
-            .valid_users
-            .iter()
-            .map(|&u| user_case(ds, cands, u))
-            .collect::<Result<_, _>>()?
-    } else {
-        Vec::new()
-    };
+    let (train_cases, test_cases, valid_cases) = protocol_cases(ds, cands, n_train, n_epochs)?;
     let eval_cases: Vec<UserCase> = test_cases.iter().chain(&valid_cases).cloned().collect();
     let batch_size = r.batch_size().max(1);
     let batches: Vec<&[UserCase]> = if n_epochs > 0 {
@@ -513,47 +630,12 @@ pub async fn run_reranker(
         log_len: 0,
     };
     if let Some(path) = &ck_path
-        && let Some(old) = load_checkpoint(path)?
+        && let Some(old) = resumable(path, &ck)?
     {
-        let differs = if old.version != CHECKPOINT_VERSION {
-            Some("checkpoint format version")
-        } else if old.label != ck.label || old.config != ck.config {
-            Some("method config")
-        } else if old.inputs != ck.inputs {
-            Some("model, sampling, seed or candidate file")
-        } else {
-            None
-        };
-        if let Some(what) = differs {
-            return Err(AgpError::Checkpoint {
-                path: path.clone(),
-                message: format!(
-                    "holds a run of {} with a different {what}; use another log_dir or remove it",
-                    old.label
-                ),
-            });
-        }
-        let transient: Vec<String> = old
-            .failures
-            .iter()
-            .filter(|(reason, _)| reason.is_transient())
-            .map(|(reason, n)| format!("{n} {reason}"))
-            .collect();
-        if transient.is_empty() {
-            r.restore(old.reranker.clone())?;
-            llm.ledger.restore(old.calls.clone());
-            llm.ledger.restore_failures(old.failures.clone());
-            ck = old;
-        } else {
-            // Resuming would keep those users' failed outcomes (and an epoch trained without
-            // their feedback) for good; a fresh start asks those calls again, and with
-            // recordings every answered call replays for free.
-            eprintln!(
-                "{}: holds failed calls worth asking again ({}); starting over from epoch 1",
-                path.display(),
-                transient.join(", ")
-            );
-        }
+        r.restore(old.reranker.clone())?;
+        llm.ledger.restore(old.calls.clone());
+        llm.ledger.restore_failures(old.failures.clone());
+        ck = old;
     }
     let log = match &opts.log_dir {
         Some(d) => Some(Arc::new(EventLog::open(
@@ -646,38 +728,11 @@ pub async fn run_reranker(
         save(&mut ck, r)?;
     }
 
-    let select = |selection: Selection, idx: usize| {
-        let rec = &ck.done[idx];
-        SelectedEpoch {
-            selection,
-            epoch: rec.metrics.epoch,
-            test: rec.metrics.test.clone(),
-            valid: rec.metrics.valid.clone(),
-            users: rec.test.clone(),
-        }
-    };
-    // First epoch wins ties, so a flat curve reports its earliest epoch.
-    let argmax = |f: &dyn Fn(&EpochRecord) -> f64| {
-        (0..ck.done.len()).fold(0, |best, i| {
-            if f(&ck.done[i]) > f(&ck.done[best]) {
-                i
-            } else {
-                best
-            }
-        })
-    };
-    let last = select(Selection::Last, ck.done.len() - 1);
-    let best_test = select(Selection::BestTest, argmax(&|e| e.metrics.test.ndcg10));
-    let best_valid = if ck.done.len() == 1 {
-        Some(select(Selection::BestValid, 0))
-    } else {
-        (!valid_cases.is_empty()).then(|| {
-            select(
-                Selection::BestValid,
-                argmax(&|e| e.metrics.valid.as_ref().map_or(0.0, |v| v.ndcg10)),
-            )
-        })
-    };
+    let Selected {
+        last,
+        best_test,
+        best_valid,
+    } = select_epochs(&ck.done, !valid_cases.is_empty());
     let calls = llm.ledger.snapshot();
     Ok(MethodRun {
         label: label.to_string(),
@@ -697,24 +752,7 @@ pub async fn run_reranker(
         calls,
         eq7_calls_per_epoch: None,
         counted_calls_per_epoch: None,
-        backbone: MeanMetrics::of(
-            &test_cases
-                .iter()
-                .map(|c| {
-                    let k = c.input.candidates.len();
-                    let order: Vec<usize> = (0..k).collect();
-                    let rule = UnparseableRule::Zero;
-                    score_ordering(
-                        c.input.user,
-                        &order,
-                        c.gt_index,
-                        k,
-                        ParseOutcome::Backbone,
-                        rule,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        ),
+        backbone: backbone_order(&test_cases),
         random_order_ndcg: random_order_ndcg(cands.k),
         parse_counts: ck.parse_counts.clone(),
         failures: llm.ledger.failures(),
