@@ -424,6 +424,12 @@ fn count(parse: &mut BTreeMap<ParseOutcome, u64>, results: &[UserResult]) {
     }
 }
 
+struct Cases {
+    train: Vec<UserCase>,
+    test: Vec<UserCase>,
+    valid: Vec<UserCase>,
+}
+
 /// The protocol's users as cases: the first `n_train` training users, the test users, and the
 /// validation users when there are several epochs to choose from (with one there is nothing to
 /// choose, so they are not paid for).
@@ -432,7 +438,7 @@ fn protocol_cases(
     cands: &CandidateFile,
     n_train: usize,
     n_epochs: usize,
-) -> Result<(Vec<UserCase>, Vec<UserCase>, Vec<UserCase>), AgpError> {
+) -> Result<Cases, AgpError> {
     if n_train > cands.train_users.len() {
         return Err(AgpError::config(
             "n_train_users",
@@ -448,11 +454,11 @@ fn protocol_cases(
     } else {
         Vec::new()
     };
-    Ok((
-        cases(&cands.train_users[..n_train])?,
-        cases(&cands.test_users)?,
+    Ok(Cases {
+        train: cases(&cands.train_users[..n_train])?,
+        test: cases(&cands.test_users)?,
         valid,
-    ))
+    })
 }
 
 /// The checkpoint at `path` if this run may resume from it: an error when it holds another
@@ -584,7 +590,11 @@ pub async fn run_reranker(
     }
     let n_train = r.n_train_users();
     let n_epochs = r.epochs();
-    let (train_cases, test_cases, valid_cases) = protocol_cases(ds, cands, n_train, n_epochs)?;
+    let Cases {
+        train: train_cases,
+        test: test_cases,
+        valid: valid_cases,
+    } = protocol_cases(ds, cands, n_train, n_epochs)?;
     let eval_cases: Vec<UserCase> = test_cases.iter().chain(&valid_cases).cloned().collect();
     let batch_size = r.batch_size().max(1);
     let batches: Vec<&[UserCase]> = if n_epochs > 0 {
