@@ -1,0 +1,333 @@
+//! The training loop: minibatch BPR steps with the hand-written gradient, early stopping
+//! on validation, and the report a reload gives back.
+
+use super::*;
+
+/// softplus(x) = ln(1 + eˣ), computed without overflow.
+#[inline]
+pub(super) fn softplus(x: f32) -> f32 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+#[inline]
+pub(super) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Reusable buffers for minibatch steps: the forward layers, the gradient and the Horner
+/// accumulators of the backward pass.
+pub struct Trainer<'a> {
+    adj: &'a NormAdj,
+    config: LightGcnConfig,
+    /// Layer-0 embeddings (the parameters).
+    pub ego: Vec<f32>,
+    adam: Adam,
+    /// E¹..E^{K−1}: every layer but the last is needed in full.
+    layers: Vec<Vec<f32>>,
+    /// Final embeddings of the batch rows only, indexed through `slot`.
+    pub(super) batch_final: Vec<f32>,
+    slot: Vec<u32>,
+    pub(super) batch_rows: Vec<u32>,
+    g: Vec<f32>,
+    h: Vec<f32>,
+    h_next: Vec<f32>,
+    /// ∂L/∂E⁰ after [`Self::loss_and_grad`].
+    pub grad: Vec<f32>,
+}
+
+pub(super) const NO_SLOT: u32 = u32::MAX;
+
+impl<'a> Trainer<'a> {
+    pub fn new(adj: &'a NormAdj, config: LightGcnConfig, ego: Vec<f32>) -> Self {
+        let n = adj.n_nodes() * config.dim;
+        assert_eq!(ego.len(), n, "embedding table size");
+        Self {
+            adj,
+            adam: Adam::new(n, config.lr as f32),
+            layers: vec![vec![0.0; n]; config.layers.saturating_sub(1)],
+            batch_final: Vec::new(),
+            slot: vec![NO_SLOT; adj.n_nodes()],
+            batch_rows: Vec::new(),
+            g: vec![0.0; n],
+            h: vec![0.0; n],
+            h_next: vec![0.0; n],
+            grad: vec![0.0; n],
+            config,
+            ego,
+        }
+    }
+
+    /// Loss of the official `bpr_loss` on `batch` (B = batch length):
+    /// L = (1/B) Σ softplus(ŷ_un − ŷ_up) + decay · ½(‖e⁰_u‖² + ‖e⁰_p‖² + ‖e⁰_n‖²)/B,
+    /// and its gradient w.r.t. E⁰ into [`Self::grad`]:
+    /// ∂L/∂E⁰ = (1/(K+1)) Σ_{k=0..K} Â^k G + (decay/B) e⁰_r per occurrence of row r,
+    /// with G = ∂L/∂E (non-zero on batch rows only) and Âᵀ = Â.
+    pub fn loss_and_grad(&mut self, batch: &[Triple]) -> f64 {
+        let d = self.config.dim;
+        let k_layers = self.config.layers;
+        let nu = self.adj.n_users as u32;
+        let b = batch.len() as f32;
+
+        // Rows the loss touches, in first-appearance order (a fixed order: no thread dependence).
+        // The previous batch's rows are reset first, so G is zero outside this batch.
+        for &r in &self.batch_rows {
+            self.slot[r as usize] = NO_SLOT;
+            self.g[r as usize * d..(r as usize + 1) * d].fill(0.0);
+        }
+        self.batch_rows.clear();
+        for &(u, p, n) in batch {
+            for r in [u, nu + p, nu + n] {
+                if self.slot[r as usize] == NO_SLOT {
+                    self.slot[r as usize] = self.batch_rows.len() as u32;
+                    self.batch_rows.push(r);
+                }
+            }
+        }
+
+        // Forward: full layers 1..K−1, then layer K and the layer mean on batch rows only.
+        for k in 0..k_layers.saturating_sub(1) {
+            let (done, rest) = self.layers.split_at_mut(k);
+            let src = if k == 0 { &self.ego } else { &done[k - 1] };
+            self.adj.spmm(src, d, &mut rest[0]);
+        }
+        self.batch_final.resize(self.batch_rows.len() * d, 0.0);
+        let scale = 1.0 / (k_layers as f32 + 1.0);
+        let (adj, ego, layers) = (self.adj, &self.ego, &self.layers);
+        let last: &[f32] = layers.last().map_or(ego, Vec::as_slice);
+        self.batch_final
+            .par_chunks_mut(d)
+            .zip(&self.batch_rows)
+            .for_each(|(f, &r)| {
+                let r = r as usize;
+                if k_layers > 0 {
+                    adj.row_product(r, last, d, f);
+                } else {
+                    f.fill(0.0);
+                }
+                // (E⁰ + E¹ + … + E^K)/(K+1), summed in layer order as in `propagate`, so the
+                // training forward and the scoring embeddings agree bit for bit.
+                for j in 0..d {
+                    let mut sum = ego[r * d + j];
+                    for l in layers {
+                        sum += l[r * d + j];
+                    }
+                    if k_layers > 0 {
+                        sum += f[j];
+                    }
+                    f[j] = sum * scale;
+                }
+            });
+
+        // Loss and G = ∂L/∂E on batch rows, pre-scaled by 1/(K+1) for the backward sum.
+        let mut bpr = 0f64;
+        let mut reg = 0f64;
+        let rows = |slot: u32| slot as usize * d..(slot as usize + 1) * d;
+        for &(u, p, n) in batch {
+            let (ru, rp, rn) = (u, nu + p, nu + n);
+            let fu = &self.batch_final[rows(self.slot[ru as usize])];
+            let fp = &self.batch_final[rows(self.slot[rp as usize])];
+            let fn_ = &self.batch_final[rows(self.slot[rn as usize])];
+            let x = dot(fu, fn_) - dot(fu, fp);
+            bpr += softplus(x) as f64;
+            let c = sigmoid(x) / b * scale;
+            for j in 0..d {
+                let (eu, ep, en) = (fu[j], fp[j], fn_[j]);
+                self.g[ru as usize * d + j] += c * (en - ep);
+                self.g[rp as usize * d + j] -= c * eu;
+                self.g[rn as usize * d + j] += c * eu;
+            }
+            for r in [ru, rp, rn] {
+                let e = &self.ego[r as usize * d..(r as usize + 1) * d];
+                reg += e.iter().map(|x| (x * x) as f64).sum::<f64>();
+            }
+        }
+        let loss = bpr / b as f64 + self.config.decay * 0.5 * reg / b as f64;
+
+        // Backward by Horner: H ← G; K times H ← Â H + G, so H = Σ_{k=0..K} Â^k G.
+        if k_layers == 0 {
+            self.grad.copy_from_slice(&self.g);
+        } else {
+            self.adj.spmm_add(&self.g, &self.g, d, &mut self.h);
+            for _ in 1..k_layers {
+                self.adj.spmm_add(&self.h, &self.g, d, &mut self.h_next);
+                std::mem::swap(&mut self.h, &mut self.h_next);
+            }
+            std::mem::swap(&mut self.grad, &mut self.h);
+        }
+        // L2 term: decay/B · e⁰_r for every occurrence of r in the batch.
+        let c_reg = self.config.decay as f32 / b;
+        for &(u, p, n) in batch {
+            for r in [u, nu + p, nu + n] {
+                let r = r as usize;
+                for j in r * d..(r + 1) * d {
+                    self.grad[j] += c_reg * self.ego[j];
+                }
+            }
+        }
+        loss
+    }
+
+    /// One minibatch: loss and gradient, then an Adam step. Returns the loss.
+    pub fn step(&mut self, batch: &[Triple]) -> f64 {
+        let loss = self.loss_and_grad(batch);
+        self.adam.step(&mut self.ego, &self.grad);
+        loss
+    }
+
+    /// One epoch: sample, then minibatches in order. Returns the mean minibatch loss (the
+    /// official `aver_loss`).
+    pub fn epoch(&mut self, rng: &mut ChaCha8Rng) -> f64 {
+        let samples = sample_epoch(self.adj, rng);
+        let mut total = 0.0;
+        let mut n = 0usize;
+        for batch in samples.chunks(self.config.batch_size) {
+            total += self.step(batch);
+            n += 1;
+        }
+        if n == 0 { 0.0 } else { total / n as f64 }
+    }
+}
+
+/// What happened in one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    /// Mean minibatch loss (BPR + L2).
+    pub loss: f64,
+    /// Wall time of the training part (sampling + steps), evaluation excluded.
+    pub seconds: f64,
+    /// Validation metrics when this epoch was evaluated (`recall@K`, `ndcg@K`, `hr@K`, `mrr`).
+    pub valid: Option<BTreeMap<String, f64>>,
+}
+
+/// The whole training run: enough to report it again when the model is loaded from disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub epochs: Vec<EpochLog>,
+    /// Epoch whose parameters were kept (best validation NDCG@20).
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+}
+
+impl TrainReport {
+    pub fn epochs_run(&self) -> usize {
+        self.epochs.len()
+    }
+
+    /// Mean training time per epoch, evaluation excluded.
+    pub fn seconds_per_epoch(&self) -> f64 {
+        if self.epochs.is_empty() {
+            return 0.0;
+        }
+        self.epochs.iter().map(|e| e.seconds).sum::<f64>() / self.epochs.len() as f64
+    }
+
+    pub fn best_valid(&self) -> Option<&BTreeMap<String, f64>> {
+        self.epochs
+            .iter()
+            .find(|e| e.epoch == self.best_epoch)?
+            .valid
+            .as_ref()
+    }
+}
+
+/// Trains on `dataset.train`, validating on `dataset.valid` every `eval_every` epochs with early
+/// stopping; returns the best-validation model. `on_epoch` sees every epoch as it finishes.
+pub fn train(
+    dataset: &Dataset,
+    config: &LightGcnConfig,
+    mut on_epoch: impl FnMut(&EpochLog),
+) -> Result<(LightGcn, TrainReport), LightGcnError> {
+    config.validate()?;
+    let adj = NormAdj::from_dataset(dataset);
+    if adj.n_train_pairs() == 0 {
+        return Err(LightGcnError::NoTrainingData(dataset.name.clone()));
+    }
+    let d = config.dim;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    // Users then items, as the official code builds `embedding_user` before `embedding_item`.
+    let ego = normal_init(&mut rng, adj.n_nodes() * d, config.init_std);
+    let mut trainer = Trainer::new(&adj, config.clone(), ego);
+    let mut stopper = EarlyStopping::new(config.patience);
+    let mut best_ego = trainer.ego.clone();
+    let mut best_epoch = 0;
+    let mut logs = Vec::new();
+    let mut stopped_early = false;
+    for epoch in 1..=config.epochs {
+        let t0 = Instant::now();
+        let loss = trainer.epoch(&mut rng);
+        let seconds = t0.elapsed().as_secs_f64();
+        if !loss.is_finite() {
+            return Err(LightGcnError::Diverged { epoch, loss });
+        }
+        let mut log = EpochLog {
+            epoch,
+            loss,
+            seconds,
+            valid: None,
+        };
+        if epoch % config.eval_every == 0 || epoch == config.epochs {
+            let model = LightGcn::from_ego(config.clone(), &adj, trainer.ego.clone());
+            let valid = eval::rank_targets(&model, dataset, Split::Valid)?.summary(&REPORT_KS);
+            let verdict = stopper.observe(epoch, valid[SELECT_METRIC]);
+            log.valid = Some(valid);
+            if verdict == Verdict::Improved {
+                best_ego.copy_from_slice(&trainer.ego);
+                best_epoch = epoch;
+            }
+            stopped_early = verdict == Verdict::Stop;
+        }
+        on_epoch(&log);
+        logs.push(log);
+        if stopped_early {
+            break;
+        }
+    }
+    if config.epochs == 0 {
+        best_ego.copy_from_slice(&trainer.ego);
+    }
+    let model = LightGcn::from_ego(config.clone(), &adj, best_ego);
+    Ok((
+        model,
+        TrainReport {
+            epochs: logs,
+            best_epoch,
+            stopped_early,
+        },
+    ))
+}
+
+/// [`train`] through a [`ModelStore`]: loads the model when the same dataset (checksum),
+/// hyper-parameters and seed were trained before, otherwise trains and saves it. The flag is
+/// true when the model came from disk.
+pub fn train_cached(
+    dataset: &Dataset,
+    config: &LightGcnConfig,
+    store: &ModelStore,
+    on_epoch: impl FnMut(&EpochLog),
+) -> Result<(LightGcn, TrainReport, bool), LightGcnError> {
+    config.validate()?;
+    if let Some((model, report)) = store.load(dataset, config)? {
+        return Ok((model, report, true));
+    }
+    let (model, report) = train(dataset, config, on_epoch)?;
+    store.save(dataset, &model, &report)?;
+    Ok((model, report, false))
+}
+
+/// Test-split metrics of a model beside the popularity baseline: the numbers the CLI reports.
+pub fn test_summary(
+    dataset: &Dataset,
+    model: &LightGcn,
+) -> Result<BTreeMap<String, f64>, EvalError> {
+    let mut m = eval::rank_targets(model, dataset, Split::Test)?.summary(&REPORT_KS);
+    let pop = eval::rank_targets(&Popularity::fit(dataset), dataset, Split::Test)?;
+    for (k, v) in pop.summary(&REPORT_KS) {
+        m.insert(format!("popularity_{k}"), v);
+    }
+    Ok(m)
+}
