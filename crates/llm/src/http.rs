@@ -297,7 +297,7 @@ impl OpenAiClient {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(cfg.max_concurrency)
             .build()
-            .map_err(|e| LlmError::Other(format!("building HTTP client: {e}")))?;
+            .map_err(|e| LlmError::backend("building the HTTP client", e))?;
         Ok(Self {
             slots: Slots::new(cfg.max_concurrency),
             pool: Pool::default(),

@@ -291,8 +291,51 @@ pub enum LlmError {
         model: String,
         last_message_start: String,
     },
+    /// A file the client needs (recordings, a model, a price table) could not be read or
+    /// written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A recording, request or table that is not the JSON it should be.
+    #[error("{what}: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The backend itself failed to start or run (llama.cpp, the HTTP client, a helper
+    /// process); `what` says which step.
+    #[error("{what}: {source}")]
+    Backend {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A setup problem with nothing underneath it (a missing key, an unknown model name).
     #[error("{0}")]
     Other(String),
+}
+
+impl LlmError {
+    pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn backend(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
 }
 
 impl LlmError {
@@ -300,7 +343,11 @@ impl LlmError {
     pub fn reason(&self) -> FailureReason {
         match self {
             Self::Http { reason, .. } => *reason,
-            Self::ReplayMiss { .. } | Self::Other(_) => FailureReason::Setup,
+            Self::ReplayMiss { .. }
+            | Self::Io { .. }
+            | Self::Json { .. }
+            | Self::Backend { .. }
+            | Self::Other(_) => FailureReason::Setup,
         }
     }
 }

@@ -135,7 +135,7 @@ fn backend() -> Result<&'static LlamaBackend, LlmError> {
             Ok(b)
         })
         .as_ref()
-        .map_err(|e| LlmError::Other(format!("llama.cpp backend: {e}")))
+        .map_err(|e| LlmError::backend("starting the llama.cpp backend", e.to_string()))
 }
 
 fn err(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> LlmError {
@@ -168,7 +168,7 @@ impl LocalModel {
         std::thread::Builder::new()
             .name("agp-llm-local".to_string())
             .spawn(move || worker_main(wcfg, ready_tx, rx))
-            .map_err(|e| LlmError::Other(format!("spawning model thread: {e}")))?;
+            .map_err(|e| LlmError::backend("spawning the model thread", e))?;
         ready_rx
             .recv()
             .map_err(|_| LlmError::Other("model thread exited while loading".to_string()))??;

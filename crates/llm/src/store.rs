@@ -295,23 +295,21 @@ impl Store {
                     );
                 }
                 let text = std::str::from_utf8(&bytes[..valid])
-                    .map_err(|e| LlmError::Other(format!("{}: not UTF-8: {e}", path.display())))?;
+                    .map_err(|e| LlmError::backend(format!("{}: not UTF-8", path.display()), e))?;
                 for (lineno, line) in text.lines().enumerate() {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let rec: Record = serde_json::from_str(line).map_err(|e| {
-                        LlmError::Other(format!(
-                            "{}:{}: invalid recording: {e}",
-                            path.display(),
-                            lineno + 1
-                        ))
-                    })?;
+                    let rec: Record =
+                        serde_json::from_str(line).map_err(|source| LlmError::Json {
+                            what: format!("{}:{}: invalid recording", path.display(), lineno + 1),
+                            source,
+                        })?;
                     index.insert(rec.key.clone(), rec);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(LlmError::Other(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(LlmError::io(path, e)),
         }
         Ok(Self {
             path,
@@ -396,12 +394,14 @@ impl Store {
 
     /// Appends one record durably (write + fsync) before making it visible.
     pub fn append(&self, rec: Record) -> Result<(), LlmError> {
-        let mut line = serde_json::to_vec(&rec)
-            .map_err(|e| LlmError::Other(format!("serialising recording: {e}")))?;
+        let mut line = serde_json::to_vec(&rec).map_err(|source| LlmError::Json {
+            what: "serialising a recording".into(),
+            source,
+        })?;
         line.push(b'\n');
         let mut inner = self.lock();
         self.open_for_append(&mut inner)?;
-        let io = |e: std::io::Error| LlmError::Other(format!("{}: {e}", self.path.display()));
+        let io = |e: std::io::Error| LlmError::io(&self.path, e);
         let f = inner.file.as_mut().expect("opened above");
         f.write_all(&line).map_err(io)?;
         f.sync_data().map_err(io)?;

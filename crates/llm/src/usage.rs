@@ -178,7 +178,10 @@ impl PriceTable {
 
     /// `{"model": {"input_per_mtok": 2.5, "output_per_mtok": 10.0}, ...}`
     pub fn from_json(text: &str) -> Result<Self, LlmError> {
-        serde_json::from_str(text).map_err(|e| LlmError::Other(format!("price table: {e}")))
+        serde_json::from_str(text).map_err(|source| LlmError::Json {
+            what: "price table".into(),
+            source,
+        })
     }
 
     pub fn get(&self, model: &str) -> Option<Price> {
