@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The experiments `all` runs, in this order.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 9] = [
     "table1",
     "fig2-summarization",
     "fig2-grid",
@@ -25,6 +25,8 @@ pub const ALL: [&str; 7] = [
     "scaling",
     "reference-code",
     "external",
+    "baselines",
+    "open-questions",
 ];
 
 /// How to run an experiment; the defaults are the bundled default's.
