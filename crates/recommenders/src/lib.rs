@@ -26,6 +26,7 @@ pub mod early_stopping;
 pub mod eval;
 pub mod export;
 pub mod lightgcn;
+pub mod model_file;
 pub mod popularity;
 pub mod progress;
 pub mod sasrec;

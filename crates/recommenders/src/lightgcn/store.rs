@@ -1,26 +1,21 @@
 //! Trained models on disk, keyed by dataset checksum + hyper-parameters + seed, so nothing is
 //! retrained when nothing changed.
 //!
-//! Layout (little-endian): 8-byte magic, u64 header length, JSON header (dataset, checksum,
-//! sizes, config, training report), then the layer-0 embeddings as f32. Propagated embeddings
-//! are recomputed on load (milliseconds) rather than stored.
+//! The file is the shared [`crate::model_file`] format: a JSON header (dataset, checksum, sizes,
+//! config, training report), then the layer-0 embeddings as f32. Propagated embeddings are
+//! recomputed on load (milliseconds) rather than stored.
 
 use super::{LightGcn, LightGcnConfig, NormAdj, TrainReport};
+use crate::model_file::{self, ModelFileError};
 use agp_datasets::Dataset;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
-const MAGIC: &[u8; 8] = b"AGPLGCN\x01";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] ModelFileError),
     #[error("{path}: not a usable LightGCN model file ({reason}); delete it to retrain")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -59,7 +54,8 @@ impl ModelStore {
     /// changes the trained parameters.
     pub fn path_for(&self, dataset: &Dataset, config: &LightGcnConfig) -> PathBuf {
         let mut h = Sha256::new();
-        h.update(MAGIC);
+        h.update(model_file::MAGIC);
+        h.update(model_file::FORMAT_VERSION.to_le_bytes());
         h.update(dataset.checksum.as_bytes());
         h.update(b"\0");
         h.update(serde_json::to_vec(config).expect("configs serialise"));
@@ -76,32 +72,15 @@ impl ModelStore {
         report: &TrainReport,
     ) -> Result<PathBuf, StoreError> {
         let path = self.path_for(dataset, &model.config);
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |source| StoreError::Io { path: p, source }
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let header = serde_json::to_vec(&Header {
+        let header = Header {
             dataset: dataset.name.clone(),
             dataset_checksum: dataset.checksum.clone(),
             n_users: model.n_users,
             n_items: model.n_items,
             config: model.config.clone(),
             report: report.clone(),
-        })
-        .expect("headers serialise");
-        let mut bytes = Vec::with_capacity(16 + header.len() + model.ego.len() * 4);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&header);
-        for x in &model.ego {
-            bytes.extend_from_slice(&x.to_le_bytes());
-        }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        };
+        model_file::write(&path, "lightgcn", &header, &model.ego)?;
         Ok(path)
     }
 
@@ -112,25 +91,13 @@ impl ModelStore {
         config: &LightGcnConfig,
     ) -> Result<Option<(LightGcn, TrainReport)>, StoreError> {
         let path = self.path_for(dataset, config);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Io { path, source }),
+        let Some((header, ego)) = model_file::read::<Header>(&path, "lightgcn")? else {
+            return Ok(None);
         };
         let corrupt = |reason: String| StoreError::Corrupt {
             path: path.clone(),
             reason,
         };
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(corrupt("wrong magic bytes".into()));
-        }
-        let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let body = bytes.get(16..).unwrap_or_default();
-        if hlen > body.len() {
-            return Err(corrupt(format!("header length {hlen} exceeds file")));
-        }
-        let header: Header =
-            serde_json::from_slice(&body[..hlen]).map_err(|e| corrupt(format!("header: {e}")))?;
         if header.dataset_checksum != dataset.checksum || &header.config != config {
             return Err(corrupt(
                 "its header does not match the file name's key".into(),
@@ -145,19 +112,13 @@ impl ModelStore {
                 dataset.n_items()
             )));
         }
-        let floats = &body[hlen..];
         let expected = (header.n_users + header.n_items) * config.dim;
-        if floats.len() != expected * 4 {
+        if ego.len() != expected {
             return Err(corrupt(format!(
-                "{} embedding bytes, expected {}",
-                floats.len(),
-                expected * 4
+                "{} embedding values, expected {expected}",
+                ego.len()
             )));
         }
-        let ego: Vec<f32> = floats
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
         let adj = NormAdj::from_dataset(dataset);
         Ok(Some((
             LightGcn::from_ego(config.clone(), &adj, ego),

@@ -238,10 +238,16 @@ fn store_round_trips_and_skips_retraining() {
     // A damaged file is reported with its path, not silently retrained or trusted.
     let path = store.path_for(&ds, &cfg);
     let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+    let err = store.load(&ds, &cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("embedding values") && err.contains(&path.display().to_string()),
+        "{err}"
+    );
     std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
     let err = store.load(&ds, &cfg).unwrap_err().to_string();
     assert!(
-        err.contains("embedding bytes") && err.contains(&path.display().to_string()),
+        err.contains("whole number of f32") && err.contains(&path.display().to_string()),
         "{err}"
     );
 }

@@ -1,14 +1,13 @@
-//! Model files: `SASREC01`, a little-endian u32 header length, a JSON header (config, dataset
+//! Model files in the shared [`crate::model_file`] format: a JSON header (config, dataset
 //! checksum, tensor names and shapes), then every parameter as little-endian f32.
 
 use super::params::Layout;
 use super::{SasRec, SasRecConfig, SasRecError};
+use crate::model_file::{self, ModelFileError};
 use agp_datasets::Dataset;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-
-const MAGIC: &[u8; 8] = b"SASREC01";
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -24,6 +23,8 @@ struct Header {
 /// workspace's `.cache`): keyed by dataset checksum and every hyper-parameter, seed included.
 pub fn model_cache_path(cache_dir: &Path, dataset: &Dataset, config: &SasRecConfig) -> PathBuf {
     let mut h = Sha256::new();
+    h.update(model_file::MAGIC);
+    h.update(model_file::FORMAT_VERSION.to_le_bytes());
     h.update(dataset.checksum.as_bytes());
     h.update(serde_json::to_vec(config).expect("config serialises"));
     let key = hex::encode(&h.finalize()[..8]);
@@ -33,12 +34,9 @@ pub fn model_cache_path(cache_dir: &Path, dataset: &Dataset, config: &SasRecConf
 }
 
 impl SasRec {
-    /// Writes the model (atomically: temporary file, then rename), recording `dataset`'s checksum.
+    /// Writes the model (atomically: temporary file, fsync, rename), recording `dataset`'s
+    /// checksum.
     pub fn save(&self, path: &Path, dataset: &Dataset) -> Result<(), SasRecError> {
-        let io = |source| SasRecError::Io {
-            path: path.to_owned(),
-            source,
-        };
         let header = Header {
             config: self.config.clone(),
             n_items: self.layout.n_items,
@@ -51,45 +49,22 @@ impl SasRec {
                 .map(|(n, s)| (n, s.rows, s.cols))
                 .collect(),
         };
-        let json = serde_json::to_vec(&header).expect("header serialises");
-        let mut bytes = Vec::with_capacity(12 + json.len() + 4 * self.params.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&json);
-        for p in &self.params {
-            bytes.extend_from_slice(&p.to_le_bytes());
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = path.with_extension("bin.tmp");
-        std::fs::write(&tmp, &bytes).map_err(|source| SasRecError::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, path).map_err(io)
+        model_file::write(path, "sasrec", &header, &self.params).map_err(file_error)
     }
 
     /// Reads a model written by [`SasRec::save`], rejecting a file trained on another version
     /// of `dataset` or whose tensors do not match its config.
     pub fn load(path: &Path, dataset: &Dataset) -> Result<Self, SasRecError> {
-        let bytes = std::fs::read(path).map_err(|source| SasRecError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
         let bad = |reason: String| SasRecError::Format {
             path: path.to_owned(),
             reason,
         };
-        if bytes.len() < 12 || &bytes[..8] != MAGIC {
-            return Err(bad("missing SASREC01 magic".into()));
-        }
-        let hlen = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-        let body = bytes
-            .get(12..12 + hlen)
-            .ok_or_else(|| bad("truncated header".into()))?;
-        let header: Header =
-            serde_json::from_slice(body).map_err(|e| bad(format!("header: {e}")))?;
+        let (header, params): (Header, Vec<f32>) = model_file::read(path, "sasrec")
+            .map_err(file_error)?
+            .ok_or_else(|| SasRecError::Io {
+                path: path.to_owned(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
         header.config.validate()?;
         if header.dataset_checksum != dataset.checksum {
             return Err(bad(format!(
@@ -114,25 +89,24 @@ impl SasRec {
         if expected != header.tensors {
             return Err(bad("tensor list does not match the config".into()));
         }
-        let data = &bytes[12 + hlen..];
-        if data.len() != 4 * layout.total {
+        if params.len() != layout.total {
             return Err(bad(format!(
-                "{} parameter bytes, expected {}",
-                data.len(),
-                4 * layout.total
+                "{} parameters, expected {}",
+                params.len(),
+                layout.total
             )));
-        }
-        let params: Vec<f32> = data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
-        if let Some(i) = params.iter().position(|p| !p.is_finite()) {
-            return Err(bad(format!("parameter {i} is not finite")));
         }
         Ok(SasRec {
             config: header.config,
             layout,
             params,
         })
+    }
+}
+
+fn file_error(e: ModelFileError) -> SasRecError {
+    match e {
+        ModelFileError::Io { path, source } => SasRecError::Io { path, source },
+        ModelFileError::Format { path, reason } => SasRecError::Format { path, reason },
     }
 }
