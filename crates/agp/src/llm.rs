@@ -150,24 +150,12 @@ impl Llm {
                 Message::system(prompts::SYSTEM),
                 Message::user(prompt),
             ])
-            .with_stage(stage)
         };
-        let resp = match self.model.chat(&req).await {
-            Ok(r) => r,
-            Err(source) => return Err(self.failed(stage, user, source)),
-        };
-        let truncated = resp.finish_reason.as_deref() == Some("length");
-        self.ledger.add(stage, |t| {
-            t.calls += 1;
-            t.truncated += u64::from(truncated);
-            t.prompt_tokens += resp.usage.prompt_tokens;
-            t.completion_tokens += resp.usage.completion_tokens;
-        });
-        Ok(resp.content)
+        Ok(self.chat_request(stage, user, req).await?.content)
     }
 
-    /// Send a request built elsewhere (an external method's own messages and sampling) through
-    /// the same model, booked in the same ledger as [`Llm::chat`].
+    /// Send a whole request (for [`Llm::chat`], or an external method's own messages and
+    /// sampling) tagged with `stage`, and book it in the ledger.
     pub async fn chat_request(
         &self,
         stage: Stage,

@@ -104,23 +104,14 @@ pub struct ExternalReranker<'a> {
     restore: Option<serde_json::Value>,
 }
 
-/// The reason a method passes back from the endpoint's 502 answer; anything else is a server
+/// The reason a method passes back from the endpoint's 502 answer, by its serialised name;
+/// anything else, and the fatal reasons the endpoint never answers with 502, is a server
 /// error, which a resumed run asks again.
 fn failure_reason(name: &str) -> agp_llm::FailureReason {
-    use agp_llm::FailureReason as F;
-    [
-        F::RateLimited,
-        F::ServerError,
-        F::Timeout,
-        F::Transport,
-        F::Malformed,
-        F::Empty,
-        F::Refusal,
-        F::ContentFilter,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == name)
-    .unwrap_or(F::ServerError)
+    serde_json::from_value::<agp_llm::FailureReason>(serde_json::Value::from(name))
+        .ok()
+        .filter(|r| !r.is_fatal())
+        .unwrap_or(agp_llm::FailureReason::ServerError)
 }
 
 fn method_error(e: String) -> AgpError {

@@ -126,18 +126,9 @@ struct InRequest {
     n: Option<u32>,
 }
 
+/// A stage by its serialised name (`profile`, `rerank`, …), in any case.
 fn stage_named(name: &str) -> Option<Stage> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "profile" => Stage::Profile,
-        "rerank" => Stage::Rerank,
-        "feedback" => Stage::Feedback,
-        "summarize" => Stage::Summarize,
-        "edit" => Stage::Edit,
-        "verify" => Stage::Verify,
-        "test" => Stage::Test,
-        "other" => Stage::Other,
-        _ => return None,
-    })
+    serde_json::from_value(serde_json::Value::from(name.to_ascii_lowercase())).ok()
 }
 
 async fn handle(s: &State, req: &agp_sim_api::http::Request) -> Response {
