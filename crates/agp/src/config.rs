@@ -851,6 +851,36 @@ impl MethodConfig {
         }
     }
 
+    /// The training loop's settings of a method that learns (`None` for one that does not).
+    pub fn loop_settings(&self) -> Option<LoopSettings> {
+        match self {
+            MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
+                Some(c.loop_settings())
+            }
+            MethodConfig::Opro(c) => Some(c.loop_settings()),
+            MethodConfig::Protegi(c) => Some(c.loop_settings()),
+            _ => None,
+        }
+    }
+
+    /// The share of history titles masked, for methods that read a history (`None` for Base).
+    pub fn hist_mask(&self) -> Option<f64> {
+        match self {
+            MethodConfig::Base(_) => None,
+            MethodConfig::LlmDir(c) | MethodConfig::LlmCot(c) => Some(c.hist_mask),
+            MethodConfig::LlmDirPointwise(c) => Some(c.hist_mask),
+            MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
+                Some(c.hist_mask)
+            }
+            MethodConfig::RankGpt(c) => Some(c.hist_mask),
+            MethodConfig::PrpAllpair(c) | MethodConfig::PrpSort(c) => Some(c.hist_mask),
+            MethodConfig::Setwise(c) => Some(c.hist_mask),
+            MethodConfig::First(c) => Some(c.hist_mask),
+            MethodConfig::Opro(c) => Some(c.hist_mask),
+            MethodConfig::Protegi(c) => Some(c.hist_mask),
+        }
+    }
+
     /// The training-user setting of a method that learns (`None` for one that does not), for a
     /// caller that caps it to what a candidate file holds.
     pub fn n_train_users_mut(&mut self) -> Option<&mut Option<usize>> {

@@ -95,16 +95,48 @@ pub struct EpochMetrics {
 }
 
 /// How an epoch was chosen for reporting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Selection {
-    /// The final epoch.
-    Last,
+    /// The epoch with the highest NDCG@10 on the separate validation users (what reports lead
+    /// with).
+    BestValid,
     /// The epoch with the highest test NDCG@10: the paper's apparent choice, optimistic because
     /// it is chosen on the test users themselves.
     BestTest,
-    /// The epoch with the highest NDCG@10 on the separate validation users.
-    BestValid,
+    /// The final epoch.
+    Last,
+}
+
+impl Selection {
+    /// In the order reports list them.
+    pub const ALL: [Selection; 3] = [Selection::BestValid, Selection::BestTest, Selection::Last];
+
+    /// The name used on the command line and in reports (the serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Selection::BestValid => "best-valid",
+            Selection::BestTest => "best-test",
+            Selection::Last => "last",
+        }
+    }
+}
+
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Selection {
+    type Err = AgpError;
+
+    fn from_str(s: &str) -> Result<Self, AgpError> {
+        Selection::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| AgpError::config("selection", "best-valid, best-test or last", s))
+    }
 }
 
 /// One reported epoch with its per-user test results.

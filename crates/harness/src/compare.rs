@@ -52,9 +52,6 @@ pub fn load(path: &Path) -> Result<Run> {
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     let parsed: CellsFile = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a report's cells.json", file.display()))?;
-    if let Some(c) = parsed.cells.iter().find(|c| c.selected.is_empty()) {
-        bail!("{}: cell {} has no selected epoch", file.display(), c.key());
-    }
     Ok(Run {
         path: file,
         facts: parsed.run,
@@ -431,7 +428,7 @@ fn same_candidates(
     if let (Some(xa), Some(xb)) = (ra.cells.iter().find(is_base), rb.cells.iter().find(is_base)) {
         // Base keeps the backbone's order, so its rank of each user's held-out item is where
         // that item sits in the user's candidate list.
-        let theirs: HashMap<u32, u32> = xb
+        let theirs: HashMap<u32, usize> = xb
             .selected(Selection::Last)
             .users
             .iter()
@@ -997,8 +994,20 @@ mod tests {
             .as_array_mut()
             .unwrap()
             .iter_mut()
-            .flat_map(|c| c["selected"].as_array_mut().unwrap().iter_mut())
+            .flat_map(|c| selected_mut(&mut c["run"]))
             .flat_map(|s| s["users"].as_array_mut().unwrap().iter_mut())
+    }
+
+    /// The run's reported epochs (last, best-test and, when present, best-valid).
+    fn selected_mut(run: &mut serde_json::Value) -> Vec<&mut serde_json::Value> {
+        run.as_object_mut()
+            .unwrap()
+            .iter_mut()
+            .filter(|(k, v)| {
+                ["last", "best_test", "best_valid"].contains(&k.as_str()) && !v.is_null()
+            })
+            .map(|(_, v)| v)
+            .collect()
     }
 
     #[test]
@@ -1020,7 +1029,7 @@ mod tests {
     fn different_candidate_lists_are_refused() {
         let (_d, run) = edited(|v| {
             // Base moves the first lightgcn user's held-out item: a different candidate list.
-            for s in v["cells"][0]["selected"].as_array_mut().unwrap() {
+            for s in selected_mut(&mut v["cells"][0]["run"]) {
                 s["users"][0]["rank"] = 9.into();
             }
         });

@@ -135,7 +135,7 @@ pub const ITEM_TEXT_KEY: &str = "item_text";
 
 /// What a row runs: a built-in method, or a method in any language behind the external
 /// protocol (`kind = "external"`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum MethodSpec {
     Builtin(agp::MethodConfig),

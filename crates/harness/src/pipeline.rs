@@ -4,7 +4,7 @@
 use crate::Workspace;
 use crate::experiment::{Experiment, ItemText, MethodRow, MethodSpec, Scale};
 use crate::external::ExternalReranker;
-use crate::report::{BackboneFacts, Cell, EpochPoint, SelectedEpoch, Selection, UserOutcome};
+use crate::report::{BackboneFacts, Cell};
 use crate::train::{self, BackboneKind, TrainSettings};
 use agp::{MethodConfig, MethodRun, RunOptions};
 use agp_datasets::candidates::CandidateFile;
@@ -414,39 +414,6 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
         .filter(|(k, _)| *k != "label" && *k != "kind")
         .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
         .collect();
-    let select = |s: &agp::SelectedEpoch, sel: Selection| SelectedEpoch {
-        selection: sel,
-        epoch: s.epoch,
-        users: s
-            .users
-            .iter()
-            .map(|u| UserOutcome {
-                user: u.user,
-                rank: u.rank as u32,
-                ndcg: u.ndcg,
-            })
-            .collect(),
-    };
-    let mut selected = vec![
-        select(
-            run.best_valid.as_ref().unwrap_or(&run.last),
-            Selection::BestValid,
-        ),
-        select(&run.best_test, Selection::BestTest),
-        select(&run.last, Selection::Last),
-    ];
-    selected.sort_by_key(|s| s.selection);
-    let epochs = run
-        .epochs
-        .iter()
-        .map(|e| EpochPoint {
-            epoch: e.epoch,
-            train_ndcg: e.train.as_ref().map(|m| m.ndcg10),
-            valid_ndcg: e.valid.as_ref().map(|m| m.ndcg10),
-            test_ndcg: e.test.ndcg10,
-            test_rank: e.test.mean_rank,
-        })
-        .collect();
     let n_epochs = run.epochs.len() as f64;
     Cell {
         seed: job.seed,
@@ -461,25 +428,7 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
         label: job.row.label.clone(),
         kind: job.row.kind.clone(),
         settings,
-        epochs,
-        selected,
-        calls_by_stage: run
-            .calls
-            .iter()
-            .map(|(stage, t)| (format!("{stage:?}").to_lowercase(), t.calls))
-            .collect(),
-        prompt_tokens: run.prompt_tokens,
-        completion_tokens: run.completion_tokens,
-        parse_outcomes: run
-            .parse_counts
-            .iter()
-            .map(|(o, n)| (format!("{o:?}").to_lowercase(), *n))
-            .collect(),
-        failed_calls: run
-            .failures
-            .iter()
-            .map(|(r, n)| (r.to_string(), *n))
-            .collect(),
+        method: cfg.clone(),
         eq7_training_calls: run.eq7_calls_per_epoch.map(|x| x * n_epochs),
         formula_calls: match cfg {
             MethodSpec::Builtin(c) if c.training_epochs() == 0 => {
@@ -497,6 +446,6 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
                 ..Default::default()
             },
         ),
-        final_prompt: run.final_prompt,
+        run,
     }
 }

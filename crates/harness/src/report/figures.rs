@@ -22,8 +22,9 @@ pub(super) fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, Stri
     let rnd = ("random order".to_string(), agp::random_order_ndcg(K));
     // Per-epoch curves for every trained cell: the figure a researcher checks first.
     for c in cells.iter().filter(|c| c.trained()) {
-        let pts = |f: &dyn Fn(&EpochPoint) -> Option<f64>| -> Vec<(f64, f64)> {
-            c.epochs
+        let pts = |f: &dyn Fn(&agp::EpochMetrics) -> Option<f64>| -> Vec<(f64, f64)> {
+            c.run
+                .epochs
                 .iter()
                 .map(|e| (e.epoch as f64, f(e).unwrap_or(f64::NAN)))
                 .collect()
@@ -35,17 +36,17 @@ pub(super) fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, Stri
             series: vec![
                 Series {
                     name: "train".into(),
-                    points: pts(&|e| e.train_ndcg),
+                    points: pts(&|e| e.train.as_ref().map(|m| m.ndcg10)),
                     dashed: true,
                 },
                 Series {
                     name: "valid".into(),
-                    points: pts(&|e| e.valid_ndcg),
+                    points: pts(&|e| e.valid.as_ref().map(|m| m.ndcg10)),
                     dashed: true,
                 },
                 Series {
                     name: "test".into(),
-                    points: pts(&|e| Some(e.test_ndcg)),
+                    points: pts(&|e| Some(e.test.ndcg10)),
                     dashed: false,
                 },
             ],
@@ -106,10 +107,9 @@ pub(super) fn figures(exp: &Experiment, cells: &[Cell]) -> BTreeMap<String, Stri
                     .find(|c| {
                         c.dataset == *d
                             && c.backbone == *b
-                            && c.settings.get("batch_size").map(String::as_str)
-                                == Some(&batch.to_string())
-                            && c.settings.get("history_length").map(String::as_str)
-                                == Some(&hist.to_string())
+                            && c.builtin()
+                                .and_then(|m| m.loop_settings())
+                                .is_some_and(|l| (l.batch_size, l.history_length) == (batch, hist))
                     })
                     .map(|c| summarize(c, Selection::BestValid).ndcg)
                     .unwrap_or(f64::NAN)
@@ -168,7 +168,7 @@ fn masking_sweep(cells: &[Cell], d: &str, b: &str) -> Option<(String, String)> {
                 .iter()
                 .filter(|c| c.kind == *k)
                 .filter_map(|c| {
-                    let m: f64 = c.settings.get("hist_mask")?.parse().ok()?;
+                    let m = c.builtin()?.hist_mask()?;
                     Some((m, summarize(c, Selection::BestValid).ndcg))
                 })
                 .collect();

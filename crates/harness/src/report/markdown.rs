@@ -335,21 +335,21 @@ fn run_summary(cells: &[Cell]) -> String {
          |---|---|---|---|---|---|---|---|---|\n",
     );
     for c in cells {
-        if c.calls_by_stage.is_empty() {
+        let calls_by_stage = c.calls_by_stage();
+        if calls_by_stage.is_empty() {
             continue;
         }
-        let stages: Vec<String> = c
-            .calls_by_stage
+        let stages: Vec<String> = calls_by_stage
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         let parse: Vec<String> = c
-            .parse_outcomes
+            .parse_outcomes()
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         let failed: Vec<String> = c
-            .failed_calls
+            .failed_calls()
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
@@ -358,15 +358,15 @@ fn run_summary(cells: &[Cell]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.key(),
             stages.join(", "),
-            c.calls_by_stage.values().sum::<u64>(),
+            calls_by_stage.values().sum::<u64>(),
             match (c.eq7_training_calls, c.formula_calls) {
                 (Some(x), _) => format!("Eq. 7: {x:.0}"),
                 (None, Some((lo, hi))) if lo == hi => lo.to_string(),
                 (None, Some((lo, hi))) => format!("{lo}–{hi}"),
                 (None, None) => "–".into(),
             },
-            c.prompt_tokens,
-            c.completion_tokens,
+            c.run.prompt_tokens,
+            c.run.completion_tokens,
             c.estimated_cost_usd
                 .map(|x| format!("${x:.2}"))
                 .unwrap_or_else(|| "–".into()),
@@ -382,11 +382,14 @@ fn run_summary(cells: &[Cell]) -> String {
             }
         );
     }
-    let prompts: Vec<&Cell> = cells.iter().filter(|c| c.final_prompt.is_some()).collect();
+    let prompts: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.run.final_prompt.is_some())
+        .collect();
     if !prompts.is_empty() {
         md.push_str("\n## Final learned prompts\n\n");
         for c in prompts {
-            let p = c.final_prompt.as_deref().unwrap_or("");
+            let p = c.run.final_prompt.as_deref().unwrap_or("");
             let shown = if p.trim().is_empty() {
                 "(empty: no edit was accepted)"
             } else {

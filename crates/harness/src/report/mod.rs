@@ -4,10 +4,11 @@
 //! Every file here is a pure function of the cells, so a re-run is byte-identical and a diff
 //! against the committed report is a regression. Wall-clock times never enter these files.
 
-use crate::experiment::{Experiment, Layout};
+use crate::experiment::{Experiment, Layout, MethodSpec};
 use crate::paper;
 use crate::stats::{self, Paired};
 use crate::svg::{BarChart, LineChart, Series};
+use agp::MethodRun;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -27,66 +28,10 @@ use markdown::{across_seeds, markdown};
 /// Candidate-list length in every experiment (the paper's K).
 pub const K: usize = 10;
 
-/// Which epoch a trained method's test numbers come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Selection {
-    /// The epoch with the best mean NDCG@10 on the separate validation users (what we recommend).
-    BestValid,
-    /// The epoch with the best test NDCG@10: the paper's apparent choice, optimistic by design.
-    BestTest,
-    /// The last epoch.
-    Last,
-}
+pub use agp::{SelectedEpoch, Selection};
 
-impl Selection {
-    pub const ALL: [Selection; 3] = [Selection::BestValid, Selection::BestTest, Selection::Last];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Selection::BestValid => "best-valid",
-            Selection::BestTest => "best-test",
-            Selection::Last => "last",
-        }
-    }
-}
-
-impl std::str::FromStr for Selection {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        Selection::ALL
-            .into_iter()
-            .find(|x| x.name() == s)
-            .ok_or_else(|| anyhow::anyhow!("unknown selection `{s}` (best-valid, best-test, last)"))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserOutcome {
-    pub user: u32,
-    /// 1-based rank of the held-out item after reranking.
-    pub rank: u32,
-    pub ndcg: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochPoint {
-    pub epoch: usize,
-    pub train_ndcg: Option<f64>,
-    pub valid_ndcg: Option<f64>,
-    pub test_ndcg: f64,
-    pub test_rank: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SelectedEpoch {
-    pub selection: Selection,
-    pub epoch: usize,
-    pub users: Vec<UserOutcome>,
-}
-
-/// One (dataset, backbone, LLM, method) result.
+/// One (dataset, backbone, LLM, method) result: the method's own [`MethodRun`] with where it
+/// ran and what the harness adds (predicted calls and cost).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// Seed of the backbone and the user draw.
@@ -99,17 +44,12 @@ pub struct Cell {
     pub llm_paper_label: Option<String>,
     pub label: String,
     pub kind: String,
+    /// The keys the experiment row set, as written (what a reader of the file sees); the typed
+    /// values are in `method`.
     pub settings: BTreeMap<String, String>,
-    pub epochs: Vec<EpochPoint>,
-    pub selected: Vec<SelectedEpoch>,
-    pub calls_by_stage: BTreeMap<String, u64>,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub parse_outcomes: BTreeMap<String, u64>,
-    /// Calls that failed for good, by reason (the users they were for are scored as unusable
-    /// answers).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub failed_calls: BTreeMap<String, u64>,
+    /// The method as configured for this scale.
+    pub method: MethodSpec,
+    pub run: MethodRun,
     /// Eq. 7 prediction of training-stage calls for this run (AGP-style methods only).
     pub eq7_training_calls: Option<f64>,
     /// For methods that do not learn: the calls their formula predicts
@@ -117,16 +57,13 @@ pub struct Cell {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formula_calls: Option<(u64, u64)>,
     pub estimated_cost_usd: Option<f64>,
-    pub final_prompt: Option<String>,
 }
 
 impl Cell {
+    /// The epoch `s` chose; a method evaluated without validation users falls back to its last
+    /// epoch for `best-valid`.
     pub fn selected(&self, s: Selection) -> &SelectedEpoch {
-        self.selected
-            .iter()
-            .find(|e| e.selection == s)
-            .or_else(|| self.selected.first())
-            .expect("every cell has at least one selected epoch")
+        self.run.selected(s).unwrap_or(&self.run.last)
     }
 
     fn ndcgs(&self, s: Selection) -> Vec<f64> {
@@ -141,13 +78,46 @@ impl Cell {
             .collect()
     }
 
-    fn hr(&self, s: Selection, at: u32) -> f64 {
+    fn hr(&self, s: Selection, at: usize) -> f64 {
         let users = &self.selected(s).users;
         users.iter().filter(|u| u.rank <= at).count() as f64 / users.len().max(1) as f64
     }
 
     fn trained(&self) -> bool {
-        self.epochs.len() > 1 || self.epochs.iter().any(|e| e.train_ndcg.is_some())
+        self.run.epochs.len() > 1 || self.run.epochs.iter().any(|e| e.train.is_some())
+    }
+
+    /// Answered requests by stage name (`profile`, `rerank`, ..., `test`).
+    pub fn calls_by_stage(&self) -> BTreeMap<String, u64> {
+        self.run
+            .calls
+            .iter()
+            .map(|(stage, t)| (format!("{stage:?}").to_lowercase(), t.calls))
+            .collect()
+    }
+
+    fn parse_outcomes(&self) -> BTreeMap<String, u64> {
+        self.run
+            .parse_counts
+            .iter()
+            .map(|(o, n)| (format!("{o:?}").to_lowercase(), *n))
+            .collect()
+    }
+
+    fn failed_calls(&self) -> BTreeMap<String, u64> {
+        self.run
+            .failures
+            .iter()
+            .map(|(r, n)| (r.to_string(), *n))
+            .collect()
+    }
+
+    /// The row's typed settings, when it is one of the built-in methods.
+    pub fn builtin(&self) -> Option<&agp::MethodConfig> {
+        match &self.method {
+            MethodSpec::Builtin(c) => Some(c),
+            MethodSpec::External(_) => None,
+        }
     }
 
     /// `dataset/backbone/llm/method`: how reports and `cargo xtask power --cell` name a cell.
@@ -300,59 +270,106 @@ pub fn render(exp: &Experiment, facts: &RunFacts, all_cells: &[Cell]) -> Report 
     Report { files }
 }
 
+/// A cell of one epoch whose users have these ranks and NDCGs, for tests of what is computed
+/// from cells.
+#[cfg(test)]
+pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64]) -> Cell {
+    use agp::{MeanMetrics, ParseOutcome, UserResult};
+    let users: Vec<UserResult> = ranks
+        .iter()
+        .zip(ndcgs)
+        .enumerate()
+        .map(|(i, (&rank, &ndcg))| UserResult {
+            user: i as u32,
+            rank,
+            ndcg,
+            parse: ParseOutcome::Exact,
+            failure: None,
+        })
+        .collect();
+    let test = MeanMetrics::of(&users);
+    let epoch = |selection| SelectedEpoch {
+        selection,
+        epoch: 1,
+        test: test.clone(),
+        valid: None,
+        users: users.clone(),
+    };
+    let base = kind == "base";
+    let calls = if base {
+        BTreeMap::new()
+    } else {
+        BTreeMap::from([(
+            agp_llm::Stage::Test,
+            agp::StageTally {
+                calls: users.len() as u64,
+                ..Default::default()
+            },
+        )])
+    };
+    let config = serde_json::json!({ "kind": kind });
+    Cell {
+        seed: 1,
+        dataset: "ml-latest-small".into(),
+        backbone: "lightgcn".into(),
+        llm: if base { "" } else { "replay" }.into(),
+        llm_paper_label: None,
+        label: label.into(),
+        kind: kind.into(),
+        settings: BTreeMap::new(),
+        method: MethodSpec::Builtin(serde_json::from_value(config.clone()).expect("a kind")),
+        run: MethodRun {
+            label: label.into(),
+            config,
+            model: agp_llm::ModelInfo {
+                backend: "replay".into(),
+                model: "test".into(),
+                file_sha256: None,
+            },
+            k: K,
+            n_train_users: 0,
+            n_test_users: users.len(),
+            n_valid_users: 0,
+            epochs: vec![agp::EpochMetrics {
+                epoch: 1,
+                train: None,
+                test: test.clone(),
+                valid: None,
+                accepted_edits: 0,
+                discarded_edits: 0,
+            }],
+            last: epoch(Selection::Last),
+            best_test: epoch(Selection::BestTest),
+            best_valid: Some(epoch(Selection::BestValid)),
+            calls,
+            total_calls: if base { 0 } else { users.len() as u64 },
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            eq7_calls_per_epoch: None,
+            counted_calls_per_epoch: None,
+            backbone: test,
+            random_order_ndcg: agp::random_order_ndcg(K),
+            parse_counts: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            final_prompt: None,
+        },
+        eq7_training_calls: None,
+        formula_calls: None,
+        estimated_cost_usd: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::experiment::{Scale, ScaleSettings};
 
-    fn cell(label: &str, kind: &str, ranks: &[u32]) -> Cell {
-        let users: Vec<UserOutcome> = ranks
+    fn cell(label: &str, kind: &str, ranks: &[usize]) -> Cell {
+        let ndcgs: Vec<f64> = ranks
             .iter()
-            .enumerate()
-            .map(|(i, &r)| UserOutcome {
-                user: i as u32,
-                rank: r,
-                ndcg: 1.0 / ((r + 1) as f64).log2(),
-            })
+            .map(|&r| 1.0 / ((r + 1) as f64).log2())
             .collect();
-        Cell {
-            seed: 1,
-            dataset: "ml-latest-small".into(),
-            backbone: "lightgcn".into(),
-            llm: if kind == "base" {
-                String::new()
-            } else {
-                "replay".into()
-            },
-            llm_paper_label: None,
-            label: label.into(),
-            kind: kind.into(),
-            settings: BTreeMap::new(),
-            epochs: vec![EpochPoint {
-                epoch: 1,
-                train_ndcg: None,
-                valid_ndcg: None,
-                test_ndcg: 0.5,
-                test_rank: 5.0,
-            }],
-            selected: Selection::ALL
-                .iter()
-                .map(|&s| SelectedEpoch {
-                    selection: s,
-                    epoch: 1,
-                    users: users.clone(),
-                })
-                .collect(),
-            calls_by_stage: BTreeMap::new(),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            parse_outcomes: BTreeMap::new(),
-            failed_calls: BTreeMap::new(),
-            eq7_training_calls: None,
-            formula_calls: None,
-            estimated_cost_usd: None,
-            final_prompt: None,
-        }
+        test_cell(label, kind, ranks, &ndcgs)
     }
 
     fn experiment() -> Experiment {

@@ -38,7 +38,7 @@ pub fn headline(title: &str, cells: &[Cell], rounded: bool) -> String {
         } else {
             versus_base(c, base, Selection::BestValid)
         };
-        let calls: u64 = c.calls_by_stage.values().sum();
+        let calls: u64 = c.calls_by_stage().values().sum();
         b.push_record([
             c.dataset.clone(),
             c.backbone.clone(),
@@ -75,43 +75,7 @@ mod tests {
     use super::*;
 
     fn cell(label: &str, kind: &str, ndcgs: &[f64]) -> Cell {
-        let users = ndcgs
-            .iter()
-            .enumerate()
-            .map(|(i, &ndcg)| UserOutcome {
-                user: i as u32,
-                rank: 1,
-                ndcg,
-            })
-            .collect::<Vec<_>>();
-        Cell {
-            seed: 1,
-            dataset: "ml".into(),
-            backbone: "lightgcn".into(),
-            llm: if kind == "base" { "" } else { "replay" }.into(),
-            llm_paper_label: None,
-            label: label.into(),
-            kind: kind.into(),
-            settings: BTreeMap::new(),
-            epochs: vec![],
-            selected: Selection::ALL
-                .iter()
-                .map(|&selection| SelectedEpoch {
-                    selection,
-                    epoch: 0,
-                    users: users.clone(),
-                })
-                .collect(),
-            calls_by_stage: BTreeMap::from([("test".to_string(), ndcgs.len() as u64)]),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            parse_outcomes: BTreeMap::new(),
-            failed_calls: BTreeMap::new(),
-            eq7_training_calls: None,
-            formula_calls: None,
-            estimated_cost_usd: None,
-            final_prompt: None,
-        }
+        crate::report::test_cell(label, kind, &vec![1; ndcgs.len()], ndcgs)
     }
 
     #[test]
