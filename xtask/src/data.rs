@@ -150,18 +150,7 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
                 &ds.checksum[..16]
             );
             if let Some(out) = out {
-                std::fs::create_dir_all(&out)
-                    .with_context(|| format!("creating {}", out.display()))?;
-                let write = |name: &str, bytes: Vec<u8>| {
-                    let p = out.join(name);
-                    std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))
-                };
-                write("dataset.json", serde_json::to_vec(&ds)?)?;
-                write("stats.json", serde_json::to_vec_pretty(&stats)?)?;
-                agp_datasets::formats::recbole::write_recbole(
-                    &ds,
-                    &out.join("recbole").join(&ds.name),
-                )?;
+                agp_datasets::formats::recbole::write_split(&ds, &stats, &out)?;
                 eprintln!("wrote {}", out.display());
             }
             Ok(())
@@ -210,14 +199,8 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             seed,
             out,
         } => {
-            let base = SynthSpec::preset(&preset)?;
-            let scaled = users.map(|u| {
-                (base.interactions as f64 * u as f64 / base.users as f64).round() as usize
-            });
+            let base = SynthSpec::preset_with(&preset, users, items, interactions)?;
             let spec = SynthSpec {
-                users: users.unwrap_or(base.users),
-                items: items.unwrap_or(base.items),
-                interactions: interactions.or(scaled).unwrap_or(base.interactions),
                 popularity_exponent: popularity_exponent.unwrap_or(base.popularity_exponent),
                 popularity_offset: popularity_offset.unwrap_or(base.popularity_offset),
                 activity_exponent: activity_exponent.unwrap_or(base.activity_exponent),
@@ -227,32 +210,8 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             let dir = out.join(&spec.name);
             let t = std::time::Instant::now();
             let s = agp_datasets::synth::write_recbole(&spec, &dir)?;
-            println!(
-                "{}: {} users, {} items, {} interactions (seed {}, written in {:.2}s)",
-                s.name,
-                s.users,
-                s.items,
-                s.interactions,
-                spec.seed,
-                t.elapsed().as_secs_f64()
-            );
-            println!(
-                "history length min {} / mean {:.1} / max {}; users per item min {} / max {}",
-                s.min_history, s.mean_history, s.max_history, s.min_item_users, s.max_item_users
-            );
-            println!(
-                "popularity: top 1% of items hold {:.1}% of interactions, Gini {:.3} \
-                 (Zipf α {} offset {}, {} interactions moved to reach {} users per item)",
-                100.0 * s.top1_share,
-                s.gini,
-                spec.popularity_exponent,
-                spec.popularity_offset,
-                s.top_up_swaps,
-                spec.min_item_users
-            );
-            for f in &s.files {
-                println!("wrote {}", f.display());
-            }
+            println!("{}", spec.summary(&s));
+            eprintln!("written in {:.2}s", t.elapsed().as_secs_f64());
             let source = format!("recbole:{}", dir.display());
             println!("dataset: {source}");
             println!("  cargo xtask data stats {source}");
@@ -264,35 +223,7 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {
-                println!(
-                    "{} (k-core {}, checksum {})",
-                    stats.name,
-                    stats.k_core,
-                    &stats.checksum[..16]
-                );
-                println!(
-                    "{:<10} {:>9} {:>9} {:>13} {:>7} {:>9} {:>9}",
-                    "", "users", "items", "interactions", "titled", "mean len", "density"
-                );
-                for (label, c) in [("raw", &stats.raw), ("processed", &stats.processed)] {
-                    println!(
-                        "{:<10} {:>9} {:>9} {:>13} {:>6.1}% {:>9.1} {:>9.5}",
-                        label,
-                        c.users,
-                        c.items,
-                        c.interactions,
-                        100.0 * c.titled_items_fraction,
-                        c.mean_history_length,
-                        c.density
-                    );
-                }
-                println!(
-                    "duplicates removed {}, k-core removed {} in {} passes",
-                    stats.duplicates_removed, stats.kcore_removed, stats.kcore_passes
-                );
-                for (why, n) in &stats.skipped {
-                    println!("skipped {why}: {n}");
-                }
+                println!("{stats}");
             }
             Ok(())
         }

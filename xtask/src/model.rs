@@ -69,47 +69,17 @@ pub fn run(cmd: ModelCmd) -> anyhow::Result<()> {
                 Some(p) => p.to_string_lossy().to_string(),
                 None => model,
             };
-            try_local(&spec, threads, max_tokens, &prompt)
+            if !cfg!(feature = "local") {
+                anyhow::bail!(
+                    "built without the `local` feature; run `cargo xtask-local model try`"
+                );
+            }
+            let spec = agp_llm::LlmSpec::Local(spec);
+            println!(
+                "{}",
+                agp_llm::smoke_test(&spec, threads, max_tokens, &prompt)?
+            );
+            Ok(())
         }
     }
-}
-
-#[cfg(feature = "local")]
-fn try_local(spec: &str, threads: usize, max_tokens: u32, prompt: &str) -> anyhow::Result<()> {
-    use agp_llm::{ChatRequest, LlmOptions, LlmSpec, Message, RecordMode, ScoreRequest};
-    let opts = LlmOptions {
-        mode: RecordMode::Off,
-        threads: Some(threads),
-        ..Default::default()
-    };
-    let h = agp_llm::build_model(&LlmSpec::Local(spec.to_string()), &opts)?;
-    let mut req = ChatRequest::new(vec![Message::user(prompt)]);
-    req.sampling.max_tokens = Some(max_tokens);
-    let chat = agp_llm::block_on(h.model.chat(&req))?;
-    println!("model: {:?}", h.model.info());
-    println!(
-        "chat ({} + {} tokens, {} ms):\n{}",
-        chat.usage.prompt_tokens, chat.usage.completion_tokens, chat.usage.latency_ms, chat.content
-    );
-    let score = ScoreRequest {
-        messages: vec![Message::system("You answer only Yes or No.")],
-        prefix: "The user loves space adventures. Would the user enjoy watching ".to_string(),
-        suffixes: vec![
-            "\"Star Wars (1977)\"?".to_string(),
-            "\"Notting Hill (1999)\"?".to_string(),
-        ],
-        stage: None,
-        priority: 0,
-    };
-    let s = agp_llm::block_on(h.model.score(&score))?;
-    println!(
-        "scores logit(Yes)-logit(No): {:?} ({} ms)",
-        s.scores, s.usage.latency_ms
-    );
-    Ok(())
-}
-
-#[cfg(not(feature = "local"))]
-fn try_local(_spec: &str, _threads: usize, _max_tokens: u32, _prompt: &str) -> anyhow::Result<()> {
-    anyhow::bail!("built without the `local` feature; run `cargo xtask-local model try`")
 }

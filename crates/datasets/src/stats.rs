@@ -47,3 +47,38 @@ pub struct DatasetStats {
     pub kcore_passes: u32,
     pub skipped: BTreeMap<String, u64>,
 }
+
+/// The table `cargo xtask data stats` prints: raw beside processed, then what was dropped.
+impl std::fmt::Display for DatasetStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sum = self.checksum.get(..16).unwrap_or(&self.checksum);
+        writeln!(f, "{} (k-core {}, checksum {sum})", self.name, self.k_core)?;
+        writeln!(
+            f,
+            "{:<10} {:>9} {:>9} {:>13} {:>7} {:>9} {:>9}",
+            "", "users", "items", "interactions", "titled", "mean len", "density"
+        )?;
+        for (label, c) in [("raw", &self.raw), ("processed", &self.processed)] {
+            writeln!(
+                f,
+                "{:<10} {:>9} {:>9} {:>13} {:>6.1}% {:>9.1} {:>9.5}",
+                label,
+                c.users,
+                c.items,
+                c.interactions,
+                100.0 * c.titled_items_fraction,
+                c.mean_history_length,
+                c.density
+            )?;
+        }
+        write!(
+            f,
+            "duplicates removed {}, k-core removed {} in {} passes",
+            self.duplicates_removed, self.kcore_removed, self.kcore_passes
+        )?;
+        for (why, n) in &self.skipped {
+            write!(f, "\nskipped {why}: {n}")?;
+        }
+        Ok(())
+    }
+}

@@ -84,6 +84,57 @@ pub struct SynthStats {
 }
 
 impl SynthSpec {
+    /// A preset with the given overrides. Scaling the users alone scales the interactions with
+    /// them, so the mean history length stays the preset's.
+    pub fn preset_with(
+        name: &str,
+        users: Option<usize>,
+        items: Option<usize>,
+        interactions: Option<usize>,
+    ) -> Result<Self, DataError> {
+        let base = SynthSpec::preset(name)?;
+        let scaled = users
+            .map(|u| (base.interactions as f64 * u as f64 / base.users as f64).round() as usize);
+        Ok(SynthSpec {
+            users: users.unwrap_or(base.users),
+            items: items.unwrap_or(base.items),
+            interactions: interactions.or(scaled).unwrap_or(base.interactions),
+            ..base
+        })
+    }
+
+    /// What was written and its shape, as `cargo xtask data synth` prints it.
+    pub fn summary(&self, s: &SynthStats) -> String {
+        let mut out = format!(
+            "{}: {} users, {} items, {} interactions (seed {})\n\
+             history length min {} / mean {:.1} / max {}; users per item min {} / max {}\n\
+             popularity: top 1% of items hold {:.1}% of interactions, Gini {:.3} (Zipf α {} \
+             offset {}, {} interactions moved to reach {} users per item)",
+            s.name,
+            s.users,
+            s.items,
+            s.interactions,
+            self.seed,
+            s.min_history,
+            s.mean_history,
+            s.max_history,
+            s.min_item_users,
+            s.max_item_users,
+            100.0 * s.top1_share,
+            s.gini,
+            self.popularity_exponent,
+            self.popularity_offset,
+            s.top_up_swaps,
+            self.min_item_users
+        );
+        for f in &s.files {
+            out.push_str(&format!("\nwrote {}", f.display()));
+        }
+        out
+    }
+}
+
+impl SynthSpec {
     pub const PRESETS: [&'static str; 4] = ["amz", "yelp", "gr", "tiny"];
 
     /// The paper's datasets after 5-core (users and items from its §3.1 table: 95K × 43K,

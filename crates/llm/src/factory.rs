@@ -255,6 +255,47 @@ pub fn build_model(spec: &LlmSpec, opts: &LlmOptions) -> Result<LlmHandle, LlmEr
     })
 }
 
+/// One chat and one yes/no scoring of two candidates, unrecorded: what `cargo xtask model try`
+/// prints to show that a model loads and answers in both of the ways the methods use.
+pub fn smoke_test(
+    spec: &LlmSpec,
+    threads: usize,
+    max_tokens: u32,
+    prompt: &str,
+) -> Result<String, LlmError> {
+    use crate::{ChatRequest, Message, ScoreRequest};
+    let opts = LlmOptions {
+        mode: RecordMode::Off,
+        threads: Some(threads),
+        ..Default::default()
+    };
+    let h = build_model(spec, &opts)?;
+    let mut req = ChatRequest::new(vec![Message::user(prompt)]);
+    req.sampling.max_tokens = Some(max_tokens);
+    let chat = crate::block_on(h.model.chat(&req))?;
+    let score = ScoreRequest {
+        messages: vec![Message::system("You answer only Yes or No.")],
+        prefix: "The user loves space adventures. Would the user enjoy watching ".to_string(),
+        suffixes: vec![
+            "\"Star Wars (1977)\"?".to_string(),
+            "\"Notting Hill (1999)\"?".to_string(),
+        ],
+        stage: None,
+        priority: 0,
+    };
+    let s = crate::block_on(h.model.score(&score))?;
+    Ok(format!(
+        "model: {:?}\nchat ({} + {} tokens, {} ms):\n{}\nscores logit(Yes)-logit(No): {:?} ({} ms)",
+        h.model.info(),
+        chat.usage.prompt_tokens,
+        chat.usage.completion_tokens,
+        chat.usage.latency_ms,
+        chat.content,
+        s.scores,
+        s.usage.latency_ms
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ pub mod pool;
 pub mod store;
 pub mod usage;
 
-pub use factory::{LlmHandle, LlmOptions, LlmSpec, build_model};
+pub use factory::{LlmHandle, LlmOptions, LlmSpec, build_model, smoke_test};
 pub use store::{
     RecordMode, RecordedFailure, Recorder, ReplayModel, Store, chat_key, label_key, score_key,
     score_part_key,

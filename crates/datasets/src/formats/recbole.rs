@@ -211,3 +211,26 @@ pub fn write_recbole(ds: &Dataset, dir: &Path) -> Result<Vec<PathBuf>, DataError
     outs.push(p);
     Ok(outs)
 }
+
+/// Writes a prepared split for other tools into `out`: `dataset.json`, `stats.json`, and RecBole
+/// atomic files under `recbole/<name>/` (pre-split `.train/.valid/.test.inter` for RecBole's
+/// `benchmark_filename`).
+pub fn write_split(
+    ds: &Dataset,
+    stats: &crate::DatasetStats,
+    out: &Path,
+) -> Result<Vec<PathBuf>, DataError> {
+    std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    let mut written = Vec::new();
+    for (name, bytes) in [
+        ("dataset.json", serde_json::to_vec(ds)),
+        ("stats.json", serde_json::to_vec_pretty(stats)),
+    ] {
+        let p = out.join(name);
+        let bytes = bytes.map_err(|e| DataError::io(&p, std::io::Error::other(e)))?;
+        std::fs::write(&p, bytes).map_err(|e| DataError::io(&p, e))?;
+        written.push(p);
+    }
+    written.extend(write_recbole(ds, &out.join("recbole").join(&ds.name))?);
+    Ok(written)
+}
