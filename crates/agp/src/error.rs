@@ -36,6 +36,11 @@ pub enum AgpError {
 
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+
+    /// A method from outside this crate (another process, a user's `Reranker`) failed or broke
+    /// its protocol; the message names the method and what it did.
+    #[error("{0}")]
+    Method(String),
 }
 
 impl AgpError {

@@ -115,7 +115,7 @@ fn failure_reason(name: &str) -> agp_llm::FailureReason {
 }
 
 fn method_error(e: String) -> AgpError {
-    AgpError::Data(e)
+    AgpError::Method(e)
 }
 
 impl<'a> ExternalReranker<'a> {
