@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod adam;
 pub mod early_stopping;
 pub mod eval;
 pub mod export;

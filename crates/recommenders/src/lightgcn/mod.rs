@@ -7,7 +7,6 @@
 //! Every floating-point sum has a fixed order, so a seed gives the same model for any number
 //! of threads.
 
-mod adam;
 mod config;
 mod graph;
 mod model;
@@ -15,7 +14,6 @@ mod sampler;
 mod store;
 mod train;
 
-pub use adam::Adam;
 pub use config::*;
 pub use graph::NormAdj;
 pub use model::*;
@@ -23,6 +21,7 @@ pub use sampler::*;
 pub use store::{ModelStore, StoreError};
 pub use train::*;
 
+use crate::adam::{Adam, AdamOptions};
 use crate::early_stopping::{EarlyStopping, Verdict};
 use crate::eval::{self, EvalError, Split};
 use crate::{DotScorer, Popularity, Scorer};

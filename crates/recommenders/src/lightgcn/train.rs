@@ -47,7 +47,7 @@ impl<'a> Trainer<'a> {
         assert_eq!(ego.len(), n, "embedding table size");
         Self {
             adj,
-            adam: Adam::new(n, config.lr as f32),
+            adam: Adam::new(n, AdamOptions::torch(config.lr as f32)),
             layers: vec![vec![0.0; n]; config.layers.saturating_sub(1)],
             batch_final: Vec::new(),
             slot: vec![NO_SLOT; adj.n_nodes()],

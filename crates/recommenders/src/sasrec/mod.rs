@@ -17,7 +17,6 @@
 //! # Ok(()) }
 //! ```
 
-mod adam;
 pub mod kernels;
 pub mod model;
 pub mod params;
@@ -28,6 +27,7 @@ mod store;
 pub use sampled_eval::{SampledMetrics, sampled_eval};
 pub use store::model_cache_path;
 
+use crate::adam::{Adam, AdamOptions, BiasCorrection, FirstMoment};
 use crate::early_stopping::{EarlyStopping, Verdict};
 use crate::eval::{self, EvalError, Split};
 use crate::{DotScorer, Scorer};
@@ -164,6 +164,19 @@ impl SasRecConfig {
             return bad("eval_every", self.eval_every.to_string(), ">= 1");
         }
         Ok(())
+    }
+
+    /// Adam with this config's rates and the roundings SASRec has always trained with here (the
+    /// textbook first moment, bias corrections in f32): its committed numbers depend on them.
+    fn adam(&self) -> AdamOptions {
+        AdamOptions {
+            lr: self.lr as f32,
+            beta1: self.adam_beta1 as f32,
+            beta2: self.adam_beta2 as f32,
+            eps: self.adam_eps as f32,
+            first_moment: FirstMoment::Blend,
+            bias_correction: BiasCorrection::F32,
+        }
     }
 
     fn pass(&self) -> PassConfig {
@@ -405,7 +418,7 @@ impl DotScorer for SasRec {
 /// Training state that lives across epochs: sampler, optimiser, buffers.
 pub struct Trainer {
     sampler: sampler::Sampler,
-    adam: adam::Adam,
+    adam: Adam,
     tape: Tape,
     grads: Vec<f32>,
     batch: Batch,
@@ -419,7 +432,7 @@ impl Trainer {
         rng.set_stream(1);
         Ok(Self {
             sampler,
-            adam: adam::Adam::new(model.params.len()),
+            adam: Adam::new(model.params.len(), model.config.adam()),
             tape: Tape::default(),
             grads: vec![0.0; model.params.len()],
             batch: Batch::default(),
@@ -474,8 +487,7 @@ impl Trainer {
             &mut self.tape,
             &mut self.grads,
         );
-        self.adam
-            .update(&mut model.params, &self.grads, &model.config);
+        self.adam.step(&mut model.params, &self.grads);
         loss
     }
 }
