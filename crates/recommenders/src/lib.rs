@@ -23,6 +23,7 @@
 //! ```
 
 pub mod adam;
+pub mod backbone;
 pub mod early_stopping;
 pub mod eval;
 pub mod export;
@@ -33,6 +34,9 @@ pub mod progress;
 pub mod sasrec;
 pub mod synthetic;
 
+pub use backbone::{
+    Backbone, BackboneConfig, BackboneError, EpochLog, ModelStore, TrainReport, Trained,
+};
 pub use early_stopping::EarlyStopping;
 pub use eval::{Ranks, Split};
 pub use popularity::Popularity;

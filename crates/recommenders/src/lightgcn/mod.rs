@@ -18,12 +18,13 @@ pub use config::*;
 pub use graph::NormAdj;
 pub use model::*;
 pub use sampler::*;
-pub use store::{ModelStore, StoreError};
 pub use train::*;
 
 use crate::adam::{Adam, AdamOptions};
-use crate::early_stopping::{EarlyStopping, Verdict};
-use crate::eval::{self, EvalError, Split};
+pub use crate::backbone::{EpochLog, REPORT_KS, TrainReport};
+
+use crate::backbone::{self, Fit, FitError, Schedule};
+use crate::eval::{self, EvalError, Ranks, Split};
 use crate::{DotScorer, Popularity, Scorer};
 use agp_datasets::Dataset;
 use rand::{Rng, SeedableRng};
@@ -31,7 +32,6 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// Writes the split in the official code's text format (`train.txt`: `uid i1 i2 …` with the
 /// distinct training items; `valid.txt` and `test.txt`: `uid item`), so a PyTorch peer trains on
