@@ -1,5 +1,7 @@
 //! Native backbones (LightGCN, SASRec) and the machinery both share: full-ranking evaluation,
-//! early stopping, a popularity baseline, and the paper's candidate export.
+//! early stopping, a popularity baseline, and the paper's candidate export. Training, caching
+//! and saving go through [`backbone`] ([`BackboneConfig`], [`Backbone`], [`ModelStore`]), so no
+//! caller needs to know which model it holds.
 //!
 //! Evaluation and export are written once against [`Scorer`]; a backbone only has to score
 //! every item for a user. Backbones whose scores are dot products (LightGCN, SASRec) also
