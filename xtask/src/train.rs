@@ -6,7 +6,7 @@ use agp_harness::Workspace;
 use agp_harness::train::{BackboneKind, TrainSettings, train_or_load};
 use agp_recommenders::Popularity;
 use agp_recommenders::eval::{Split, rank_targets};
-use agp_recommenders::export::{self, ExportOptions};
+use agp_recommenders::export::ExportOptions;
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -111,7 +111,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let t = train_or_load(&ws, &ds, kind, &settings)?;
-    let full = rank_targets(&*t.model, &ds, Split::Test)?;
+    let full = t.model.evaluate(&ds, Split::Test)?;
     let pop = rank_targets(&Popularity::fit(&ds), &ds, Split::Test)?;
     let sampled = agp_recommenders::sasrec::sampled_eval(&*t.model, &ds, Split::Test, 100, a.seed)?;
     // Flat keys: the peer scripts under bench/ read them.
@@ -120,13 +120,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "dataset": ds.name,
         "dataset_checksum": ds.checksum,
         "from_cache": t.cached,
-        "epochs": t.facts.epochs_run,
-        "best_epoch": t.facts.best_epoch,
-        "stopped_early": t.facts.stopped_early,
-        "seconds_per_epoch": t.facts.seconds_per_epoch,
-        "final_loss": t.facts.losses.last(),
-        "valid_ndcg": t.facts.valid_ndcg,
-        "hyperparameters": t.facts.hyperparameters,
+        "epochs": t.report.epochs_run(),
+        "best_epoch": t.report.best_epoch,
+        "stopped_early": t.report.stopped_early,
+        "seconds_per_epoch": t.report.seconds_per_epoch(),
+        "final_loss": t.report.losses().last(),
+        "valid_ndcg": t.report.valid_curve(),
+        "hyperparameters": t.model.hyperparameters(),
         format!("test_hits@{}", a.k): full.hits(a.k),
         "sampled_hr@10": sampled.hr10,
         "sampled_ndcg@10": sampled.ndcg10,
@@ -146,7 +146,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             seed: a.seed,
             take_available: a.take_available,
         };
-        let file = export::export_candidates(&*t.model, &ds, t.provenance.clone(), &opts)?;
+        let file = t.model.export(&ds, &opts)?;
         file.write(path)?;
         if let Some(p) = &a.ranking_json {
             std::fs::write(p, file.reference_ranking_json(&ds))
@@ -171,14 +171,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "{kind}: {} epochs (best {:?}{}), {:.3} s/epoch{}; test recall@20 {:.4} ndcg@20 {:.4} \
              hr@10 {:.4} ndcg@10 {:.4} (popularity ndcg@20 {:.4}); {} users with the test item \
              in their top-{}",
-            t.facts.epochs_run,
-            t.facts.best_epoch,
-            if t.facts.stopped_early {
+            t.report.epochs_run(),
+            t.report.best_epoch,
+            if t.report.stopped_early {
                 ", stopped early"
             } else {
                 ""
             },
-            t.facts.seconds_per_epoch,
+            t.report.seconds_per_epoch(),
             if t.cached {
                 " (loaded from the store)"
             } else {

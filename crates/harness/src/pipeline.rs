@@ -10,8 +10,8 @@ use agp::{MethodConfig, MethodRun, RunOptions};
 use agp_datasets::candidates::CandidateFile;
 use agp_datasets::{Dataset, DatasetSource, PrepareOptions};
 use agp_llm::Sampling;
-use agp_recommenders::export::{self, ExportOptions};
-use agp_recommenders::{Scorer, eval, eval::Split};
+use agp_recommenders::eval::Split;
+use agp_recommenders::export::ExportOptions;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -104,9 +104,9 @@ pub fn backbone(
             ..TrainSettings::default()
         },
     )?;
-    let candidates = export::export_candidates(&*trained.model, ds, trained.provenance, &export)?;
+    let candidates = trained.model.export(ds, &export)?;
     let metrics = test_metrics(&*trained.model, ds)?;
-    let epochs_run = trained.facts.epochs_run;
+    let epochs_run = trained.report.epochs_run();
     if exp.scale == Scale::Fixture {
         check_or_store_candidates(ws, &candidates, &ds.name, name, seed, record)?;
     }
@@ -119,8 +119,8 @@ pub fn backbone(
         dataset: ds.name.clone(),
         backbone: name.to_string(),
         epochs: epochs_run,
-        best_epoch: trained.facts.best_epoch,
-        stopped_early: trained.facts.stopped_early,
+        best_epoch: trained.report.best_epoch,
+        stopped_early: trained.report.stopped_early,
         metrics,
         eligible_users: eligible,
         test_users: candidates.test_users.len(),
@@ -131,8 +131,11 @@ pub fn backbone(
     Ok(Backbone { candidates, facts })
 }
 
-fn test_metrics(model: &dyn Scorer, ds: &Dataset) -> Result<BTreeMap<String, f64>> {
-    let ranks = eval::rank_targets(model, ds, Split::Test)?;
+fn test_metrics(
+    model: &dyn agp_recommenders::Backbone,
+    ds: &Dataset,
+) -> Result<BTreeMap<String, f64>> {
+    let ranks = model.evaluate(ds, Split::Test)?;
     Ok(BTreeMap::from([
         ("test recall@20".to_string(), ranks.recall(20)),
         ("test ndcg@20".to_string(), ranks.ndcg(20)),

@@ -3,14 +3,15 @@
 //!
 //! `cargo xtask train <backbone>` and `reproduce` both come through [`train_or_load`], so a
 //! warm cache reports what the cold run that filled it reported (epochs run, best epoch, early
-//! stop): the report of the training run is stored beside the model.
+//! stop): the report of the training run is stored in the model file's header. Everything past
+//! building the config goes through the `agp_recommenders` backbone traits.
 
 use crate::Workspace;
 use agp_datasets::Dataset;
-use agp_recommenders::Scorer;
-use agp_recommenders::export::Provenance;
-use agp_recommenders::lightgcn::{self, LightGcnConfig, ModelStore};
-use agp_recommenders::sasrec::{self, SasRec, SasRecConfig, TrainOptions};
+pub use agp_recommenders::Trained;
+use agp_recommenders::lightgcn::LightGcnConfig;
+use agp_recommenders::sasrec::SasRecConfig;
+use agp_recommenders::{BackboneConfig, EpochLog, ModelStore};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -68,34 +69,6 @@ pub struct TrainSettings {
     /// Train even when the store holds a model for these settings.
     pub retrain: bool,
     pub progress: bool,
-}
-
-/// What a training run did: the same whether the model was trained now or reloaded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TrainFacts {
-    pub backbone: BackboneKind,
-    pub epochs_run: usize,
-    /// The epoch whose parameters were kept (best validation), if any validation ran.
-    pub best_epoch: Option<usize>,
-    pub stopped_early: bool,
-    /// Training time per epoch of the run that trained it, evaluation excluded.
-    pub seconds_per_epoch: f64,
-    /// Mean training loss of each epoch run.
-    pub losses: Vec<f64>,
-    /// `(epoch, validation NDCG)` at every validation (NDCG@20 for LightGCN as in its official
-    /// code, NDCG@10 for SASRec).
-    pub valid_ndcg: Vec<(usize, f64)>,
-    pub hyperparameters: serde_json::Value,
-}
-
-/// A trained (or reloaded) backbone.
-pub struct Trained {
-    pub model: Box<dyn Scorer + Send>,
-    pub facts: TrainFacts,
-    /// Loaded from the store rather than trained now.
-    pub cached: bool,
-    /// How the candidate file says it was made.
-    pub provenance: Provenance,
 }
 
 /// Applies `settings` to a config through its serialised form, so every field is settable by
@@ -166,97 +139,39 @@ pub fn sasrec_config(ds: &Dataset, s: &TrainSettings) -> Result<SasRecConfig> {
     Ok(cfg)
 }
 
-/// Train `kind` on `ds`, or reload it with the facts of the run that trained it.
+/// The config `settings` describe for `kind` on `ds`: the one place the backbones differ here.
+pub fn backbone_config(
+    ds: &Dataset,
+    kind: BackboneKind,
+    s: &TrainSettings,
+) -> Result<Box<dyn BackboneConfig>> {
+    Ok(match kind {
+        BackboneKind::LightGcn => Box::new(lightgcn_config(s)?),
+        BackboneKind::SasRec => Box::new(sasrec_config(ds, s)?),
+    })
+}
+
+/// Train `kind` on `ds`, or reload it with the report of the run that trained it.
 pub fn train_or_load(
     ws: &Workspace,
     ds: &Dataset,
     kind: BackboneKind,
     s: &TrainSettings,
 ) -> Result<Trained> {
-    match kind {
-        BackboneKind::LightGcn => {
-            let config = lightgcn_config(s)?;
-            let store = ModelStore::new(ws.models());
-            let bar = agp_recommenders::progress::epoch_bar(config.epochs, s.progress);
-            bar.set_prefix(format!("lightgcn {}", ds.name));
-            let on_epoch = |e: &lightgcn::EpochLog| {
-                bar.set_position(e.epoch as u64);
-                bar.set_message(format!("loss {:.4}", e.loss));
-            };
-            let (model, report, cached) = if s.retrain {
-                let (m, r) = lightgcn::train(ds, &config, on_epoch)?;
-                store.save(ds, &m, &r)?;
-                (m, r, false)
-            } else {
-                lightgcn::train_cached(ds, &config, &store, on_epoch)?
-            };
-            bar.finish_and_clear();
-            let facts = TrainFacts {
-                backbone: kind,
-                epochs_run: report.epochs_run(),
-                best_epoch: report
-                    .epochs
-                    .iter()
-                    .any(|e| e.valid.is_some())
-                    .then_some(report.best_epoch),
-                stopped_early: report.stopped_early,
-                seconds_per_epoch: report.seconds_per_epoch(),
-                losses: report.epochs.iter().map(|e| e.loss).collect(),
-                valid_ndcg: report
-                    .epochs
-                    .iter()
-                    .filter_map(|e| Some((e.epoch, *e.valid.as_ref()?.get("ndcg@20")?)))
-                    .collect(),
-                hyperparameters: serde_json::to_value(&config)?,
-            };
-            Ok(Trained {
-                model: Box::new(model),
-                facts,
-                cached,
-                provenance: Provenance::new("lightgcn", config.seed).with_hyperparameters(&config),
-            })
+    let config = backbone_config(ds, kind, s)?;
+    let bar = agp_recommenders::progress::epoch_bar(config.max_epochs(), s.progress);
+    bar.set_prefix(format!("{kind} {}", ds.name));
+    let metric = config.select_metric();
+    let mut observer = |e: &EpochLog| {
+        bar.set_position(e.epoch as u64);
+        match e.valid.as_ref().and_then(|v| v.get(metric)) {
+            Some(v) => bar.set_message(format!("loss {:.4} valid {metric} {v:.4}", e.loss)),
+            None => bar.set_message(format!("loss {:.4}", e.loss)),
         }
-        BackboneKind::SasRec => {
-            let config = sasrec_config(ds, s)?;
-            let path = sasrec::model_cache_path(&ws.cache(), ds, &config);
-            let report_path = path.with_extension("report.json");
-            let cached = !s.retrain && path.exists() && report_path.exists();
-            let (model, report) = if cached {
-                let model = SasRec::load(&path, ds)?;
-                let bytes = std::fs::read(&report_path)
-                    .with_context(|| format!("reading {}", report_path.display()))?;
-                let report: sasrec::TrainReport = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("reading {}", report_path.display()))?;
-                (model, report)
-            } else {
-                let (model, report) = SasRec::train(
-                    ds,
-                    &config,
-                    &TrainOptions {
-                        progress: s.progress,
-                    },
-                )?;
-                model.save(&path, ds)?;
-                std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("writing {}", report_path.display()))?;
-                (model, report)
-            };
-            let facts = TrainFacts {
-                backbone: kind,
-                epochs_run: report.epochs,
-                best_epoch: report.best_epoch,
-                stopped_early: report.epochs < config.num_epochs,
-                seconds_per_epoch: report.seconds_per_epoch,
-                losses: report.losses.clone(),
-                valid_ndcg: report.valid_ndcg10.clone(),
-                hyperparameters: serde_json::to_value(&config)?,
-            };
-            Ok(Trained {
-                model: Box::new(model),
-                facts,
-                cached,
-                provenance: Provenance::new("sasrec", config.seed).with_hyperparameters(&config),
-            })
-        }
-    }
+    };
+    let trained = ModelStore::new(ws.models())
+        .train_or_load(&*config, ds, s.retrain, &mut observer)
+        .with_context(|| format!("training {kind} on {}", ds.name))?;
+    bar.finish_and_clear();
+    Ok(trained)
 }

@@ -1,5 +1,7 @@
 //! Native backbones (LightGCN, SASRec) and the machinery both share: full-ranking evaluation,
-//! early stopping, a popularity baseline, and the paper's candidate export.
+//! early stopping, a popularity baseline, and the paper's candidate export. Training, caching
+//! and saving go through [`backbone`] ([`BackboneConfig`], [`Backbone`], [`ModelStore`]), so no
+//! caller needs to know which model it holds.
 //!
 //! Evaluation and export are written once against [`Scorer`]; a backbone only has to score
 //! every item for a user. Backbones whose scores are dot products (LightGCN, SASRec) also
@@ -22,6 +24,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod adam;
+pub mod backbone;
 pub mod early_stopping;
 pub mod eval;
 pub mod export;
@@ -32,6 +36,9 @@ pub mod progress;
 pub mod sasrec;
 pub mod synthetic;
 
+pub use backbone::{
+    Backbone, BackboneConfig, BackboneError, EpochLog, ModelStore, TrainReport, Trained,
+};
 pub use early_stopping::EarlyStopping;
 pub use eval::{Ranks, Split};
 pub use popularity::Popularity;

@@ -13,9 +13,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"AGPMODEL";
-/// Bumped when the framing changes; a model's own header changes are its own business (its
-/// cache key covers its config).
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped when the framing or what a header must hold changes, so files of an older format
+/// are retrained, never misread (store keys include it). 2: every header holds the
+/// [`crate::TrainReport`] of the run that trained the model.
+pub const FORMAT_VERSION: u32 = 2;
 const PREFIX: usize = 8 + 4 + 8;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,9 @@
 
 use agp_datasets::Dataset;
 use agp_recommenders::eval::{Split, rank_targets};
-use agp_recommenders::sasrec::{
-    SasRec, SasRecConfig, SasRecError, TrainOptions, Trainer, model_cache_path, sampled_eval,
-};
-use agp_recommenders::{Popularity, Scorer, synthetic};
+use agp_recommenders::model_file::ModelFileError;
+use agp_recommenders::sasrec::{SasRec, SasRecConfig, SasRecError, Trainer, sampled_eval};
+use agp_recommenders::{Backbone, ModelStore, Popularity, Scorer, synthetic};
 
 /// Every user walks the catalogue in order from a random start: the next item is a function of
 /// the last one, which a sequential model must learn and popularity cannot.
@@ -40,9 +39,9 @@ fn small_config() -> SasRecConfig {
 #[test]
 fn overfits_a_deterministic_successor_pattern() {
     let ds = successor_data(120, 40, 12);
-    let (model, report) = SasRec::train(&ds, &small_config(), &TrainOptions::default()).unwrap();
-    let first = report.losses[0];
-    let last = *report.losses.last().unwrap();
+    let (model, report) = SasRec::train(&ds, &small_config(), |_| {}).unwrap();
+    let first = report.losses()[0];
+    let last = *report.losses().last().unwrap();
     assert!(last < 0.3 * first, "loss {first:.4} -> {last:.4}");
     let ranks = rank_targets(&model, &ds, Split::Test).unwrap();
     let pop = rank_targets(&Popularity::fit(&ds), &ds, Split::Test).unwrap();
@@ -95,13 +94,15 @@ fn save_and_reload_scores_identically_and_rejects_other_data() {
         num_epochs: 2,
         ..small_config()
     };
-    let (model, _) = SasRec::train(&ds, &cfg, &TrainOptions::default()).unwrap();
+    let (model, report) = SasRec::train(&ds, &cfg, |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = model_cache_path(dir.path(), &ds, &cfg);
-    assert!(path.starts_with(dir.path().join("models")));
-    model.save(&path, &ds).unwrap();
-    let back = SasRec::load(&path, &ds).unwrap();
+    let store = ModelStore::new(dir.path());
+    let path = store.path_for(&cfg, &ds);
+    assert!(path.starts_with(dir.path()));
+    model.save(&path, &ds, &report).unwrap();
+    let (back, back_report) = SasRec::load(&path, &ds).unwrap().unwrap();
     assert_eq!(back.params(), model.params());
+    assert_eq!(back_report, report, "the report travels in the model file");
     let (mut a, mut b) = (vec![0.0; ds.n_items()], vec![0.0; ds.n_items()]);
     model.score_user(0, &ds.train[0], &mut a);
     back.score_user(0, &ds.train[0], &mut b);
@@ -110,19 +111,59 @@ fn save_and_reload_scores_identically_and_rejects_other_data() {
     let mut other = ds.clone();
     other.checksum = "something-else".into();
     let err = SasRec::load(&path, &other).unwrap_err();
-    assert!(matches!(err, SasRecError::Format { .. }), "{err}");
+    assert!(matches!(err, ModelFileError::Format { .. }), "{err}");
     assert!(err.to_string().contains("something-else"), "{err}");
 
     let other_cfg = SasRecConfig { seed: 12, ..cfg };
     assert_ne!(
-        model_cache_path(dir.path(), &ds, &other_cfg),
+        store.path_for(&other_cfg, &ds),
         path,
         "seed is part of the key"
     );
 
     std::fs::write(&path, b"SASREC01garbage").unwrap();
     let err = SasRec::load(&path, &ds).unwrap_err();
-    assert!(matches!(err, SasRecError::Format { .. }), "{err}");
+    assert!(matches!(err, ModelFileError::Format { .. }), "{err}");
+}
+
+/// The store gives back the run's report whether it trains now or loads, and a bad file is an
+/// error naming it rather than a silent retrain.
+#[test]
+fn the_store_returns_the_same_report_cold_and_warm() {
+    let ds = synthetic::clustered(50, 40, 2, 8, 3);
+    let cfg = SasRecConfig {
+        num_epochs: 4,
+        eval_every: 1,
+        patience: 1,
+        ..small_config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path());
+    let mut seen = Vec::new();
+    let cold = store
+        .train_or_load(&cfg, &ds, false, &mut |e| seen.push(e.epoch))
+        .unwrap();
+    assert!(!cold.cached);
+    assert_eq!(seen, (1..=cold.report.epochs_run()).collect::<Vec<_>>());
+    assert_eq!(cold.report.valid_curve().len(), cold.report.epochs_run());
+    let warm = store
+        .train_or_load(&cfg, &ds, false, &mut |_| panic!("retrained"))
+        .unwrap();
+    assert!(warm.cached);
+    assert_eq!(warm.report, cold.report);
+    assert_eq!(warm.model.name(), "sasrec");
+    let retrained = store.train_or_load(&cfg, &ds, true, &mut |_| {}).unwrap();
+    assert!(!retrained.cached);
+    assert_eq!(retrained.report.losses(), cold.report.losses());
+
+    let path = store.path_for(&cfg, &ds);
+    std::fs::write(&path, b"AGPMODEL").unwrap();
+    let err = store
+        .train_or_load(&cfg, &ds, false, &mut |_| panic!("retrained"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
 }
 
 #[test]
@@ -164,6 +205,6 @@ fn no_trainable_user_is_a_clear_error() {
     for t in &mut one.train {
         t.truncate(1);
     }
-    let err = SasRec::train(&one, &small_config(), &TrainOptions::default()).unwrap_err();
+    let err = SasRec::train(&one, &small_config(), |_| {}).unwrap_err();
     assert!(matches!(err, SasRecError::NoTrainingUsers { .. }), "{err}");
 }

@@ -48,8 +48,6 @@ impl Default for LightGcnConfig {
 
 /// The validation metric early stopping and model selection use.
 pub const SELECT_METRIC: &str = "ndcg@20";
-/// Cut-offs reported at every validation.
-pub const REPORT_KS: [usize; 2] = [10, 20];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("lightgcn config: {field} = {value}, allowed {allowed}")]
@@ -99,8 +97,6 @@ pub enum LightGcnError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Eval(#[from] EvalError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
     #[error("dataset {0} has no training interactions to learn from")]
     NoTrainingData(String),
     #[error("training diverged at epoch {epoch}: loss {loss}")]

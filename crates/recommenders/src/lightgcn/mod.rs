@@ -7,7 +7,6 @@
 //! Every floating-point sum has a fixed order, so a seed gives the same model for any number
 //! of threads.
 
-mod adam;
 mod config;
 mod graph;
 mod model;
@@ -15,16 +14,17 @@ mod sampler;
 mod store;
 mod train;
 
-pub use adam::Adam;
 pub use config::*;
 pub use graph::NormAdj;
 pub use model::*;
 pub use sampler::*;
-pub use store::{ModelStore, StoreError};
 pub use train::*;
 
-use crate::early_stopping::{EarlyStopping, Verdict};
-use crate::eval::{self, EvalError, Split};
+use crate::adam::{Adam, AdamOptions};
+pub use crate::backbone::{EpochLog, REPORT_KS, TrainReport};
+
+use crate::backbone::{self, Fit, FitError, Schedule};
+use crate::eval::{self, EvalError, Ranks, Split};
 use crate::{DotScorer, Popularity, Scorer};
 use agp_datasets::Dataset;
 use rand::{Rng, SeedableRng};
@@ -32,7 +32,6 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// Writes the split in the official code's text format (`train.txt`: `uid i1 i2 …` with the
 /// distinct training items; `valid.txt` and `test.txt`: `uid item`), so a PyTorch peer trains on

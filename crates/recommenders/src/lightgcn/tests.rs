@@ -155,7 +155,7 @@ fn learns_the_clusters_and_beats_popularity() {
         m["ndcg@20"],
         m["popularity_ndcg@20"]
     );
-    assert!(report.best_epoch > 0 && report.best_valid().is_some());
+    assert!(report.best_epoch.is_some_and(|e| e > 0) && report.best_valid().is_some());
 }
 
 #[test]
@@ -214,6 +214,7 @@ fn normal_init_has_the_requested_spread() {
 
 #[test]
 fn store_round_trips_and_skips_retraining() {
+    use crate::{BackboneConfig, ModelStore};
     let dir = tempfile::tempdir().unwrap();
     let store = ModelStore::new(dir.path());
     let ds = synthetic::clustered(40, 30, 2, 5, 8);
@@ -223,29 +224,51 @@ fn store_round_trips_and_skips_retraining() {
         ..clustered_config()
     };
     let mut seen = 0;
-    let (m1, r1, cached1) = train_cached(&ds, &cfg, &store, |_| seen += 1).unwrap();
-    assert!(!cached1);
+    let cold = store
+        .train_or_load(&cfg, &ds, false, &mut |_| seen += 1)
+        .unwrap();
+    assert!(!cold.cached);
     assert_eq!(seen, 2);
-    let (m2, r2, cached2) = train_cached(&ds, &cfg, &store, |_| panic!("retrained")).unwrap();
-    assert!(cached2);
-    assert_eq!((m1, r1), (m2, r2));
+    let warm = store
+        .train_or_load(&cfg, &ds, false, &mut |_| panic!("retrained"))
+        .unwrap();
+    assert!(warm.cached);
+    assert_eq!(
+        cold.report, warm.report,
+        "a reload reports the run that trained it"
+    );
+    let path = store.path_for(&cfg, &ds);
+    let (m1, _) = train(&ds, &cfg, |_| {}).unwrap();
+    let (m2, r2) = LightGcn::load(&path, &ds).unwrap().unwrap();
+    assert_eq!((m1, &cold.report), (m2, &r2));
     // Another seed is another model.
     let other = LightGcnConfig {
         seed: 1,
         ..cfg.clone()
     };
-    assert!(store.load(&ds, &other).unwrap().is_none());
+    let other_path = store.path_for(&other, &ds);
+    assert_ne!(other_path, path);
+    assert!(other.load(&other_path, &ds).unwrap().is_none());
+    // A file under another config's name is not trusted.
+    std::fs::copy(&path, &other_path).unwrap();
+    let err = other.load(&other_path, &ds).err().unwrap().to_string();
+    assert!(err.contains("do not match the file name's key"), "{err}");
     // A damaged file is reported with its path, not silently retrained or trusted.
-    let path = store.path_for(&ds, &cfg);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
-    let err = store.load(&ds, &cfg).unwrap_err().to_string();
+    let err = LightGcn::load(&path, &ds).unwrap_err().to_string();
     assert!(
         err.contains("embedding values") && err.contains(&path.display().to_string()),
         "{err}"
     );
+    let err = store
+        .train_or_load(&cfg, &ds, false, &mut |_| panic!("retrained"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("embedding values"), "{err}");
     std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-    let err = store.load(&ds, &cfg).unwrap_err().to_string();
+    let err = LightGcn::load(&path, &ds).unwrap_err().to_string();
     assert!(
         err.contains("whole number of f32") && err.contains(&path.display().to_string()),
         "{err}"

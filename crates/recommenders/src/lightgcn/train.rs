@@ -1,5 +1,5 @@
-//! The training loop: minibatch BPR steps with the hand-written gradient, early stopping
-//! on validation, and the report a reload gives back.
+//! Minibatch BPR steps with the hand-written gradient, driven by the shared training loop
+//! ([`crate::backbone`]).
 
 use super::*;
 
@@ -47,7 +47,7 @@ impl<'a> Trainer<'a> {
         assert_eq!(ego.len(), n, "embedding table size");
         Self {
             adj,
-            adam: Adam::new(n, config.lr as f32),
+            adam: Adam::new(n, AdamOptions::torch(config.lr as f32)),
             layers: vec![vec![0.0; n]; config.layers.saturating_sub(1)],
             batch_final: Vec::new(),
             slot: vec![NO_SLOT; adj.n_nodes()],
@@ -192,46 +192,29 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// What happened in one epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochLog {
-    pub epoch: usize,
-    /// Mean minibatch loss (BPR + L2).
-    pub loss: f64,
-    /// Wall time of the training part (sampling + steps), evaluation excluded.
-    pub seconds: f64,
-    /// Validation metrics when this epoch was evaluated (`recall@K`, `ndcg@K`, `hr@K`, `mrr`).
-    pub valid: Option<BTreeMap<String, f64>>,
+/// [`Trainer`] as the shared training loop drives it: validation scores a model built from
+/// the current parameters, and the kept parameters start as the initial ones (so a run whose
+/// validations never count keeps its initialisation, as it always has).
+struct LightGcnFit<'a> {
+    trainer: Trainer<'a>,
+    rng: ChaCha8Rng,
+    dataset: &'a Dataset,
+    best_ego: Vec<f32>,
 }
 
-/// The whole training run: enough to report it again when the model is loaded from disk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainReport {
-    pub epochs: Vec<EpochLog>,
-    /// Epoch whose parameters were kept (best validation NDCG@20).
-    pub best_epoch: usize,
-    pub stopped_early: bool,
-}
-
-impl TrainReport {
-    pub fn epochs_run(&self) -> usize {
-        self.epochs.len()
+impl Fit for LightGcnFit<'_> {
+    fn epoch(&mut self) -> f64 {
+        self.trainer.epoch(&mut self.rng)
     }
 
-    /// Mean training time per epoch, evaluation excluded.
-    pub fn seconds_per_epoch(&self) -> f64 {
-        if self.epochs.is_empty() {
-            return 0.0;
-        }
-        self.epochs.iter().map(|e| e.seconds).sum::<f64>() / self.epochs.len() as f64
+    fn validate(&mut self) -> Result<Ranks, EvalError> {
+        let t = &self.trainer;
+        let model = LightGcn::from_ego(t.config.clone(), t.adj, t.ego.clone());
+        eval::rank_targets(&model, self.dataset, Split::Valid)
     }
 
-    pub fn best_valid(&self) -> Option<&BTreeMap<String, f64>> {
-        self.epochs
-            .iter()
-            .find(|e| e.epoch == self.best_epoch)?
-            .valid
-            .as_ref()
+    fn keep_best(&mut self) {
+        self.best_ego.copy_from_slice(&self.trainer.ego);
     }
 }
 
@@ -247,76 +230,27 @@ pub fn train(
     if adj.n_train_pairs() == 0 {
         return Err(LightGcnError::NoTrainingData(dataset.name.clone()));
     }
-    let d = config.dim;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     // Users then items, as the official code builds `embedding_user` before `embedding_item`.
-    let ego = normal_init(&mut rng, adj.n_nodes() * d, config.init_std);
-    let mut trainer = Trainer::new(&adj, config.clone(), ego);
-    let mut stopper = EarlyStopping::new(config.patience);
-    let mut best_ego = trainer.ego.clone();
-    let mut best_epoch = 0;
-    let mut logs = Vec::new();
-    let mut stopped_early = false;
-    for epoch in 1..=config.epochs {
-        let t0 = Instant::now();
-        let loss = trainer.epoch(&mut rng);
-        let seconds = t0.elapsed().as_secs_f64();
-        if !loss.is_finite() {
-            return Err(LightGcnError::Diverged { epoch, loss });
-        }
-        let mut log = EpochLog {
-            epoch,
-            loss,
-            seconds,
-            valid: None,
-        };
-        if epoch % config.eval_every == 0 || epoch == config.epochs {
-            let model = LightGcn::from_ego(config.clone(), &adj, trainer.ego.clone());
-            let valid = eval::rank_targets(&model, dataset, Split::Valid)?.summary(&REPORT_KS);
-            let verdict = stopper.observe(epoch, valid[SELECT_METRIC]);
-            log.valid = Some(valid);
-            if verdict == Verdict::Improved {
-                best_ego.copy_from_slice(&trainer.ego);
-                best_epoch = epoch;
-            }
-            stopped_early = verdict == Verdict::Stop;
-        }
-        on_epoch(&log);
-        logs.push(log);
-        if stopped_early {
-            break;
-        }
-    }
-    if config.epochs == 0 {
-        best_ego.copy_from_slice(&trainer.ego);
-    }
-    let model = LightGcn::from_ego(config.clone(), &adj, best_ego);
-    Ok((
-        model,
-        TrainReport {
-            epochs: logs,
-            best_epoch,
-            stopped_early,
-        },
-    ))
-}
-
-/// [`train`] through a [`ModelStore`]: loads the model when the same dataset (checksum),
-/// hyper-parameters and seed were trained before, otherwise trains and saves it. The flag is
-/// true when the model came from disk.
-pub fn train_cached(
-    dataset: &Dataset,
-    config: &LightGcnConfig,
-    store: &ModelStore,
-    on_epoch: impl FnMut(&EpochLog),
-) -> Result<(LightGcn, TrainReport, bool), LightGcnError> {
-    config.validate()?;
-    if let Some((model, report)) = store.load(dataset, config)? {
-        return Ok((model, report, true));
-    }
-    let (model, report) = train(dataset, config, on_epoch)?;
-    store.save(dataset, &model, &report)?;
-    Ok((model, report, false))
+    let ego = normal_init(&mut rng, adj.n_nodes() * config.dim, config.init_std);
+    let mut fit = LightGcnFit {
+        best_ego: ego.clone(),
+        trainer: Trainer::new(&adj, config.clone(), ego),
+        rng,
+        dataset,
+    };
+    let schedule = Schedule {
+        max_epochs: config.epochs,
+        eval_every: config.eval_every,
+        patience: config.patience,
+        select_metric: SELECT_METRIC,
+    };
+    let report = backbone::fit(&mut fit, &schedule, &mut on_epoch).map_err(|e| match e {
+        FitError::Diverged { epoch, loss } => LightGcnError::Diverged { epoch, loss },
+        FitError::Eval(e) => LightGcnError::Eval(e),
+    })?;
+    let model = LightGcn::from_ego(config.clone(), &adj, fit.best_ego);
+    Ok((model, report))
 }
 
 /// Test-split metrics of a model beside the popularity baseline: the numbers the CLI reports.

@@ -9,15 +9,14 @@
 //!
 //! ```no_run
 //! # fn demo(ds: &agp_datasets::Dataset) -> Result<(), agp_recommenders::sasrec::SasRecError> {
-//! use agp_recommenders::sasrec::{SasRec, SasRecConfig, TrainOptions};
+//! use agp_recommenders::sasrec::{SasRec, SasRecConfig};
 //! let cfg = SasRecConfig::for_dataset(ds);
-//! let (model, report) = SasRec::train(ds, &cfg, &TrainOptions::default())?;
-//! println!("best epoch {:?}, {:.3} s/epoch", report.best_epoch, report.seconds_per_epoch);
+//! let (model, report) = SasRec::train(ds, &cfg, |e| eprintln!("epoch {} loss {}", e.epoch, e.loss))?;
+//! println!("best epoch {:?}, {:.3} s/epoch", report.best_epoch, report.seconds_per_epoch());
 //! // `model` implements `Scorer`: evaluate and export with the shared code.
 //! # Ok(()) }
 //! ```
 
-mod adam;
 pub mod kernels;
 pub mod model;
 pub mod params;
@@ -25,11 +24,12 @@ pub mod sampled_eval;
 mod sampler;
 mod store;
 
+pub use crate::backbone::{EpochLog, TrainReport};
 pub use sampled_eval::{SampledMetrics, sampled_eval};
-pub use store::model_cache_path;
 
-use crate::early_stopping::{EarlyStopping, Verdict};
-use crate::eval::{self, EvalError, Split};
+use crate::adam::{Adam, AdamOptions, BiasCorrection, FirstMoment};
+use crate::backbone::{self, Fit, FitError, Schedule};
+use crate::eval::{self, EvalError, Ranks, Split};
 use crate::{DotScorer, Scorer};
 use agp_datasets::Dataset;
 use model::{Batch, PassConfig, Tape};
@@ -37,8 +37,6 @@ use params::Layout;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-use std::time::Instant;
 
 /// Order of operations inside a self-attention block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +164,19 @@ impl SasRecConfig {
         Ok(())
     }
 
+    /// Adam with this config's rates and the roundings SASRec has always trained with here (the
+    /// textbook first moment, bias corrections in f32): its committed numbers depend on them.
+    fn adam(&self) -> AdamOptions {
+        AdamOptions {
+            lr: self.lr as f32,
+            beta1: self.adam_beta1 as f32,
+            beta2: self.adam_beta2 as f32,
+            eps: self.adam_eps as f32,
+            first_moment: FirstMoment::Blend,
+            bias_correction: BiasCorrection::F32,
+        }
+    }
+
     fn pass(&self) -> PassConfig {
         PassConfig {
             dropout: self.dropout_rate as f32,
@@ -192,35 +203,6 @@ pub enum SasRecError {
     Diverged { epoch: usize, loss: f64 },
     #[error(transparent)]
     Eval(#[from] EvalError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a usable SASRec model file: {reason}")]
-    Format { path: PathBuf, reason: String },
-}
-
-/// How to run [`SasRec::train`] beyond the model's hyper-parameters.
-#[derive(Debug, Clone, Default)]
-pub struct TrainOptions {
-    /// Draw an indicatif progress bar on stderr.
-    pub progress: bool,
-}
-
-/// What happened during training.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainReport {
-    /// Epochs actually run (early stopping may end before `num_epochs`).
-    pub epochs: usize,
-    /// Epoch whose parameters were kept (best validation NDCG@10), if any evaluation ran.
-    pub best_epoch: Option<usize>,
-    /// Mean training loss per epoch.
-    pub losses: Vec<f64>,
-    /// `(epoch, full-ranking validation NDCG@10)` at every evaluation.
-    pub valid_ndcg10: Vec<(usize, f64)>,
-    /// Wall-clock training time per epoch (evaluation excluded).
-    pub seconds_per_epoch: f64,
 }
 
 /// A trained SASRec: parameters, their layout and the config that produced them.
@@ -263,54 +245,35 @@ impl SasRec {
     }
 
     /// Trains on `dataset.train` with early stopping on full-ranking validation NDCG@10,
-    /// keeping the best evaluated parameters.
+    /// keeping the best evaluated parameters. `on_epoch` sees every epoch as it finishes.
     pub fn train(
         dataset: &Dataset,
         config: &SasRecConfig,
-        options: &TrainOptions,
+        mut on_epoch: impl FnMut(&EpochLog),
     ) -> Result<(Self, TrainReport), SasRecError> {
-        let mut model = Self::new(dataset.n_items(), config)?;
-        let mut trainer = Trainer::new(&model, dataset)?;
-        let bar = crate::progress::epoch_bar(config.num_epochs, options.progress);
-        bar.set_prefix("sasrec");
-        let mut stopper = EarlyStopping::new(config.patience);
-        let mut best: Option<Vec<f32>> = None;
-        let mut report = TrainReport {
-            epochs: 0,
-            best_epoch: None,
-            losses: Vec::new(),
-            valid_ndcg10: Vec::new(),
-            seconds_per_epoch: 0.0,
+        let model = Self::new(dataset.n_items(), config)?;
+        let trainer = Trainer::new(&model, dataset)?;
+        let mut fit = SasRecFit {
+            model,
+            trainer,
+            dataset,
+            best: None,
         };
-        let mut train_secs = 0.0;
-        for epoch in 1..=config.num_epochs {
-            let t0 = Instant::now();
-            let loss = trainer.epoch(&mut model);
-            train_secs += t0.elapsed().as_secs_f64();
-            report.epochs = epoch;
-            report.losses.push(loss);
-            if !loss.is_finite() {
-                return Err(SasRecError::Diverged { epoch, loss });
-            }
-            bar.inc(1);
-            bar.set_message(format!("loss {loss:.4}"));
-            if epoch % config.eval_every == 0 || epoch == config.num_epochs {
-                let ndcg = eval::rank_targets(&model, dataset, Split::Valid)?.ndcg(10);
-                report.valid_ndcg10.push((epoch, ndcg));
-                bar.set_message(format!("loss {loss:.4} valid NDCG@10 {ndcg:.4}"));
-                match stopper.observe(epoch, ndcg) {
-                    Verdict::Improved => best = Some(model.params.clone()),
-                    Verdict::Continue => {}
-                    Verdict::Stop => break,
-                }
-            }
-        }
-        bar.finish_and_clear();
-        if let Some(p) = best {
+        let schedule = Schedule {
+            max_epochs: config.num_epochs,
+            eval_every: config.eval_every,
+            patience: config.patience,
+            select_metric: SELECT_METRIC,
+        };
+        let report = backbone::fit(&mut fit, &schedule, &mut on_epoch).map_err(|e| match e {
+            FitError::Diverged { epoch, loss } => SasRecError::Diverged { epoch, loss },
+            FitError::Eval(e) => SasRecError::Eval(e),
+        })?;
+        let mut model = fit.model;
+        // Without a counted validation the last parameters stand.
+        if let Some(p) = fit.best {
             model.params = p;
         }
-        report.best_epoch = stopper.best().map(|(e, _)| e);
-        report.seconds_per_epoch = train_secs / report.epochs.max(1) as f64;
         Ok((model, report))
     }
 
@@ -402,10 +365,35 @@ impl DotScorer for SasRec {
     }
 }
 
+/// The validation metric early stopping and model selection use.
+pub const SELECT_METRIC: &str = "ndcg@10";
+
+/// A model and its [`Trainer`] as the shared training loop drives them.
+struct SasRecFit<'a> {
+    model: SasRec,
+    trainer: Trainer,
+    dataset: &'a Dataset,
+    best: Option<Vec<f32>>,
+}
+
+impl Fit for SasRecFit<'_> {
+    fn epoch(&mut self) -> f64 {
+        self.trainer.epoch(&mut self.model)
+    }
+
+    fn validate(&mut self) -> Result<Ranks, EvalError> {
+        eval::rank_targets(&self.model, self.dataset, Split::Valid)
+    }
+
+    fn keep_best(&mut self) {
+        self.best = Some(self.model.params.clone());
+    }
+}
+
 /// Training state that lives across epochs: sampler, optimiser, buffers.
 pub struct Trainer {
     sampler: sampler::Sampler,
-    adam: adam::Adam,
+    adam: Adam,
     tape: Tape,
     grads: Vec<f32>,
     batch: Batch,
@@ -419,7 +407,7 @@ impl Trainer {
         rng.set_stream(1);
         Ok(Self {
             sampler,
-            adam: adam::Adam::new(model.params.len()),
+            adam: Adam::new(model.params.len(), model.config.adam()),
             tape: Tape::default(),
             grads: vec![0.0; model.params.len()],
             batch: Batch::default(),
@@ -474,8 +462,7 @@ impl Trainer {
             &mut self.tape,
             &mut self.grads,
         );
-        self.adam
-            .update(&mut model.params, &self.grads, &model.config);
+        self.adam.step(&mut model.params, &self.grads);
         loss
     }
 }

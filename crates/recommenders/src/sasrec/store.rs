@@ -1,13 +1,15 @@
-//! Model files in the shared [`crate::model_file`] format: a JSON header (config, dataset
-//! checksum, tensor names and shapes), then every parameter as little-endian f32.
+//! SASRec in the shared [`crate::model_file`] format: a JSON header (config, dataset checksum,
+//! tensor names and shapes, training report), then every parameter as little-endian f32.
 
 use super::params::Layout;
-use super::{SasRec, SasRecConfig, SasRecError};
+use super::{SELECT_METRIC, SasRec, SasRecConfig, TrainReport};
+use crate::backbone::{self, Backbone, BackboneConfig, BackboneError, Observer, WithReport};
 use crate::model_file::{self, ModelFileError};
 use agp_datasets::Dataset;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+const NAME: &str = "sasrec";
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -17,61 +19,31 @@ struct Header {
     dataset_checksum: String,
     /// `(name, rows, cols)` in storage order.
     tensors: Vec<(String, usize, usize)>,
+    report: TrainReport,
 }
 
-/// Where a model trained on `dataset` with `config` is cached under `cache_dir` (the
-/// workspace's `.cache`): keyed by dataset checksum and every hyper-parameter, seed included.
-pub fn model_cache_path(cache_dir: &Path, dataset: &Dataset, config: &SasRecConfig) -> PathBuf {
-    let mut h = Sha256::new();
-    h.update(model_file::MAGIC);
-    h.update(model_file::FORMAT_VERSION.to_le_bytes());
-    h.update(dataset.checksum.as_bytes());
-    h.update(serde_json::to_vec(config).expect("config serialises"));
-    let key = hex::encode(&h.finalize()[..8]);
-    cache_dir
-        .join("models")
-        .join(format!("sasrec-{}-{key}.bin", dataset.name))
+fn tensors(layout: &Layout) -> Vec<(String, usize, usize)> {
+    layout
+        .named()
+        .into_iter()
+        .map(|(n, s)| (n, s.rows, s.cols))
+        .collect()
 }
 
 impl SasRec {
-    /// Writes the model (atomically: temporary file, fsync, rename), recording `dataset`'s
-    /// checksum.
-    pub fn save(&self, path: &Path, dataset: &Dataset) -> Result<(), SasRecError> {
-        let header = Header {
-            config: self.config.clone(),
-            n_items: self.layout.n_items,
-            dataset: dataset.name.clone(),
-            dataset_checksum: dataset.checksum.clone(),
-            tensors: self
-                .layout
-                .named()
-                .into_iter()
-                .map(|(n, s)| (n, s.rows, s.cols))
-                .collect(),
+    /// Reads a model written by [`Backbone::save`] with the report of the run that trained it;
+    /// `Ok(None)` when there is no file. Rejects a file trained on another version of
+    /// `dataset` or whose tensors do not match its config.
+    pub fn load(
+        path: &Path,
+        dataset: &Dataset,
+    ) -> Result<Option<(Self, TrainReport)>, ModelFileError> {
+        let Some((header, params)) = model_file::read::<Header>(path, NAME)? else {
+            return Ok(None);
         };
-        model_file::write(path, "sasrec", &header, &self.params).map_err(file_error)
-    }
-
-    /// Reads a model written by [`SasRec::save`], rejecting a file trained on another version
-    /// of `dataset` or whose tensors do not match its config.
-    pub fn load(path: &Path, dataset: &Dataset) -> Result<Self, SasRecError> {
-        let bad = |reason: String| SasRecError::Format {
-            path: path.to_owned(),
-            reason,
-        };
-        let (header, params): (Header, Vec<f32>) = model_file::read(path, "sasrec")
-            .map_err(file_error)?
-            .ok_or_else(|| SasRecError::Io {
-                path: path.to_owned(),
-                source: std::io::ErrorKind::NotFound.into(),
-            })?;
-        header.config.validate()?;
-        if header.dataset_checksum != dataset.checksum {
-            return Err(bad(format!(
-                "trained on {} (checksum {}), not on {} (checksum {})",
-                header.dataset, header.dataset_checksum, dataset.name, dataset.checksum
-            )));
-        }
+        let bad = |reason: String| backbone::unusable(path, reason);
+        header.config.validate().map_err(|e| bad(e.to_string()))?;
+        backbone::check_dataset(path, &header.dataset, &header.dataset_checksum, dataset)?;
         if header.n_items != dataset.n_items() {
             return Err(bad(format!(
                 "{} items, dataset has {}",
@@ -81,12 +53,7 @@ impl SasRec {
         }
         let c = &header.config;
         let layout = Layout::new(header.n_items, c.maxlen, c.hidden_units, c.num_blocks);
-        let expected: Vec<(String, usize, usize)> = layout
-            .named()
-            .into_iter()
-            .map(|(n, s)| (n, s.rows, s.cols))
-            .collect();
-        if expected != header.tensors {
+        if tensors(&layout) != header.tensors {
             return Err(bad("tensor list does not match the config".into()));
         }
         if params.len() != layout.total {
@@ -96,17 +63,77 @@ impl SasRec {
                 layout.total
             )));
         }
-        Ok(SasRec {
+        let model = SasRec {
             config: header.config,
             layout,
             params,
-        })
+        };
+        Ok(Some((model, header.report)))
     }
 }
 
-fn file_error(e: ModelFileError) -> SasRecError {
-    match e {
-        ModelFileError::Io { path, source } => SasRecError::Io { path, source },
-        ModelFileError::Format { path, reason } => SasRecError::Format { path, reason },
+impl Backbone for SasRec {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn hyperparameters(&self) -> serde_json::Value {
+        self.config.hyperparameters()
+    }
+
+    fn seed(&self) -> u64 {
+        self.config.seed
+    }
+
+    fn save(
+        &self,
+        path: &Path,
+        dataset: &Dataset,
+        report: &TrainReport,
+    ) -> Result<(), ModelFileError> {
+        let header = Header {
+            config: self.config.clone(),
+            n_items: self.layout.n_items,
+            dataset: dataset.name.clone(),
+            dataset_checksum: dataset.checksum.clone(),
+            tensors: tensors(&self.layout),
+            report: report.clone(),
+        };
+        model_file::write(path, NAME, &header, &self.params)
+    }
+}
+
+impl BackboneConfig for SasRecConfig {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn hyperparameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("configs serialise")
+    }
+
+    fn max_epochs(&self) -> usize {
+        self.num_epochs
+    }
+
+    fn select_metric(&self) -> &'static str {
+        SELECT_METRIC
+    }
+
+    fn train(
+        &self,
+        dataset: &Dataset,
+        observer: Observer<'_>,
+    ) -> Result<WithReport, BackboneError> {
+        let (model, report) = SasRec::train(dataset, self, observer)?;
+        Ok((Box::new(model), report))
+    }
+
+    fn load(&self, path: &Path, dataset: &Dataset) -> Result<Option<WithReport>, ModelFileError> {
+        let Some((model, report)) = SasRec::load(path, dataset)? else {
+            return Ok(None);
+        };
+        backbone::check_config(path, &model.config, self)?;
+        Ok(Some((Box::new(model), report)))
     }
 }
