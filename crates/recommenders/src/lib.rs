@@ -29,6 +29,7 @@ pub mod backbone;
 pub mod early_stopping;
 pub mod eval;
 pub mod export;
+pub mod huge_pages;
 pub mod lightgcn;
 pub mod model_file;
 pub mod popularity;

@@ -2,6 +2,7 @@
 //! ([`crate::backbone`]).
 
 use super::*;
+use crate::huge_pages;
 
 /// softplus(x) = ln(1 + eˣ), computed without overflow.
 #[inline]
@@ -48,16 +49,17 @@ impl<'a> Trainer<'a> {
         Self {
             adj,
             adam: Adam::new(n, AdamOptions::torch(config.lr as f32)),
-            layers: vec![vec![0.0; n]; config.layers.saturating_sub(1)],
+            layers: (1..config.layers).map(|_| huge_pages::zeroed(n)).collect(),
             batch_final: Vec::new(),
             slot: vec![NO_SLOT; adj.n_nodes()],
             batch_rows: Vec::new(),
-            g: vec![0.0; n],
-            h: vec![0.0; n],
-            h_next: vec![0.0; n],
-            grad: vec![0.0; n],
+            g: huge_pages::zeroed(n),
+            h: huge_pages::zeroed(n),
+            h_next: huge_pages::zeroed(n),
+            grad: huge_pages::zeroed(n),
             config,
-            ego,
+            // The tables the SpMMs gather from live in huge pages.
+            ego: huge_pages::copy_of(&ego),
         }
     }
 
