@@ -98,7 +98,7 @@ fn try_local(spec: &str, threads: usize, max_tokens: u32, prompt: &str) -> anyho
             "\"Star Wars (1977)\"?".to_string(),
             "\"Notting Hill (1999)\"?".to_string(),
         ],
-        stage: None,
+        account: None,
         priority: 0,
     };
     let s = agp_llm::block_on(h.model.score(&score))?;

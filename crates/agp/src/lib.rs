@@ -85,6 +85,7 @@ pub mod parse;
 pub mod prompts;
 pub mod reranker;
 pub mod run;
+pub mod stage;
 
 pub use config::{
     AgpConfig, BaseConfig, CallsPerUser, EditExtraction, FeedbackListOrder, FeedbackPromptSource,
@@ -109,3 +110,4 @@ pub use run::{
     EpochMetrics, MethodRun, RunOptions, SelectedEpoch, Selection, build_reranker, check_inputs,
     run_method, run_reranker,
 };
+pub use stage::Stage;

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use agp_llm::{
-    ChatModel, ChatRequest, FailureReason, LabelRequest, Message, Sampling, ScoreRequest, Stage,
+    ChatModel, ChatRequest, FailureReason, LabelRequest, Message, Sampling, ScoreRequest,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::Stage;
 use crate::error::AgpError;
 use crate::prompts;
 
@@ -162,7 +163,7 @@ impl Llm {
         user: Option<u32>,
         req: ChatRequest,
     ) -> Result<agp_llm::ChatResponse, AgpError> {
-        let req = req.with_stage(stage);
+        let req = req.with_account(stage.as_str());
         let resp = match self.model.chat(&req).await {
             Ok(r) => r,
             Err(source) => return Err(self.failed(stage, user, source)),
@@ -200,7 +201,7 @@ impl Llm {
             messages: vec![Message::system(prompts::SYSTEM)],
             prefix,
             suffixes,
-            stage: Some(stage),
+            account: Some(stage.as_str()),
             priority: 0,
         };
         let resp = match self.model.score(&req).await {
@@ -240,7 +241,7 @@ impl Llm {
         let req = LabelRequest {
             messages: vec![Message::system(prompts::SYSTEM), Message::user(prompt)],
             labels,
-            stage: Some(stage),
+            account: Some(stage.as_str()),
             priority: 0,
         };
         let resp = match self.model.label_logprobs(&req).await {

@@ -26,7 +26,9 @@ use std::sync::Arc;
 
 use agp_datasets::Dataset;
 use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION};
-use agp_llm::{ChatModel, FailureReason, ModelInfo, Sampling, Stage};
+use agp_llm::{ChatModel, FailureReason, ModelInfo, Sampling};
+
+use crate::Stage;
 use futures::FutureExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};

@@ -5,11 +5,11 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use agp::Stage;
 use agp::{
     AgpConfig, FailurePolicy, ListwiseConfig, MethodConfig, MethodRun, ParseOutcome,
     PointwiseConfig, RunOptions, run_method,
 };
-use agp_llm::Stage;
 use common::{FakeModel, K, fixture};
 
 fn opts() -> RunOptions {

@@ -233,9 +233,9 @@ struct Prioritized {
 }
 
 impl Prioritized {
-    fn priority(&self, stage: Option<agp_llm::Stage>) -> u8 {
-        match stage {
-            Some(agp_llm::Stage::Test) | None => self.evaluation,
+    fn priority(&self, account: Option<&str>) -> u8 {
+        match account.and_then(agp::Stage::from_account) {
+            Some(agp::Stage::Test) | None => self.evaluation,
             Some(_) => self.training,
         }
     }
@@ -257,7 +257,7 @@ impl agp_llm::ChatModel for Prioritized {
         req: &agp_llm::ChatRequest,
     ) -> Result<agp_llm::ChatResponse, agp_llm::LlmError> {
         let mut req = req.clone();
-        req.priority = self.priority(req.stage);
+        req.priority = self.priority(req.account);
         self.inner.chat(&req).await
     }
     async fn score(
@@ -265,7 +265,7 @@ impl agp_llm::ChatModel for Prioritized {
         req: &agp_llm::ScoreRequest,
     ) -> Result<agp_llm::ScoreResponse, agp_llm::LlmError> {
         let mut req = req.clone();
-        req.priority = self.priority(req.stage);
+        req.priority = self.priority(req.account);
         self.inner.score(&req).await
     }
     async fn label_logprobs(
@@ -273,7 +273,7 @@ impl agp_llm::ChatModel for Prioritized {
         req: &agp_llm::LabelRequest,
     ) -> Result<agp_llm::LabelResponse, agp_llm::LlmError> {
         let mut req = req.clone();
-        req.priority = self.priority(req.stage);
+        req.priority = self.priority(req.account);
         self.inner.label_logprobs(&req).await
     }
 }
@@ -466,7 +466,7 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
         calls_by_stage: run
             .calls
             .iter()
-            .map(|(stage, t)| (format!("{stage:?}").to_lowercase(), t.calls))
+            .map(|(stage, t)| (stage.as_str().to_string(), t.calls))
             .collect(),
         prompt_tokens: run.prompt_tokens,
         completion_tokens: run.completion_tokens,

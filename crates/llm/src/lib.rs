@@ -3,7 +3,8 @@
 //!
 //! * [`store`]: append-only JSONL recordings keyed by the canonical request, and the
 //!   [`Recorder`] / [`ReplayModel`] wrappers that CI and the bundled default run on.
-//! * [`usage`]: per-call accounting, totals by [`Stage`], and a per-model price table.
+//! * [`usage`]: per-call accounting, totals by the caller's account label, and a per-model
+//!   price table.
 //! * [`http`]: OpenAI-compatible client (OpenAI, DeepSeek, any `/v1/chat/completions`).
 //! * `local` (feature `local`): in-process GGUF inference through llama.cpp.
 //! * [`fetch`]: pinned GGUF models from PyPI wheels.
@@ -77,20 +78,6 @@ impl Role {
     }
 }
 
-/// Pipeline stage a call belongs to; used for accounting only, never part of a cache key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Profile,
-    Rerank,
-    Feedback,
-    Summarize,
-    Edit,
-    Verify,
-    Test,
-    Other,
-}
-
 /// Sampling settings; part of the cache key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Sampling {
@@ -104,8 +91,10 @@ pub struct Sampling {
 pub struct ChatRequest {
     pub messages: Vec<Message>,
     pub sampling: Sampling,
+    /// What the caller books the call under (AGP names its pipeline stages); accounting and
+    /// scheduling only, never part of a cache key.
     #[serde(skip)]
-    pub stage: Option<Stage>,
+    pub account: Option<&'static str>,
     /// Scheduling only, never part of a key: with more requests waiting than slots, higher
     /// goes first (see [`http`]'s slot pool). The harness raises the calls a long chain of
     /// training steps waits on above bulk evaluation.
@@ -139,8 +128,9 @@ pub struct ScoreRequest {
     pub messages: Vec<Message>,
     pub prefix: String,
     pub suffixes: Vec<String>,
+    /// As [`ChatRequest::account`].
     #[serde(skip)]
-    pub stage: Option<Stage>,
+    pub account: Option<&'static str>,
     /// As [`ChatRequest::priority`].
     #[serde(skip)]
     pub priority: u8,
@@ -159,8 +149,9 @@ pub struct ScoreResponse {
 pub struct LabelRequest {
     pub messages: Vec<Message>,
     pub labels: Vec<String>,
+    /// As [`ChatRequest::account`].
     #[serde(skip)]
-    pub stage: Option<Stage>,
+    pub account: Option<&'static str>,
     /// As [`ChatRequest::priority`].
     #[serde(skip)]
     pub priority: u8,
@@ -353,17 +344,17 @@ impl LlmError {
 }
 
 impl ChatRequest {
-    /// A request with provider-default sampling and no stage.
+    /// A request with provider-default sampling and no account.
     pub fn new(messages: Vec<Message>) -> Self {
         Self {
             messages,
             sampling: Sampling::default(),
-            stage: None,
+            account: None,
             priority: 0,
         }
     }
-    pub fn with_stage(mut self, stage: Stage) -> Self {
-        self.stage = Some(stage);
+    pub fn with_account(mut self, account: &'static str) -> Self {
+        self.account = Some(account);
         self
     }
 }

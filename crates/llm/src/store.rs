@@ -110,7 +110,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Cache key of a chat call: sha256 over backend, model (and GGUF sha256), messages and
-/// sampling. The stage and any credential are deliberately absent.
+/// sampling. The account label and any credential are deliberately absent.
 pub fn chat_key(info: &ModelInfo, req: &ChatRequest) -> String {
     let c = CanonicalChat {
         v: KEY_VERSION,
@@ -604,7 +604,7 @@ impl Recorder {
             messages: req.messages.clone(),
             prefix: req.prefix.clone(),
             suffixes: vec![req.suffixes[i].clone()],
-            stage: req.stage,
+            account: req.account,
             priority: req.priority,
         };
         let request = serde_json::json!({
@@ -644,7 +644,7 @@ impl Recorder {
             messages: req.messages.clone(),
             prefix: req.prefix.clone(),
             suffixes: missing.iter().map(|&i| req.suffixes[i].clone()).collect(),
-            stage: req.stage,
+            account: req.account,
             priority: req.priority,
         };
         let r = self.inner()?.score(&sub).await?;
@@ -705,7 +705,7 @@ impl ChatModel for Recorder {
         if self.mode == RecordMode::Off {
             let r = self.inner()?.chat(req).await?;
             self.ledger
-                .book(req.stage, model, CallKind::Chat, false, &r.usage);
+                .book(req.account, model, CallKind::Chat, false, &r.usage);
             return Ok(r);
         }
         let key = chat_key(&self.info, req);
@@ -720,7 +720,7 @@ impl ChatModel for Recorder {
             }
             if let Some(r) = rec.chat {
                 self.ledger
-                    .book(req.stage, model, CallKind::Chat, true, &r.usage);
+                    .book(req.account, model, CallKind::Chat, true, &r.usage);
                 return Ok(r);
             }
         }
@@ -734,7 +734,7 @@ impl ChatModel for Recorder {
                 // cannot make the call be paid again.
                 self.record(key, CallKind::Chat, request, Answer::Chat(r.clone()))?;
                 self.ledger
-                    .book(req.stage, model, CallKind::Chat, false, &r.usage);
+                    .book(req.account, model, CallKind::Chat, false, &r.usage);
                 Ok(r)
             }
             Err(e) => {
@@ -752,7 +752,7 @@ impl ChatModel for Recorder {
         if self.mode == RecordMode::Off {
             let r = self.inner()?.label_logprobs(req).await?;
             self.ledger
-                .book(req.stage, model, CallKind::Labels, false, &r.usage);
+                .book(req.account, model, CallKind::Labels, false, &r.usage);
             return Ok(r);
         }
         let key = label_key(&self.info, req);
@@ -769,7 +769,7 @@ impl ChatModel for Recorder {
                 && r.logprobs.len() == req.labels.len()
             {
                 self.ledger
-                    .book(req.stage, model, CallKind::Labels, true, &r.usage);
+                    .book(req.account, model, CallKind::Labels, true, &r.usage);
                 return Ok(r);
             }
         }
@@ -781,7 +781,7 @@ impl ChatModel for Recorder {
             Ok(r) => {
                 self.record(key, CallKind::Labels, request, Answer::Labels(r.clone()))?;
                 self.ledger
-                    .book(req.stage, model, CallKind::Labels, false, &r.usage);
+                    .book(req.account, model, CallKind::Labels, false, &r.usage);
                 Ok(r)
             }
             Err(e) => {
@@ -799,7 +799,7 @@ impl ChatModel for Recorder {
             let r = self.inner()?.score(req).await?;
             for _ in 0..req.suffixes.len() {
                 self.ledger.book(
-                    req.stage,
+                    req.account,
                     model,
                     CallKind::Score,
                     false,
@@ -817,7 +817,7 @@ impl ChatModel for Recorder {
         {
             for _ in 0..req.suffixes.len() {
                 self.ledger.book(
-                    req.stage,
+                    req.account,
                     model,
                     CallKind::Score,
                     true,
@@ -849,7 +849,7 @@ impl ChatModel for Recorder {
             match p {
                 Ok((s, u, replayed)) => {
                     self.ledger
-                        .book(req.stage, model, CallKind::Score, replayed, &u);
+                        .book(req.account, model, CallKind::Score, replayed, &u);
                     scores.push(s);
                     usage.prompt_tokens += u.prompt_tokens;
                     usage.completion_tokens += u.completion_tokens;

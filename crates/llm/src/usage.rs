@@ -1,12 +1,15 @@
-//! Usage accounting: one entry per call, totals by [`Stage`], and a cost estimate from a
-//! per-model price table.
+//! Usage accounting: one entry per call, totals by the caller's account label, and a cost
+//! estimate from a per-model price table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LlmError, Stage, Usage};
+use crate::{LlmError, Usage};
+
+/// Where a call that names no account is booked.
+pub const UNACCOUNTED: &str = "other";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,9 +21,9 @@ pub enum CallKind {
 }
 
 /// One booked call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallUsage {
-    pub stage: Stage,
+    pub account: &'static str,
     pub model: String,
     pub kind: CallKind,
     /// Answered from a recording: nothing was spent now.
@@ -72,14 +75,14 @@ pub struct UsageLedger(Arc<Mutex<Vec<CallUsage>>>);
 impl UsageLedger {
     pub fn book(
         &self,
-        stage: Option<Stage>,
+        account: Option<&'static str>,
         model: &str,
         kind: CallKind,
         replayed: bool,
         usage: &Usage,
     ) {
         let c = CallUsage {
-            stage: stage.unwrap_or(Stage::Other),
+            account: account.unwrap_or(UNACCOUNTED),
             model: model.to_string(),
             kind,
             replayed,
@@ -92,18 +95,18 @@ impl UsageLedger {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn totals_by_stage(&self, prices: &PriceTable) -> BTreeMap<Stage, StageTotals> {
-        let mut out: BTreeMap<Stage, StageTotals> = BTreeMap::new();
+    pub fn totals_by_account(&self, prices: &PriceTable) -> BTreeMap<&'static str, StageTotals> {
+        let mut out: BTreeMap<&'static str, StageTotals> = BTreeMap::new();
         for c in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            out.entry(c.stage).or_default().add(c, prices);
+            out.entry(c.account).or_default().add(c, prices);
         }
         out
     }
 
-    /// A Markdown table of the totals by stage plus an overall row, for reports.
+    /// A Markdown table of the totals by account plus an overall row, for reports.
     pub fn markdown(&self, prices: &PriceTable) -> String {
         let mut out = String::from(
-            "| stage | calls | replayed | prompt tokens | completion tokens | retries | latency s | est. cost USD | spent USD |\n\
+            "| account | calls | replayed | prompt tokens | completion tokens | retries | latency s | est. cost USD | spent USD |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let row = |name: &str, t: &StageTotals| {
@@ -119,11 +122,8 @@ impl UsageLedger {
                 t.spent_usd
             )
         };
-        for (stage, t) in self.totals_by_stage(prices) {
-            let name = serde_json::to_value(stage)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string));
-            out.push_str(&row(&name.unwrap_or_default(), &t));
+        for (account, t) in self.totals_by_account(prices) {
+            out.push_str(&row(account, &t));
         }
         let all = self.total(prices);
         out.push_str(&row("**total**", &all));
@@ -229,30 +229,30 @@ mod tests {
     }
 
     #[test]
-    fn totals_split_by_stage_and_separate_replayed_spend() {
+    fn totals_split_by_account_and_separate_replayed_spend() {
         let l = UsageLedger::default();
         l.book(
-            Some(Stage::Rerank),
+            Some("rerank"),
             "gpt-4o",
             CallKind::Chat,
             false,
             &u(1_000_000, 0),
         );
         l.book(
-            Some(Stage::Rerank),
+            Some("rerank"),
             "gpt-4o",
             CallKind::Chat,
             true,
             &u(0, 1_000_000),
         );
         l.book(None, "mystery", CallKind::Score, false, &u(5, 5));
-        let t = l.totals_by_stage(&PriceTable::builtin());
-        let r = &t[&Stage::Rerank];
+        let t = l.totals_by_account(&PriceTable::builtin());
+        let r = &t["rerank"];
         assert_eq!(r.calls, 2);
         assert_eq!(r.replayed_calls, 1);
         assert!((r.est_cost_usd - 12.5).abs() < 1e-9);
         assert!((r.spent_usd - 2.5).abs() < 1e-9);
-        assert_eq!(t[&Stage::Other].unpriced_calls, 1);
+        assert_eq!(t[UNACCOUNTED].unpriced_calls, 1);
         let all = l.total(&PriceTable::builtin());
         assert_eq!(all.calls, 3);
         assert_eq!(all.retries, 3);

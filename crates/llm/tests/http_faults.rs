@@ -434,7 +434,7 @@ async fn score_uses_first_token_logprobs() {
             "The Lord of the Rings: The Fellowship of the Ring".into(),
             "Heat".into(),
         ],
-        stage: None,
+        account: None,
         priority: 0,
     };
     let r = c.score(&sr).await.unwrap();
@@ -471,7 +471,7 @@ async fn label_logprobs_read_the_first_tokens_top_list() {
     let req = LabelRequest {
         messages: vec![Message::user("Which item? Answer with its id.")],
         labels: ["0", "1", "2"].map(String::from).to_vec(),
-        stage: None,
+        account: None,
         priority: 0,
     };
     let r = c.label_logprobs(&req).await.unwrap();
@@ -555,7 +555,10 @@ async fn the_api_key_appears_in_no_recording_log_or_error() {
     };
     assert_eq!((request_id.as_str(), *status), ("req_auth", 401));
 
-    let report = format!("{:?}", rec.ledger().totals_by_stage(&PriceTable::builtin()));
+    let report = format!(
+        "{:?}",
+        rec.ledger().totals_by_account(&PriceTable::builtin())
+    );
     let mut texts = vec![
         std::fs::read_to_string(&rec_path).unwrap(),
         err.to_string(),
@@ -767,7 +770,7 @@ async fn each_scored_candidate_is_paid_once_even_when_a_sibling_fails() {
         messages: vec![Message::system("sys")],
         prefix: "History: Heat\nCandidate: ".into(),
         suffixes: cands.iter().map(|c| c.to_string()).collect(),
-        stage: None,
+        account: None,
         priority: 0,
     };
     let recorder = |s: &MockServer| {
