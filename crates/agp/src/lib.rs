@@ -94,7 +94,7 @@ pub use config::{
 };
 pub use error::AgpError;
 pub use llm::{
-    CallLedger, FailurePolicy, Llm, StageTally, TRAINING_STAGES, eq7_api_calls, opro_train_calls,
+    FailurePolicy, Llm, RunCalls, StageTally, TRAINING_STAGES, eq7_api_calls, opro_train_calls,
     protegi_train_calls, training_calls,
 };
 pub use metrics::{

@@ -213,6 +213,8 @@ pub struct MethodJob<'a> {
     /// checkpoint made from other recordings is never taken for this run's.
     pub llm_identity: &'a str,
     pub llm: Arc<dyn agp_llm::ChatModel>,
+    /// Where the cell books its calls to `llm` (in a scope of its own).
+    pub ledger: agp_llm::UsageLedger,
     pub seed: u64,
     pub jobs: usize,
     pub on_failure: agp::FailurePolicy,
@@ -342,6 +344,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         // Cells run side by side; the run shows one bar over all of them.
         progress: false,
         on_failure: job.on_failure,
+        ledger: job.ledger.clone(),
     };
     let trains = match &cfg {
         MethodSpec::Builtin(c) => c.training_epochs() > 1,

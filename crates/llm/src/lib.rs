@@ -31,7 +31,7 @@ pub use store::{
     RecordMode, RecordedFailure, Recorder, ReplayModel, Store, chat_key, label_key, score_key,
     score_part_key,
 };
-pub use usage::{CallUsage, Price, PriceTable, StageTotals, UsageLedger};
+pub use usage::{CallKind, CallOutcome, CallUsage, Price, PriceTable, Totals, UsageLedger};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +108,30 @@ pub struct Usage {
     pub completion_tokens: u64,
     pub latency_ms: u64,
     pub retries: u32,
+    /// What of this was answered from a recording, so nothing was spent on it now. Set by the
+    /// [`Recorder`] as it replays; never stored, since a recording is live when it is made.
+    #[serde(skip)]
+    pub replayed: Replayed,
+}
+
+/// The replayed part of a [`Usage`]: requests and the tokens they had cost when recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Replayed {
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// This usage marked as wholly answered from a recording of `requests` requests.
+    pub fn replayed(mut self, requests: u64) -> Self {
+        self.replayed = Replayed {
+            requests,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+        };
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

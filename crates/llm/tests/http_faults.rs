@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use agp_llm::http::{ApiKey, HttpConfig, OpenAiClient};
 use agp_llm::{
-    ChatModel, ChatRequest, LabelRequest, LlmError, Message, PriceTable, RecordMode, Recorder,
-    ScoreRequest, Store,
+    CallKind, CallOutcome, CallUsage, ChatModel, ChatRequest, LabelRequest, LlmError, Message,
+    PriceTable, RecordMode, Recorder, ScoreRequest, Store,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -507,7 +507,9 @@ async fn label_logprobs_read_the_first_tokens_top_list() {
             .contains("\"logprobs\":[-1.9,null,")
     );
     let replay = Recorder::replay_only(rec.info(), Arc::new(Store::open(&path).unwrap()));
-    assert_eq!(replay.label_logprobs(&req).await.unwrap(), recorded);
+    let replayed = replay.label_logprobs(&req).await.unwrap();
+    assert_eq!(replayed.logprobs, recorded.logprobs);
+    assert_eq!(replayed.usage, recorded.usage.replayed(1));
     assert_eq!(s.received_requests().await.unwrap().len(), 2);
 }
 
@@ -545,8 +547,22 @@ async fn the_api_key_appears_in_no_recording_log_or_error() {
         RecordMode::Auto,
     )
     .unwrap();
-    rec.chat(&req("fine")).await.unwrap();
+    let fine = rec.chat(&req("fine")).await.unwrap();
     let err = rec.chat(&req("unauthorised")).await.unwrap_err();
+    let ledger = agp_llm::UsageLedger::default();
+    for (outcome, usage) in [
+        (CallOutcome::Answered { truncated: false }, fine.usage),
+        (CallOutcome::Failed(err.reason()), Default::default()),
+    ] {
+        ledger.book(CallUsage {
+            account: "test",
+            model: "gpt-4o-mini".into(),
+            kind: CallKind::Chat,
+            requests: 1,
+            outcome,
+            usage,
+        });
+    }
     let LlmError::Http {
         request_id, status, ..
     } = &err
@@ -556,8 +572,9 @@ async fn the_api_key_appears_in_no_recording_log_or_error() {
     assert_eq!((request_id.as_str(), *status), ("req_auth", 401));
 
     let report = format!(
-        "{:?}",
-        rec.ledger().totals_by_account(&PriceTable::builtin())
+        "{:?}\n{}",
+        ledger.calls(),
+        ledger.markdown(&PriceTable::builtin())
     );
     let mut texts = vec![
         std::fs::read_to_string(&rec_path).unwrap(),

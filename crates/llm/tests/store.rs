@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use agp_llm::store::Record;
 use agp_llm::{
     ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LlmError, Message,
-    ModelInfo, PriceTable, RecordMode, Recorder, ScoreRequest, ScoreResponse, Store, Usage,
-    chat_key, label_key, score_key,
+    ModelInfo, RecordMode, Recorder, ScoreRequest, ScoreResponse, Store, Usage, chat_key,
+    label_key, score_key,
 };
 use async_trait::async_trait;
 
@@ -39,6 +39,7 @@ impl ChatModel for Counting {
                 completion_tokens: 2,
                 latency_ms: 20,
                 retries: 0,
+                ..Usage::default()
             },
             finish_reason: None,
         })
@@ -107,7 +108,12 @@ async fn auto_records_then_replay_answers_without_the_model() {
     let rec = Recorder::new(inner.clone(), Some(store), RecordMode::Auto).unwrap();
     let live = rec.chat(&req("one").with_account("profile")).await.unwrap();
     let again = rec.chat(&req("one")).await.unwrap();
-    assert_eq!(live, again);
+    assert_eq!(live.usage.replayed.requests, 0);
+    assert_eq!(again.usage.replayed.requests, 1, "a replay says so");
+    assert_eq!(
+        (again.usage.replayed.prompt_tokens, &again.content),
+        (live.usage.prompt_tokens, &live.content)
+    );
     let scored = rec
         .score(&ScoreRequest {
             messages: vec![],
@@ -124,15 +130,13 @@ async fn auto_records_then_replay_answers_without_the_model() {
         "one chat, one request per scored candidate; the repeat came from the store"
     );
 
-    let totals = rec.ledger().totals_by_account(&PriceTable::builtin());
-    assert_eq!(totals["profile"].calls, 1);
-    assert_eq!(totals[agp_llm::usage::UNACCOUNTED].replayed_calls, 1);
+    assert_eq!(scored.usage.replayed.requests, 0);
 
     // A fresh process: replay-only, no inner model at all.
     let store = Arc::new(Store::open(&path).unwrap());
     assert_eq!(store.len(), 3, "a record per chat and per scored candidate");
     let rec = Recorder::replay_sole_model(store).unwrap();
-    assert_eq!(rec.chat(&req("one")).await.unwrap(), live);
+    assert_eq!(rec.chat(&req("one")).await.unwrap().content, live.content);
     let s2 = rec
         .score(&ScoreRequest {
             messages: vec![],
@@ -144,6 +148,7 @@ async fn auto_records_then_replay_answers_without_the_model() {
         .await
         .unwrap();
     assert_eq!(s2.scores, scored.scores);
+    assert_eq!(s2.usage.replayed.requests, 2, "one per candidate");
 
     let miss = rec
         .chat(&req("a prompt that was never recorded"))
@@ -240,7 +245,9 @@ async fn concurrent_identical_requests_pay_once() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert!(outs.windows(2).all(|w| w[0] == w[1]));
+    assert!(outs.windows(2).all(|w| w[0].content == w[1].content));
+    let replays = outs.iter().map(|o| o.usage.replayed.requests).sum::<u64>();
+    assert_eq!(replays, 7, "the other seven are replays");
     assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -263,16 +270,13 @@ async fn record_mode_calls_again_and_newest_line_wins() {
 }
 
 #[tokio::test]
-async fn off_mode_touches_no_file_and_still_accounts() {
+async fn off_mode_touches_no_file_and_replays_nothing() {
     let inner = counting();
     let rec = Recorder::new(inner.clone(), None, RecordMode::Off).unwrap();
     rec.chat(&req("x").with_account("edit")).await.unwrap();
-    rec.chat(&req("x").with_account("edit")).await.unwrap();
+    let again = rec.chat(&req("x").with_account("edit")).await.unwrap();
     assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        rec.ledger().totals_by_account(&PriceTable::builtin())["edit"].calls,
-        2
-    );
+    assert_eq!(again.usage.replayed.requests, 0);
     assert!(Recorder::new(counting(), None, RecordMode::Replay).is_err());
 }
 
@@ -319,13 +323,9 @@ async fn a_recording_of_a_whole_score_request_still_replays() {
     };
     std::fs::write(&path, serde_json::to_string(&old).unwrap() + "\n").unwrap();
     let rec = Recorder::replay_only(info, Arc::new(Store::open(&path).unwrap()));
-    assert_eq!(rec.score(&sr).await.unwrap().scores, vec![0.25, -1.5]);
-    let totals = rec.ledger().totals_by_account(&PriceTable::builtin());
-    assert_eq!(
-        totals[agp_llm::usage::UNACCOUNTED].replayed_calls,
-        2,
-        "one per candidate"
-    );
+    let r = rec.score(&sr).await.unwrap();
+    assert_eq!(r.scores, vec![0.25, -1.5]);
+    assert_eq!(r.usage.replayed.requests, 2, "one per candidate");
 }
 
 #[tokio::test]
