@@ -1,7 +1,9 @@
 //! One error type for the crate: every variant says where the problem is (config field,
 //! data file, user and stage of an LLM call, checkpoint path).
 
-use agp_llm::{FailureReason, LlmError, Stage};
+use agp_llm::{FailureReason, LlmError};
+
+use crate::Stage;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]

@@ -85,6 +85,7 @@ pub mod parse;
 pub mod prompts;
 pub mod reranker;
 pub mod run;
+pub mod stage;
 
 pub use config::{
     AgpConfig, BaseConfig, CallsPerUser, EditExtraction, FeedbackListOrder, FeedbackPromptSource,
@@ -93,7 +94,7 @@ pub use config::{
 };
 pub use error::AgpError;
 pub use llm::{
-    CallLedger, FailurePolicy, Llm, StageTally, TRAINING_STAGES, eq7_api_calls, opro_train_calls,
+    FailurePolicy, Llm, RunCalls, StageTally, TRAINING_STAGES, eq7_api_calls, opro_train_calls,
     protegi_train_calls, training_calls,
 };
 pub use metrics::{
@@ -109,3 +110,4 @@ pub use run::{
     EpochMetrics, MethodRun, RunOptions, SelectedEpoch, Selection, build_reranker, check_inputs,
     run_method, run_reranker,
 };
+pub use stage::Stage;

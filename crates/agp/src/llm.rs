@@ -1,6 +1,8 @@
 //! The crate's view of a chat model: every call goes through [`Llm`], which adds the system
-//! message and the run's sampling settings, tags the call with its pipeline stage, and counts
-//! requests, tokens and failed calls per stage (what Eq. 7 is compared against).
+//! message and the run's sampling settings, tags the call with its pipeline stage, and books it
+//! (answered, truncated or failed) in the run's scope of the model's [`UsageLedger`]. Its
+//! [`RunCalls`] reads requests, tokens and failed calls per stage from there (what Eq. 7 is
+//! compared against).
 //!
 //! A failed call is an [`AgpError::Llm`]. Under [`FailurePolicy::Continue`] the callers turn a
 //! non-fatal one into an outcome for one user through [`Llm::tolerate`]; fatal reasons
@@ -10,10 +12,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use agp_llm::{
-    ChatModel, ChatRequest, FailureReason, LabelRequest, Message, Sampling, ScoreRequest, Stage,
+    CallKind, CallOutcome, CallUsage, ChatModel, ChatRequest, FailureReason, LabelRequest, Message,
+    PriceTable, Sampling, ScoreRequest, Usage, UsageLedger,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::Stage;
 use crate::error::AgpError;
 use crate::prompts;
 
@@ -55,58 +59,81 @@ pub struct StageTally {
 }
 
 #[derive(Debug, Default)]
-struct Tallies {
+struct Carried {
     stages: BTreeMap<Stage, StageTally>,
     failures: BTreeMap<FailureReason, u64>,
 }
 
-/// Per-stage tallies and failed calls by reason of a run. Shared by all concurrent calls.
+/// A run's calls per stage and failed calls by reason: what its scope of the model's
+/// [`UsageLedger`] holds (every call is booked there once), plus what a resumed checkpoint
+/// carried over from before.
 #[derive(Debug, Default)]
-pub struct CallLedger {
-    inner: Mutex<Tallies>,
+pub struct RunCalls {
+    ledger: UsageLedger,
+    carried: Mutex<Carried>,
 }
 
-impl CallLedger {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Tallies> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+impl RunCalls {
+    /// Books in `ledger`: give each run a scope of its own ([`UsageLedger::scope`]).
+    pub fn new(ledger: UsageLedger) -> Self {
+        Self {
+            ledger,
+            carried: Mutex::default(),
+        }
+    }
+
+    pub fn ledger(&self) -> &UsageLedger {
+        &self.ledger
+    }
+
+    fn carried(&self) -> std::sync::MutexGuard<'_, Carried> {
+        self.carried.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn snapshot(&self) -> BTreeMap<Stage, StageTally> {
-        self.lock().stages.clone()
+        let mut out = self.carried().stages.clone();
+        // Prices do not enter a tally.
+        for (account, t) in self.ledger.totals_by_account(&PriceTable::default()) {
+            let s = out
+                .entry(Stage::from_account(account).unwrap_or(Stage::Other))
+                .or_default();
+            s.calls += t.calls;
+            s.scored_items += t.scored_items;
+            s.prompt_tokens += t.prompt_tokens;
+            s.completion_tokens += t.completion_tokens;
+            s.failed += t.failed;
+            s.truncated += t.truncated;
+        }
+        out
     }
 
     /// Failed calls by reason.
     pub fn failures(&self) -> BTreeMap<FailureReason, u64> {
-        self.lock().failures.clone()
+        let mut out = self.carried().failures.clone();
+        for (r, n) in self.ledger.failures() {
+            *out.entry(r).or_default() += n;
+        }
+        out
     }
 
-    /// Replace the tallies, e.g. with those stored in a checkpoint.
+    /// Start from the tallies stored in a checkpoint (before the run makes a call). They are
+    /// not booked in the ledger: its calls are the ones made now.
     pub fn restore(&self, tallies: BTreeMap<Stage, StageTally>) {
-        self.lock().stages = tallies;
+        self.carried().stages = tallies;
     }
 
-    /// Replace the failure counts, e.g. with those stored in a checkpoint.
+    /// Start from the failure counts stored in a checkpoint, as [`RunCalls::restore`].
     pub fn restore_failures(&self, failures: BTreeMap<FailureReason, u64>) {
-        self.lock().failures = failures;
-    }
-
-    fn add(&self, stage: Stage, f: impl FnOnce(&mut StageTally)) {
-        f(self.lock().stages.entry(stage).or_default());
-    }
-
-    fn fail(&self, stage: Stage, reason: FailureReason) {
-        let mut t = self.lock();
-        t.stages.entry(stage).or_default().failed += 1;
-        *t.failures.entry(reason).or_default() += 1;
+        self.carried().failures = failures;
     }
 }
 
-/// A chat model plus the run's sampling settings, failure policy and call ledger.
+/// A chat model plus the run's sampling settings, failure policy and calls.
 #[derive(Clone)]
 pub struct Llm {
     pub model: Arc<dyn ChatModel>,
     pub sampling: Sampling,
-    pub ledger: Arc<CallLedger>,
+    pub calls: Arc<RunCalls>,
     /// Read by [`Llm::tolerate`]; the driver sets it from [`crate::RunOptions::on_failure`].
     pub on_failure: FailurePolicy,
 }
@@ -116,7 +143,7 @@ impl Llm {
         Self {
             model,
             sampling,
-            ledger: Arc::default(),
+            calls: Arc::default(),
             on_failure: FailurePolicy::default(),
         }
     }
@@ -162,24 +189,50 @@ impl Llm {
         user: Option<u32>,
         req: ChatRequest,
     ) -> Result<agp_llm::ChatResponse, AgpError> {
-        let req = req.with_stage(stage);
+        let req = req.with_account(stage.as_str());
         let resp = match self.model.chat(&req).await {
             Ok(r) => r,
-            Err(source) => return Err(self.failed(stage, user, source)),
+            Err(source) => return Err(self.failed(stage, CallKind::Chat, user, source)),
         };
         let truncated = resp.finish_reason.as_deref() == Some("length");
-        self.ledger.add(stage, |t| {
-            t.calls += 1;
-            t.truncated += u64::from(truncated);
-            t.prompt_tokens += resp.usage.prompt_tokens;
-            t.completion_tokens += resp.usage.completion_tokens;
-        });
+        self.book(
+            stage,
+            CallKind::Chat,
+            1,
+            CallOutcome::Answered { truncated },
+            &resp.usage,
+        );
         Ok(resp)
     }
 
+    fn book(
+        &self,
+        stage: Stage,
+        kind: CallKind,
+        requests: u64,
+        outcome: CallOutcome,
+        usage: &Usage,
+    ) {
+        self.calls.ledger.book(CallUsage {
+            account: stage.as_str(),
+            model: self.model.info().model,
+            kind,
+            requests,
+            outcome,
+            usage: usage.clone(),
+        });
+    }
+
     /// Books a failed call and names its stage and user.
-    fn failed(&self, stage: Stage, user: Option<u32>, source: agp_llm::LlmError) -> AgpError {
-        self.ledger.fail(stage, source.reason());
+    fn failed(
+        &self,
+        stage: Stage,
+        kind: CallKind,
+        user: Option<u32>,
+        source: agp_llm::LlmError,
+    ) -> AgpError {
+        let outcome = CallOutcome::Failed(source.reason());
+        self.book(stage, kind, 0, outcome, &Usage::default());
         AgpError::Llm {
             stage,
             user,
@@ -200,7 +253,7 @@ impl Llm {
             messages: vec![Message::system(prompts::SYSTEM)],
             prefix,
             suffixes,
-            stage: Some(stage),
+            account: Some(stage.as_str()),
             priority: 0,
         };
         let resp = match self.model.score(&req).await {
@@ -210,16 +263,12 @@ impl Llm {
                     "score request for {n} candidates returned {} scores",
                     r.scores.len()
                 ));
-                return Err(self.failed(stage, user, source));
+                return Err(self.failed(stage, CallKind::Score, user, source));
             }
-            Err(source) => return Err(self.failed(stage, user, source)),
+            Err(source) => return Err(self.failed(stage, CallKind::Score, user, source)),
         };
-        self.ledger.add(stage, |t| {
-            t.calls += n as u64;
-            t.scored_items += n as u64;
-            t.prompt_tokens += resp.usage.prompt_tokens;
-            t.completion_tokens += resp.usage.completion_tokens;
-        });
+        let answered = CallOutcome::Answered { truncated: false };
+        self.book(stage, CallKind::Score, n as u64, answered, &resp.usage);
         Ok(resp.scores)
     }
 }
@@ -240,7 +289,7 @@ impl Llm {
         let req = LabelRequest {
             messages: vec![Message::system(prompts::SYSTEM), Message::user(prompt)],
             labels,
-            stage: Some(stage),
+            account: Some(stage.as_str()),
             priority: 0,
         };
         let resp = match self.model.label_logprobs(&req).await {
@@ -250,15 +299,12 @@ impl Llm {
                     "label request for {n} labels returned {} log-probabilities",
                     r.logprobs.len()
                 ));
-                return Err(self.failed(stage, user, source));
+                return Err(self.failed(stage, CallKind::Labels, user, source));
             }
-            Err(source) => return Err(self.failed(stage, user, source)),
+            Err(source) => return Err(self.failed(stage, CallKind::Labels, user, source)),
         };
-        self.ledger.add(stage, |t| {
-            t.calls += 1;
-            t.prompt_tokens += resp.usage.prompt_tokens;
-            t.completion_tokens += resp.usage.completion_tokens;
-        });
+        let answered = CallOutcome::Answered { truncated: false };
+        self.book(stage, CallKind::Labels, 1, answered, &resp.usage);
         Ok(resp.logprobs)
     }
 }

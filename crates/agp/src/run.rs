@@ -26,14 +26,16 @@ use std::sync::Arc;
 
 use agp_datasets::Dataset;
 use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION};
-use agp_llm::{ChatModel, FailureReason, ModelInfo, Sampling, Stage};
+use agp_llm::{ChatModel, FailureReason, ModelInfo, Sampling, UsageLedger};
+
+use crate::Stage;
 use futures::FutureExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::config::MethodConfig;
 use crate::error::AgpError;
-use crate::llm::{FailurePolicy, Llm, StageTally, eq7_api_calls, training_calls};
+use crate::llm::{FailurePolicy, Llm, RunCalls, StageTally, eq7_api_calls, training_calls};
 use crate::log::EventLog;
 use crate::methods::{
     Base, First, ListwiseBaseline, Opro, PointwiseBaseline, PromptOptimizer, Protegi, PrpAllpair,
@@ -66,6 +68,11 @@ pub struct RunOptions {
     /// or training step it belongs to, `stop` ends the run with the error. Fatal reasons end
     /// the run either way.
     pub on_failure: FailurePolicy,
+    /// The ledger the run books its calls in, through a scope of its own (what
+    /// [`MethodRun::calls`] counts). Runs over one model that share a ledger total the model's
+    /// use in it.
+    #[serde(skip)]
+    pub ledger: UsageLedger,
 }
 
 impl Default for RunOptions {
@@ -77,6 +84,7 @@ impl Default for RunOptions {
             seed: 0,
             progress: false,
             on_failure: FailurePolicy::default(),
+            ledger: UsageLedger::default(),
         }
     }
 }
@@ -637,6 +645,7 @@ pub async fn run_reranker(
 
     let llm = Llm {
         on_failure: opts.on_failure,
+        calls: Arc::new(RunCalls::new(opts.ledger.scope())),
         ..Llm::new(model.clone(), opts.sampling.clone())
     };
     let ck_path = opts.log_dir.as_ref().map(|d| d.join("checkpoint.json"));
@@ -675,8 +684,8 @@ pub async fn run_reranker(
         && let Some(old) = resumable(path, &ck)?
     {
         r.restore(old.reranker.clone())?;
-        llm.ledger.restore(old.calls.clone());
-        llm.ledger.restore_failures(old.failures.clone());
+        llm.calls.restore(old.calls.clone());
+        llm.calls.restore_failures(old.failures.clone());
         ck = old;
     }
     let log = match &opts.log_dir {
@@ -695,8 +704,8 @@ pub async fn run_reranker(
     let save = |ck: &mut Checkpoint, r: &dyn Reranker| -> Result<(), AgpError> {
         let Some(path) = &ck_path else { return Ok(()) };
         ck.reranker = r.state();
-        ck.calls = llm.ledger.snapshot();
-        ck.failures = llm.ledger.failures();
+        ck.calls = llm.calls.snapshot();
+        ck.failures = llm.calls.failures();
         ck.log_len = match &log {
             Some(l) => l.len()?,
             None => 0,
@@ -775,7 +784,7 @@ pub async fn run_reranker(
         best_test,
         best_valid,
     } = select_epochs(&ck.done, !valid_cases.is_empty());
-    let calls = llm.ledger.snapshot();
+    let calls = llm.calls.snapshot();
     Ok(MethodRun {
         label: label.to_string(),
         config,
@@ -797,7 +806,7 @@ pub async fn run_reranker(
         backbone: backbone_order(&test_cases),
         random_order_ndcg: random_order_ndcg(cands.k),
         parse_counts: ck.parse_counts.clone(),
-        failures: llm.ledger.failures(),
+        failures: llm.calls.failures(),
         final_prompt: r.learned_prompt(),
     })
 }

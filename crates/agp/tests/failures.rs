@@ -10,11 +10,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use agp::Stage;
 use agp::{
     AgpConfig, FailurePolicy, ListwiseConfig, MethodConfig, MethodRun, ParseOutcome,
     PointwiseConfig, RunOptions, UnparseableRule, run_method,
 };
-use agp_llm::{ChatModel, FailureReason, RecordMode, Recorder, Stage, Store};
+use agp_llm::{ChatModel, FailureReason, RecordMode, Recorder, Store};
 use common::{FailRule, FakeModel, K, fixture};
 
 /// The candidate block every rerank prompt of user `u` shows; no other user's is the same.

@@ -13,11 +13,12 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use agp::Stage;
 use agp::{
     AgpConfig, FailurePolicy, MethodConfig, MethodRun, OproConfig, ProtegiConfig, RunOptions,
     ndcg_at_10, opro_train_calls, protegi_train_calls, run_method,
 };
-use agp_llm::{FailureReason, Stage};
+use agp_llm::FailureReason;
 use common::{FailRule, FakeModel, K, fixture};
 
 const BATCH: usize = 5;

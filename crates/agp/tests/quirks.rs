@@ -4,8 +4,8 @@ mod common;
 
 use std::sync::Arc;
 
+use agp::Stage;
 use agp::{AgpConfig, ListwiseConfig, MethodConfig, RunOptions, run_method};
-use agp_llm::Stage;
 use common::FakeModel;
 
 async fn prompts_of(cfg: MethodConfig, stage: Stage) -> Vec<String> {

@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use agp::Stage;
 use agp::methods::rankers::{heapsort_calls, prp_calls_per_node, rankgpt_windows};
 use agp::{
     CallsPerUser, FirstConfig, MethodConfig, MethodRun, ParseOutcome, PrpConfig, RankGptConfig,
     RunOptions, SetwiseConfig, run_method,
 };
-use agp_llm::{FailureReason, Stage};
+use agp_llm::FailureReason;
 use common::{FailRule, FakeModel, K, RankerAnswers, fixture};
 
 const N_TEST: usize = 12;

@@ -12,10 +12,10 @@ use agp::metrics::score_ordering;
 use agp::{
     AgpConfig, DuplicatePolicy, EditExtraction, FeedbackListOrder, FeedbackPromptSource,
     ListwiseConfig, MethodConfig, MethodRun, MissingPolicy, OutputConstraint, ParseOptions,
-    ParseOutcome, RunOptions, UnmarkedAnswers, UnparseableRule, parse_rerank, run_method,
+    ParseOutcome, RunOptions, Stage, UnmarkedAnswers, UnparseableRule, parse_rerank, run_method,
 };
 use agp_llm::{
-    ChatModel, ChatRequest, ChatResponse, LlmError, ModelInfo, ScoreRequest, ScoreResponse, Stage,
+    ChatModel, ChatRequest, ChatResponse, LlmError, ModelInfo, ScoreRequest, ScoreResponse,
 };
 use async_trait::async_trait;
 use common::{FakeModel, K};
@@ -360,7 +360,7 @@ impl ChatModel for Scripted {
         self.prompts
             .lock()
             .unwrap()
-            .push((req.stage, prompt.clone()));
+            .push((common::stage_of(req.account), prompt.clone()));
         let fixed = if prompt.starts_with("[Instruction]\nThe previous prompt had an error rate") {
             self.edit
         } else if prompt.contains("[Pretrained Item Profile List") {

@@ -5,11 +5,11 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use agp::Stage;
 use agp::{
     AgpConfig, FailurePolicy, ListwiseConfig, MethodConfig, MethodRun, ParseOutcome,
     PointwiseConfig, RunOptions, run_method,
 };
-use agp_llm::Stage;
 use common::{FakeModel, K, fixture};
 
 fn opts() -> RunOptions {
@@ -299,4 +299,42 @@ async fn stale_candidate_file_is_rejected() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("(other)") && err.contains("stale"), "{err}");
+}
+
+#[tokio::test]
+async fn runs_sharing_a_ledger_book_each_call_once_in_it() {
+    let ledger = agp_llm::UsageLedger::default();
+    let shared = RunOptions {
+        ledger: ledger.clone(),
+        ..opts()
+    };
+    let agp = run(
+        &MethodConfig::Agp(small_agp()),
+        Arc::new(FakeModel::default()),
+        &shared,
+    )
+    .await;
+    let pointwise = run(
+        &MethodConfig::LlmDirPointwise(PointwiseConfig::default()),
+        Arc::new(FakeModel::default()),
+        &shared,
+    )
+    .await;
+    let prices = agp_llm::PriceTable::default();
+    let total = ledger.total(&prices);
+    assert_eq!(total.calls, agp.total_calls + pointwise.total_calls);
+    assert_eq!(
+        total.prompt_tokens,
+        agp.prompt_tokens + pointwise.prompt_tokens
+    );
+    assert_eq!(total.scored_items, 120);
+    let by_account = ledger.totals_by_account(&prices);
+    for (stage, t) in &agp.calls {
+        let extra = pointwise.calls.get(stage).map_or(0, |p| p.calls);
+        assert_eq!(
+            by_account[stage.as_str()].calls,
+            t.calls + extra,
+            "{stage:?}"
+        );
+    }
 }

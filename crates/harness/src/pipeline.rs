@@ -216,6 +216,8 @@ pub struct MethodJob<'a> {
     /// checkpoint made from other recordings is never taken for this run's.
     pub llm_identity: &'a str,
     pub llm: Arc<dyn agp_llm::ChatModel>,
+    /// Where the cell books its calls to `llm` (in a scope of its own).
+    pub ledger: agp_llm::UsageLedger,
     pub seed: u64,
     pub jobs: usize,
     pub on_failure: agp::FailurePolicy,
@@ -236,9 +238,9 @@ struct Prioritized {
 }
 
 impl Prioritized {
-    fn priority(&self, stage: Option<agp_llm::Stage>) -> u8 {
-        match stage {
-            Some(agp_llm::Stage::Test) | None => self.evaluation,
+    fn priority(&self, account: Option<&str>) -> u8 {
+        match account.and_then(agp::Stage::from_account) {
+            Some(agp::Stage::Test) | None => self.evaluation,
             Some(_) => self.training,
         }
     }
@@ -260,7 +262,7 @@ impl agp_llm::ChatModel for Prioritized {
         req: &agp_llm::ChatRequest,
     ) -> Result<agp_llm::ChatResponse, agp_llm::LlmError> {
         let mut req = req.clone();
-        req.priority = self.priority(req.stage);
+        req.priority = self.priority(req.account);
         self.inner.chat(&req).await
     }
     async fn score(
@@ -268,7 +270,7 @@ impl agp_llm::ChatModel for Prioritized {
         req: &agp_llm::ScoreRequest,
     ) -> Result<agp_llm::ScoreResponse, agp_llm::LlmError> {
         let mut req = req.clone();
-        req.priority = self.priority(req.stage);
+        req.priority = self.priority(req.account);
         self.inner.score(&req).await
     }
     async fn label_logprobs(
@@ -276,7 +278,7 @@ impl agp_llm::ChatModel for Prioritized {
         req: &agp_llm::LabelRequest,
     ) -> Result<agp_llm::LabelResponse, agp_llm::LlmError> {
         let mut req = req.clone();
-        req.priority = self.priority(req.stage);
+        req.priority = self.priority(req.account);
         self.inner.label_logprobs(&req).await
     }
 }
@@ -345,6 +347,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         // Cells run side by side; the run shows one bar over all of them.
         progress: false,
         on_failure: job.on_failure,
+        ledger: job.ledger.clone(),
     };
     let trains = match &cfg {
         MethodSpec::Builtin(c) => c.training_epochs() > 1,

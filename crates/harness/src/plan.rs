@@ -197,7 +197,7 @@ pub struct Spent {
 
 impl Spent {
     pub fn of(ledger: &UsageLedger) -> Self {
-        let totals = ledger.totals_by_stage(&PriceTable::builtin());
+        let totals = ledger.totals_by_account(&PriceTable::builtin());
         Self {
             requests: totals.values().map(|t| t.calls).sum(),
             live: totals.values().map(|t| t.calls - t.replayed_calls).sum(),

@@ -306,6 +306,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
                         llm_spec: &l.text,
                         llm_identity: &l.identity,
                         llm: l.handle.model.clone(),
+                        ledger: l.handle.ledger.clone(),
                         seed: *seed,
                         jobs: args.jobs,
                         on_failure: args.on_failure,

@@ -3,11 +3,11 @@
 //! way a method can break reported with where it broke and what it wrote to stderr.
 
 use agp::RunOptions;
+use agp::Stage;
 use agp_datasets::Dataset;
 use agp_datasets::candidates::CandidateFile;
 use agp_harness::Workspace;
 use agp_harness::external::{ExternalConfig, ExternalReranker};
-use agp_llm::Stage;
 use agp_llm::{
     ChatModel, ChatRequest, ChatResponse, LlmError, ModelInfo, ScoreRequest, ScoreResponse, Usage,
 };

@@ -112,6 +112,8 @@ impl Default for LlmOptions {
 /// A built model and what a report needs from it.
 pub struct LlmHandle {
     pub model: Arc<dyn ChatModel>,
+    /// Where the calls to `model` are booked: each method run books in a scope of it (see
+    /// [`UsageLedger::scope`]), so it totals the model's use over a whole run.
     pub ledger: UsageLedger,
     pub store: Option<Arc<Store>>,
     pub mode: RecordMode,
@@ -246,10 +248,9 @@ pub fn build_model(spec: &LlmSpec, opts: &LlmOptions) -> Result<LlmHandle, LlmEr
         };
         Recorder::new(inner, store.clone(), mode)?
     };
-    let ledger = recorder.ledger().clone();
     Ok(LlmHandle {
         model: Arc::new(recorder),
-        ledger,
+        ledger: UsageLedger::default(),
         store,
         mode,
     })
@@ -280,7 +281,7 @@ pub fn smoke_test(
             "\"Star Wars (1977)\"?".to_string(),
             "\"Notting Hill (1999)\"?".to_string(),
         ],
-        stage: None,
+        account: None,
         priority: 0,
     };
     let s = crate::block_on(h.model.score(&score))?;

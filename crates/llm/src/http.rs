@@ -840,6 +840,7 @@ impl ChatModel for OpenAiClient {
                 completion_tokens: u.completion_tokens,
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries,
+                ..Usage::default()
             },
             finish_reason,
         })
@@ -865,6 +866,7 @@ impl ChatModel for OpenAiClient {
                 completion_tokens,
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries,
+                ..Usage::default()
             },
         })
     }

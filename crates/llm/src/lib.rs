@@ -3,7 +3,8 @@
 //!
 //! * [`store`]: append-only JSONL recordings keyed by the canonical request, and the
 //!   [`Recorder`] / [`ReplayModel`] wrappers that CI and the bundled default run on.
-//! * [`usage`]: per-call accounting, totals by [`Stage`], and a per-model price table.
+//! * [`usage`]: per-call accounting, totals by the caller's account label, and a per-model
+//!   price table.
 //! * [`http`]: OpenAI-compatible client (OpenAI, DeepSeek, any `/v1/chat/completions`).
 //! * `local` (feature `local`): in-process GGUF inference through llama.cpp.
 //! * [`fetch`]: pinned GGUF models from PyPI wheels.
@@ -30,7 +31,7 @@ pub use store::{
     RecordMode, RecordedFailure, Recorder, ReplayModel, Store, chat_key, label_key, score_key,
     score_part_key,
 };
-pub use usage::{CallUsage, Price, PriceTable, StageTotals, UsageLedger};
+pub use usage::{CallKind, CallOutcome, CallUsage, Price, PriceTable, Totals, UsageLedger};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,20 +78,6 @@ impl Role {
     }
 }
 
-/// Pipeline stage a call belongs to; used for accounting only, never part of a cache key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Profile,
-    Rerank,
-    Feedback,
-    Summarize,
-    Edit,
-    Verify,
-    Test,
-    Other,
-}
-
 /// Sampling settings; part of the cache key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Sampling {
@@ -104,8 +91,10 @@ pub struct Sampling {
 pub struct ChatRequest {
     pub messages: Vec<Message>,
     pub sampling: Sampling,
+    /// What the caller books the call under (AGP names its pipeline stages); accounting and
+    /// scheduling only, never part of a cache key.
     #[serde(skip)]
-    pub stage: Option<Stage>,
+    pub account: Option<&'static str>,
     /// Scheduling only, never part of a key: with more requests waiting than slots, higher
     /// goes first (see [`http`]'s slot pool). The harness raises the calls a long chain of
     /// training steps waits on above bulk evaluation.
@@ -119,6 +108,30 @@ pub struct Usage {
     pub completion_tokens: u64,
     pub latency_ms: u64,
     pub retries: u32,
+    /// What of this was answered from a recording, so nothing was spent on it now. Set by the
+    /// [`Recorder`] as it replays; never stored, since a recording is live when it is made.
+    #[serde(skip)]
+    pub replayed: Replayed,
+}
+
+/// The replayed part of a [`Usage`]: requests and the tokens they had cost when recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Replayed {
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// This usage marked as wholly answered from a recording of `requests` requests.
+    pub fn replayed(mut self, requests: u64) -> Self {
+        self.replayed = Replayed {
+            requests,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+        };
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,8 +152,9 @@ pub struct ScoreRequest {
     pub messages: Vec<Message>,
     pub prefix: String,
     pub suffixes: Vec<String>,
+    /// As [`ChatRequest::account`].
     #[serde(skip)]
-    pub stage: Option<Stage>,
+    pub account: Option<&'static str>,
     /// As [`ChatRequest::priority`].
     #[serde(skip)]
     pub priority: u8,
@@ -159,8 +173,9 @@ pub struct ScoreResponse {
 pub struct LabelRequest {
     pub messages: Vec<Message>,
     pub labels: Vec<String>,
+    /// As [`ChatRequest::account`].
     #[serde(skip)]
-    pub stage: Option<Stage>,
+    pub account: Option<&'static str>,
     /// As [`ChatRequest::priority`].
     #[serde(skip)]
     pub priority: u8,
@@ -353,17 +368,17 @@ impl LlmError {
 }
 
 impl ChatRequest {
-    /// A request with provider-default sampling and no stage.
+    /// A request with provider-default sampling and no account.
     pub fn new(messages: Vec<Message>) -> Self {
         Self {
             messages,
             sampling: Sampling::default(),
-            stage: None,
+            account: None,
             priority: 0,
         }
     }
-    pub fn with_stage(mut self, stage: Stage) -> Self {
-        self.stage = Some(stage);
+    pub fn with_account(mut self, account: &'static str) -> Self {
+        self.account = Some(account);
         self
     }
 }

@@ -425,6 +425,7 @@ impl Worker<'_> {
                 completion_tokens: generated as u64,
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries: 0,
+                ..Usage::default()
             },
             finish_reason: (generated == max_new).then(|| "length".to_string()),
         })
@@ -481,6 +482,7 @@ impl Worker<'_> {
                 completion_tokens: 0,
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries: 0,
+                ..Usage::default()
             },
         })
     }
@@ -522,6 +524,7 @@ impl Worker<'_> {
                 completion_tokens: 0,
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries: 0,
+                ..Usage::default()
             },
         })
     }

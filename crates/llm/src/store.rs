@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::usage::{CallKind, UsageLedger};
+use crate::usage::CallKind;
 use crate::{
     ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
     Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
@@ -110,7 +110,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Cache key of a chat call: sha256 over backend, model (and GGUF sha256), messages and
-/// sampling. The stage and any credential are deliberately absent.
+/// sampling. The account label and any credential are deliberately absent.
 pub fn chat_key(info: &ModelInfo, req: &ChatRequest) -> String {
     let c = CanonicalChat {
         v: KEY_VERSION,
@@ -432,14 +432,14 @@ fn start_of(messages: &[Message]) -> String {
 }
 
 /// A [`ChatModel`] that answers from a [`Store`] and, depending on [`RecordMode`], calls and
-/// records an inner model. Every call, live or replayed, is booked in its [`UsageLedger`].
+/// records an inner model. A replayed answer says so in its [`Usage::replayed`], for whoever
+/// books the call in a [`crate::UsageLedger`].
 pub struct Recorder {
     inner: Option<Arc<dyn ChatModel>>,
     info: ModelInfo,
     settings: serde_json::Value,
     store: Option<Arc<Store>>,
     mode: RecordMode,
-    ledger: UsageLedger,
     /// One async lock per key in flight, so concurrent identical requests pay once.
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -468,7 +468,6 @@ impl Recorder {
             inner: Some(inner),
             store,
             mode,
-            ledger: UsageLedger::default(),
             inflight: Mutex::new(HashMap::new()),
         })
     }
@@ -481,7 +480,6 @@ impl Recorder {
             settings: serde_json::Value::Null,
             store: Some(store),
             mode: RecordMode::Replay,
-            ledger: UsageLedger::default(),
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -506,16 +504,6 @@ impl Recorder {
                     .join(", ")
             ))),
         }
-    }
-
-    /// Books calls into `ledger` instead of a private one (share one ledger across models).
-    pub fn with_ledger(mut self, ledger: UsageLedger) -> Self {
-        self.ledger = ledger;
-        self
-    }
-
-    pub fn ledger(&self) -> &UsageLedger {
-        &self.ledger
     }
 
     pub fn mode(&self) -> RecordMode {
@@ -575,13 +563,13 @@ impl Recorder {
     }
 
     /// One candidate of a pointwise scoring, from the store or from the model (and then stored
-    /// before it is used). Returns the score, its usage and whether it was replayed.
+    /// before it is used). Returns the score and its usage.
     async fn score_part(
         &self,
         req: &ScoreRequest,
         i: usize,
         key: &str,
-    ) -> Result<(f32, Usage, bool), LlmError> {
+    ) -> Result<(f32, Usage), LlmError> {
         let store = self.store.as_ref().expect("checked in new");
         let lock = self.key_lock(key);
         let _guard = lock.lock().await;
@@ -594,7 +582,7 @@ impl Recorder {
             if let Some(r) = rec.score
                 && let [s] = r.scores[..]
             {
-                return Ok((s, r.usage, true));
+                return Ok((s, r.usage.replayed(1)));
             }
         }
         if self.mode == RecordMode::Replay {
@@ -604,7 +592,7 @@ impl Recorder {
             messages: req.messages.clone(),
             prefix: req.prefix.clone(),
             suffixes: vec![req.suffixes[i].clone()],
-            stage: req.stage,
+            account: req.account,
             priority: req.priority,
         };
         let request = serde_json::json!({
@@ -621,7 +609,7 @@ impl Recorder {
                 };
                 let usage = r.usage.clone();
                 self.record(key.to_string(), CallKind::Score, request, Answer::Score(r))?;
-                Ok((s, usage, false))
+                Ok((s, usage))
             }
             Err(e) => {
                 if let Some(f) = RecordedFailure::of(&e) {
@@ -644,7 +632,7 @@ impl Recorder {
             messages: req.messages.clone(),
             prefix: req.prefix.clone(),
             suffixes: missing.iter().map(|&i| req.suffixes[i].clone()).collect(),
-            stage: req.stage,
+            account: req.account,
             priority: req.priority,
         };
         let r = self.inner()?.score(&sub).await?;
@@ -664,6 +652,7 @@ impl Recorder {
                 completion_tokens: r.usage.completion_tokens / n,
                 latency_ms: r.usage.latency_ms / n,
                 retries: r.usage.retries,
+                ..Usage::default()
             };
             let request = serde_json::json!({
                 "messages": req.messages, "prefix": req.prefix, "suffixes": [req.suffixes[i]]
@@ -701,12 +690,8 @@ impl ChatModel for Recorder {
     }
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let model = &self.info.model;
         if self.mode == RecordMode::Off {
-            let r = self.inner()?.chat(req).await?;
-            self.ledger
-                .book(req.stage, model, CallKind::Chat, false, &r.usage);
-            return Ok(r);
+            return self.inner()?.chat(req).await;
         }
         let key = chat_key(&self.info, req);
         let store = self.store.as_ref().expect("checked in new");
@@ -718,9 +703,8 @@ impl ChatModel for Recorder {
             if let Some(f) = &rec.failure {
                 return Err(f.to_error());
             }
-            if let Some(r) = rec.chat {
-                self.ledger
-                    .book(req.stage, model, CallKind::Chat, true, &r.usage);
+            if let Some(mut r) = rec.chat {
+                r.usage = r.usage.replayed(1);
                 return Ok(r);
             }
         }
@@ -733,8 +717,6 @@ impl ChatModel for Recorder {
                 // Stored (and fsynced) before anyone sees the answer: a kill after this line
                 // cannot make the call be paid again.
                 self.record(key, CallKind::Chat, request, Answer::Chat(r.clone()))?;
-                self.ledger
-                    .book(req.stage, model, CallKind::Chat, false, &r.usage);
                 Ok(r)
             }
             Err(e) => {
@@ -748,12 +730,8 @@ impl ChatModel for Recorder {
 
     /// As [`Recorder::chat`]: one request, one record.
     async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
-        let model = &self.info.model;
         if self.mode == RecordMode::Off {
-            let r = self.inner()?.label_logprobs(req).await?;
-            self.ledger
-                .book(req.stage, model, CallKind::Labels, false, &r.usage);
-            return Ok(r);
+            return self.inner()?.label_logprobs(req).await;
         }
         let key = label_key(&self.info, req);
         let store = self.store.as_ref().expect("checked in new");
@@ -765,11 +743,10 @@ impl ChatModel for Recorder {
             if let Some(f) = &rec.failure {
                 return Err(f.to_error());
             }
-            if let Some(r) = rec.labels
+            if let Some(mut r) = rec.labels
                 && r.logprobs.len() == req.labels.len()
             {
-                self.ledger
-                    .book(req.stage, model, CallKind::Labels, true, &r.usage);
+                r.usage = r.usage.replayed(1);
                 return Ok(r);
             }
         }
@@ -780,8 +757,6 @@ impl ChatModel for Recorder {
         match self.inner()?.label_logprobs(req).await {
             Ok(r) => {
                 self.record(key, CallKind::Labels, request, Answer::Labels(r.clone()))?;
-                self.ledger
-                    .book(req.stage, model, CallKind::Labels, false, &r.usage);
                 Ok(r)
             }
             Err(e) => {
@@ -794,36 +769,17 @@ impl ChatModel for Recorder {
     }
 
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
-        let model = &self.info.model;
         if self.mode == RecordMode::Off {
-            let r = self.inner()?.score(req).await?;
-            for _ in 0..req.suffixes.len() {
-                self.ledger.book(
-                    req.stage,
-                    model,
-                    CallKind::Score,
-                    false,
-                    &share(&r.usage, req.suffixes.len()),
-                );
-            }
-            return Ok(r);
+            return self.inner()?.score(req).await;
         }
         let store = self.store.as_ref().expect("checked in new");
         // Recordings made before candidates had records of their own keep replaying.
         if self.mode != RecordMode::Record
             && let Some(rec) = store.get(&score_key(&self.info, req))
-            && let Some(r) = rec.score
+            && let Some(mut r) = rec.score
             && r.scores.len() == req.suffixes.len()
         {
-            for _ in 0..req.suffixes.len() {
-                self.ledger.book(
-                    req.stage,
-                    model,
-                    CallKind::Score,
-                    true,
-                    &share(&r.usage, req.suffixes.len()),
-                );
-            }
+            r.usage = r.usage.replayed(req.suffixes.len() as u64);
             return Ok(r);
         }
         let keys: Vec<String> = (0..req.suffixes.len())
@@ -847,14 +803,15 @@ impl ChatModel for Recorder {
         let mut first_error = None;
         for p in parts {
             match p {
-                Ok((s, u, replayed)) => {
-                    self.ledger
-                        .book(req.stage, model, CallKind::Score, replayed, &u);
+                Ok((s, u)) => {
                     scores.push(s);
                     usage.prompt_tokens += u.prompt_tokens;
                     usage.completion_tokens += u.completion_tokens;
                     usage.latency_ms = usage.latency_ms.max(u.latency_ms);
                     usage.retries += u.retries;
+                    usage.replayed.requests += u.replayed.requests;
+                    usage.replayed.prompt_tokens += u.replayed.prompt_tokens;
+                    usage.replayed.completion_tokens += u.replayed.completion_tokens;
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -865,16 +822,5 @@ impl ChatModel for Recorder {
             Some(e) => Err(e),
             None => Ok(ScoreResponse { scores, usage }),
         }
-    }
-}
-
-/// An equal share of one request's usage, for accounting a multi-candidate answer per candidate.
-fn share(u: &Usage, n: usize) -> Usage {
-    let n = n.max(1) as u64;
-    Usage {
-        prompt_tokens: u.prompt_tokens / n,
-        completion_tokens: u.completion_tokens / n,
-        latency_ms: u.latency_ms / n,
-        retries: u.retries,
     }
 }

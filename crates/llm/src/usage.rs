@@ -1,12 +1,18 @@
-//! Usage accounting: one entry per call, totals by [`Stage`], and a cost estimate from a
-//! per-model price table.
+//! Usage accounting: the one ledger every LLM call is booked in, with totals by the caller's
+//! account label and a cost estimate from a per-model price table.
+//!
+//! The caller that sees every call books it (in this workspace `agp::Llm`, which adds what
+//! happened to the call: an answer, a truncated answer or a failure); the [`crate::Recorder`]
+//! marks what it replayed in the answer's [`Usage::replayed`]. A run of one method books in a
+//! [`UsageLedger::scope`] of the model's ledger, so the same booking counts for the method and
+//! for the model's total.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LlmError, Stage, Usage};
+use crate::{FailureReason, LlmError, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -17,96 +23,155 @@ pub enum CallKind {
     Labels,
 }
 
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// `truncated`: cut at `max_tokens` (`finish_reason = length`) and kept as it is.
+    Answered {
+        truncated: bool,
+    },
+    Failed(FailureReason),
+}
+
 /// One booked call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallUsage {
-    pub stage: Stage,
+    pub account: &'static str,
     pub model: String,
     pub kind: CallKind,
-    /// Answered from a recording: nothing was spent now.
-    pub replayed: bool,
+    /// Requests the call was answered in: one, or one per candidate of a pointwise score
+    /// (each candidate is its own request). Not counted for a failed call.
+    pub requests: u64,
+    pub outcome: CallOutcome,
     pub usage: Usage,
 }
 
 /// Sums over a set of calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct StageTotals {
+pub struct Totals {
+    /// Requests answered (live or replayed).
     pub calls: u64,
     pub replayed_calls: u64,
+    /// Candidates scored by pointwise requests.
+    pub scored_items: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub latency_ms: u64,
     pub retries: u64,
+    /// Calls that ended without a usable answer (not in `calls`; a failed pointwise request
+    /// counts once, since how many of its candidates were answered first is not known).
+    pub failed: u64,
+    /// Answers cut at `max_tokens`.
+    pub truncated: u64,
     /// What all these calls cost (or cost when recorded) at list price.
     pub est_cost_usd: f64,
     /// What the live (not replayed) calls cost in this run.
     pub spent_usd: f64,
-    /// Calls whose model has no price in the table (counted as free above).
+    /// Requests whose model has no price in the table (counted as free above).
     pub unpriced_calls: u64,
 }
 
-impl StageTotals {
+impl Totals {
     fn add(&mut self, c: &CallUsage, prices: &PriceTable) {
-        self.calls += 1;
-        self.replayed_calls += u64::from(c.replayed);
-        self.prompt_tokens += c.usage.prompt_tokens;
-        self.completion_tokens += c.usage.completion_tokens;
-        self.latency_ms += c.usage.latency_ms;
-        self.retries += u64::from(c.usage.retries);
-        match prices.cost_usd(&c.model, &c.usage) {
-            Some(cost) => {
-                self.est_cost_usd += cost;
-                if !c.replayed {
-                    self.spent_usd += cost;
-                }
+        let truncated = match c.outcome {
+            CallOutcome::Answered { truncated } => truncated,
+            CallOutcome::Failed(_) => {
+                self.failed += 1;
+                return;
             }
-            None => self.unpriced_calls += 1,
+        };
+        let u = &c.usage;
+        self.calls += c.requests;
+        self.replayed_calls += u.replayed.requests;
+        if c.kind == CallKind::Score {
+            self.scored_items += c.requests;
+        }
+        self.prompt_tokens += u.prompt_tokens;
+        self.completion_tokens += u.completion_tokens;
+        self.latency_ms += u.latency_ms;
+        self.retries += u64::from(u.retries);
+        self.truncated += u64::from(truncated);
+        match prices.get(&c.model) {
+            Some(p) => {
+                self.est_cost_usd += p.cost_usd(u.prompt_tokens, u.completion_tokens);
+                self.spent_usd += p.cost_usd(
+                    u.prompt_tokens.saturating_sub(u.replayed.prompt_tokens),
+                    u.completion_tokens
+                        .saturating_sub(u.replayed.completion_tokens),
+                );
+            }
+            None => self.unpriced_calls += c.requests,
         }
     }
 }
 
 /// Thread-safe list of booked calls; clones share the same list.
 #[derive(Debug, Clone, Default)]
-pub struct UsageLedger(Arc<Mutex<Vec<CallUsage>>>);
+pub struct UsageLedger {
+    calls: Arc<Mutex<Vec<CallUsage>>>,
+    /// The ledger this one is a scope of: every booking here is one there too.
+    parent: Option<Box<UsageLedger>>,
+}
+
+/// Ledgers are equal when they hold the same calls.
+impl PartialEq for UsageLedger {
+    fn eq(&self, other: &Self) -> bool {
+        self.calls() == other.calls()
+    }
+}
 
 impl UsageLedger {
-    pub fn book(
-        &self,
-        stage: Option<Stage>,
-        model: &str,
-        kind: CallKind,
-        replayed: bool,
-        usage: &Usage,
-    ) {
-        let c = CallUsage {
-            stage: stage.unwrap_or(Stage::Other),
-            model: model.to_string(),
-            kind,
-            replayed,
-            usage: usage.clone(),
-        };
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+    /// A new, empty ledger whose bookings also go to this one: the calls of one part of the
+    /// work (e.g. one method run), counted within the whole.
+    pub fn scope(&self) -> UsageLedger {
+        UsageLedger {
+            calls: Arc::default(),
+            parent: Some(Box::new(self.clone())),
+        }
+    }
+
+    pub fn book(&self, call: CallUsage) {
+        if let Some(p) = &self.parent {
+            p.book(call.clone());
+        }
+        self.lock().push(call);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<CallUsage>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn calls(&self) -> Vec<CallUsage> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lock().clone()
     }
 
-    pub fn totals_by_stage(&self, prices: &PriceTable) -> BTreeMap<Stage, StageTotals> {
-        let mut out: BTreeMap<Stage, StageTotals> = BTreeMap::new();
-        for c in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            out.entry(c.stage).or_default().add(c, prices);
+    pub fn totals_by_account(&self, prices: &PriceTable) -> BTreeMap<&'static str, Totals> {
+        let mut out: BTreeMap<&'static str, Totals> = BTreeMap::new();
+        for c in self.lock().iter() {
+            out.entry(c.account).or_default().add(c, prices);
         }
         out
     }
 
-    /// A Markdown table of the totals by stage plus an overall row, for reports.
+    /// Failed calls by reason.
+    pub fn failures(&self) -> BTreeMap<FailureReason, u64> {
+        let mut out = BTreeMap::new();
+        for c in self.lock().iter() {
+            if let CallOutcome::Failed(r) = c.outcome {
+                *out.entry(r).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// A Markdown table of the totals by account plus an overall row, for reports.
     pub fn markdown(&self, prices: &PriceTable) -> String {
         let mut out = String::from(
-            "| stage | calls | replayed | prompt tokens | completion tokens | retries | latency s | est. cost USD | spent USD |\n\
+            "| account | calls | replayed | prompt tokens | completion tokens | retries | latency s | est. cost USD | spent USD |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
-        let row = |name: &str, t: &StageTotals| {
+        let row = |name: &str, t: &Totals| {
             format!(
                 "| {name} | {} | {} | {} | {} | {} | {:.1} | {:.4} | {:.4} |\n",
                 t.calls,
@@ -119,11 +184,8 @@ impl UsageLedger {
                 t.spent_usd
             )
         };
-        for (stage, t) in self.totals_by_stage(prices) {
-            let name = serde_json::to_value(stage)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string));
-            out.push_str(&row(&name.unwrap_or_default(), &t));
+        for (account, t) in self.totals_by_account(prices) {
+            out.push_str(&row(account, &t));
         }
         let all = self.total(prices);
         out.push_str(&row("**total**", &all));
@@ -136,9 +198,9 @@ impl UsageLedger {
         out
     }
 
-    pub fn total(&self, prices: &PriceTable) -> StageTotals {
-        let mut t = StageTotals::default();
-        for c in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    pub fn total(&self, prices: &PriceTable) -> Totals {
+        let mut t = Totals::default();
+        for c in self.lock().iter() {
             t.add(c, prices);
         }
         t
@@ -150,6 +212,14 @@ impl UsageLedger {
 pub struct Price {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+}
+
+impl Price {
+    pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.input_per_mtok
+            + completion_tokens as f64 * self.output_per_mtok)
+            / 1e6
+    }
 }
 
 /// Prices by model id. A lookup tries the exact id, then the longest table entry that
@@ -196,11 +266,8 @@ impl PriceTable {
     }
 
     pub fn cost_usd(&self, model: &str, usage: &Usage) -> Option<f64> {
-        self.get(model).map(|p| {
-            (usage.prompt_tokens as f64 * p.input_per_mtok
-                + usage.completion_tokens as f64 * p.output_per_mtok)
-                / 1e6
-        })
+        self.get(model)
+            .map(|p| p.cost_usd(usage.prompt_tokens, usage.completion_tokens))
     }
 }
 
@@ -214,6 +281,7 @@ mod tests {
             completion_tokens: c,
             latency_ms: 10,
             retries: 1,
+            ..Usage::default()
         }
     }
 
@@ -228,44 +296,82 @@ mod tests {
         assert!(t.get("claude").is_none());
     }
 
+    fn call(account: &'static str, model: &str, kind: CallKind, usage: Usage) -> CallUsage {
+        CallUsage {
+            account,
+            model: model.to_string(),
+            kind,
+            requests: 1,
+            outcome: CallOutcome::Answered { truncated: false },
+            usage,
+        }
+    }
+
     #[test]
-    fn totals_split_by_stage_and_separate_replayed_spend() {
+    fn totals_split_by_account_and_separate_replayed_spend() {
         let l = UsageLedger::default();
-        l.book(
-            Some(Stage::Rerank),
+        l.book(call("rerank", "gpt-4o", CallKind::Chat, u(1_000_000, 0)));
+        l.book(call(
+            "rerank",
             "gpt-4o",
             CallKind::Chat,
-            false,
-            &u(1_000_000, 0),
-        );
-        l.book(
-            Some(Stage::Rerank),
-            "gpt-4o",
-            CallKind::Chat,
-            true,
-            &u(0, 1_000_000),
-        );
-        l.book(None, "mystery", CallKind::Score, false, &u(5, 5));
-        let t = l.totals_by_stage(&PriceTable::builtin());
-        let r = &t[&Stage::Rerank];
+            u(0, 1_000_000).replayed(1),
+        ));
+        l.book(CallUsage {
+            requests: 2,
+            outcome: CallOutcome::Answered { truncated: true },
+            ..call("other", "mystery", CallKind::Score, u(5, 5))
+        });
+        l.book(CallUsage {
+            requests: 0,
+            outcome: CallOutcome::Failed(FailureReason::Refusal),
+            ..call("other", "mystery", CallKind::Chat, Usage::default())
+        });
+        let t = l.totals_by_account(&PriceTable::builtin());
+        let r = &t["rerank"];
         assert_eq!(r.calls, 2);
         assert_eq!(r.replayed_calls, 1);
         assert!((r.est_cost_usd - 12.5).abs() < 1e-9);
         assert!((r.spent_usd - 2.5).abs() < 1e-9);
-        assert_eq!(t[&Stage::Other].unpriced_calls, 1);
+        let o = &t["other"];
+        assert_eq!(
+            (
+                o.calls,
+                o.scored_items,
+                o.unpriced_calls,
+                o.failed,
+                o.truncated
+            ),
+            (2, 2, 2, 1, 1)
+        );
         let all = l.total(&PriceTable::builtin());
-        assert_eq!(all.calls, 3);
+        assert_eq!(all.calls, 4);
         assert_eq!(all.retries, 3);
         assert_eq!(all.prompt_tokens, 1_000_005);
+        assert_eq!(l.failures(), BTreeMap::from([(FailureReason::Refusal, 1)]));
         let md = l.markdown(&PriceTable::builtin());
         assert!(
             md.contains("| rerank | 2 | 1 | 1000000 | 1000000 | 2 | 0.0 | 12.5000 | 2.5000 |"),
             "{md}"
         );
         assert!(
-            md.contains("| **total** | 3 |") && md.contains("1 calls used a model with no price"),
+            md.contains("| **total** | 4 |") && md.contains("2 calls used a model with no price"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_scope_books_once_and_counts_in_the_whole() {
+        let whole = UsageLedger::default();
+        let (a, b) = (whole.scope(), whole.scope());
+        a.book(call("x", "m", CallKind::Chat, u(1, 1)));
+        b.book(call("y", "m", CallKind::Chat, u(1, 1)));
+        b.scope().book(call("y", "m", CallKind::Chat, u(1, 1)));
+        let none = PriceTable::default();
+        assert_eq!(a.total(&none).calls, 1);
+        assert_eq!(b.total(&none).calls, 2);
+        assert_eq!(whole.total(&none).calls, 3);
+        assert_eq!(whole.totals_by_account(&none)["y"].calls, 2);
     }
 
     #[test]

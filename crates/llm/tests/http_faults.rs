@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use agp_llm::http::{ApiKey, HttpConfig, OpenAiClient};
 use agp_llm::{
-    ChatModel, ChatRequest, LabelRequest, LlmError, Message, PriceTable, RecordMode, Recorder,
-    ScoreRequest, Store,
+    CallKind, CallOutcome, CallUsage, ChatModel, ChatRequest, LabelRequest, LlmError, Message,
+    PriceTable, RecordMode, Recorder, ScoreRequest, Store,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -434,7 +434,7 @@ async fn score_uses_first_token_logprobs() {
             "The Lord of the Rings: The Fellowship of the Ring".into(),
             "Heat".into(),
         ],
-        stage: None,
+        account: None,
         priority: 0,
     };
     let r = c.score(&sr).await.unwrap();
@@ -471,7 +471,7 @@ async fn label_logprobs_read_the_first_tokens_top_list() {
     let req = LabelRequest {
         messages: vec![Message::user("Which item? Answer with its id.")],
         labels: ["0", "1", "2"].map(String::from).to_vec(),
-        stage: None,
+        account: None,
         priority: 0,
     };
     let r = c.label_logprobs(&req).await.unwrap();
@@ -507,7 +507,9 @@ async fn label_logprobs_read_the_first_tokens_top_list() {
             .contains("\"logprobs\":[-1.9,null,")
     );
     let replay = Recorder::replay_only(rec.info(), Arc::new(Store::open(&path).unwrap()));
-    assert_eq!(replay.label_logprobs(&req).await.unwrap(), recorded);
+    let replayed = replay.label_logprobs(&req).await.unwrap();
+    assert_eq!(replayed.logprobs, recorded.logprobs);
+    assert_eq!(replayed.usage, recorded.usage.replayed(1));
     assert_eq!(s.received_requests().await.unwrap().len(), 2);
 }
 
@@ -545,8 +547,22 @@ async fn the_api_key_appears_in_no_recording_log_or_error() {
         RecordMode::Auto,
     )
     .unwrap();
-    rec.chat(&req("fine")).await.unwrap();
+    let fine = rec.chat(&req("fine")).await.unwrap();
     let err = rec.chat(&req("unauthorised")).await.unwrap_err();
+    let ledger = agp_llm::UsageLedger::default();
+    for (outcome, usage) in [
+        (CallOutcome::Answered { truncated: false }, fine.usage),
+        (CallOutcome::Failed(err.reason()), Default::default()),
+    ] {
+        ledger.book(CallUsage {
+            account: "test",
+            model: "gpt-4o-mini".into(),
+            kind: CallKind::Chat,
+            requests: 1,
+            outcome,
+            usage,
+        });
+    }
     let LlmError::Http {
         request_id, status, ..
     } = &err
@@ -555,7 +571,11 @@ async fn the_api_key_appears_in_no_recording_log_or_error() {
     };
     assert_eq!((request_id.as_str(), *status), ("req_auth", 401));
 
-    let report = format!("{:?}", rec.ledger().totals_by_stage(&PriceTable::builtin()));
+    let report = format!(
+        "{:?}\n{}",
+        ledger.calls(),
+        ledger.markdown(&PriceTable::builtin())
+    );
     let mut texts = vec![
         std::fs::read_to_string(&rec_path).unwrap(),
         err.to_string(),
@@ -767,7 +787,7 @@ async fn each_scored_candidate_is_paid_once_even_when_a_sibling_fails() {
         messages: vec![Message::system("sys")],
         prefix: "History: Heat\nCandidate: ".into(),
         suffixes: cands.iter().map(|c| c.to_string()).collect(),
-        stage: None,
+        account: None,
         priority: 0,
     };
     let recorder = |s: &MockServer| {

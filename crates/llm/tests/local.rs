@@ -69,7 +69,7 @@ fn score_req() -> ScoreRequest {
         ]
         .map(|s| format!("{s}\"? Answer Yes or No."))
         .to_vec(),
-        stage: None,
+        account: None,
         priority: 0,
     }
 }
@@ -182,7 +182,7 @@ fn label_req() -> LabelRequest {
             ),
         ],
         labels: ["0", "1", "2"].map(String::from).to_vec(),
-        stage: None,
+        account: None,
         priority: 0,
     }
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use agp_llm::store::Record;
 use agp_llm::{
     ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LlmError, Message,
-    ModelInfo, PriceTable, RecordMode, Recorder, ScoreRequest, ScoreResponse, Stage, Store, Usage,
-    chat_key, label_key, score_key,
+    ModelInfo, RecordMode, Recorder, ScoreRequest, ScoreResponse, Store, Usage, chat_key,
+    label_key, score_key,
 };
 use async_trait::async_trait;
 
@@ -39,6 +39,7 @@ impl ChatModel for Counting {
                 completion_tokens: 2,
                 latency_ms: 20,
                 retries: 0,
+                ..Usage::default()
             },
             finish_reason: None,
         })
@@ -69,7 +70,7 @@ fn req(text: &str) -> ChatRequest {
 }
 
 #[test]
-fn key_ignores_stage_but_not_model_messages_or_sampling() {
+fn key_ignores_account_but_not_model_messages_or_sampling() {
     let info = ModelInfo {
         backend: "openai".into(),
         model: "gpt-4o".into(),
@@ -78,7 +79,7 @@ fn key_ignores_stage_but_not_model_messages_or_sampling() {
     let a = req("hello");
     let k = chat_key(&info, &a);
     assert_eq!(k.len(), 64);
-    assert_eq!(k, chat_key(&info, &a.clone().with_stage(Stage::Rerank)));
+    assert_eq!(k, chat_key(&info, &a.clone().with_account("rerank")));
     let mut b = a.clone();
     b.sampling.temperature = Some(0.0);
     assert_ne!(k, chat_key(&info, &b));
@@ -92,7 +93,7 @@ fn key_ignores_stage_but_not_model_messages_or_sampling() {
         messages: a.messages.clone(),
         prefix: "p".into(),
         suffixes: vec!["x".into()],
-        stage: None,
+        account: None,
         priority: 0,
     };
     assert_ne!(score_key(&info, &s), k);
@@ -105,18 +106,20 @@ async fn auto_records_then_replay_answers_without_the_model() {
     let inner = counting();
     let store = Arc::new(Store::open(&path).unwrap());
     let rec = Recorder::new(inner.clone(), Some(store), RecordMode::Auto).unwrap();
-    let live = rec
-        .chat(&req("one").with_stage(Stage::Profile))
-        .await
-        .unwrap();
+    let live = rec.chat(&req("one").with_account("profile")).await.unwrap();
     let again = rec.chat(&req("one")).await.unwrap();
-    assert_eq!(live, again);
+    assert_eq!(live.usage.replayed.requests, 0);
+    assert_eq!(again.usage.replayed.requests, 1, "a replay says so");
+    assert_eq!(
+        (again.usage.replayed.prompt_tokens, &again.content),
+        (live.usage.prompt_tokens, &live.content)
+    );
     let scored = rec
         .score(&ScoreRequest {
             messages: vec![],
             prefix: "p ".into(),
             suffixes: vec!["a".into(), "bbb".into()],
-            stage: None,
+            account: None,
             priority: 0,
         })
         .await
@@ -127,26 +130,25 @@ async fn auto_records_then_replay_answers_without_the_model() {
         "one chat, one request per scored candidate; the repeat came from the store"
     );
 
-    let totals = rec.ledger().totals_by_stage(&PriceTable::builtin());
-    assert_eq!(totals[&Stage::Profile].calls, 1);
-    assert_eq!(totals[&Stage::Other].replayed_calls, 1);
+    assert_eq!(scored.usage.replayed.requests, 0);
 
     // A fresh process: replay-only, no inner model at all.
     let store = Arc::new(Store::open(&path).unwrap());
     assert_eq!(store.len(), 3, "a record per chat and per scored candidate");
     let rec = Recorder::replay_sole_model(store).unwrap();
-    assert_eq!(rec.chat(&req("one")).await.unwrap(), live);
+    assert_eq!(rec.chat(&req("one")).await.unwrap().content, live.content);
     let s2 = rec
         .score(&ScoreRequest {
             messages: vec![],
             prefix: "p ".into(),
             suffixes: vec!["a".into(), "bbb".into()],
-            stage: None,
+            account: None,
             priority: 0,
         })
         .await
         .unwrap();
     assert_eq!(s2.scores, scored.scores);
+    assert_eq!(s2.usage.replayed.requests, 2, "one per candidate");
 
     let miss = rec
         .chat(&req("a prompt that was never recorded"))
@@ -243,7 +245,9 @@ async fn concurrent_identical_requests_pay_once() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert!(outs.windows(2).all(|w| w[0] == w[1]));
+    assert!(outs.windows(2).all(|w| w[0].content == w[1].content));
+    let replays = outs.iter().map(|o| o.usage.replayed.requests).sum::<u64>();
+    assert_eq!(replays, 7, "the other seven are replays");
     assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -266,16 +270,13 @@ async fn record_mode_calls_again_and_newest_line_wins() {
 }
 
 #[tokio::test]
-async fn off_mode_touches_no_file_and_still_accounts() {
+async fn off_mode_touches_no_file_and_replays_nothing() {
     let inner = counting();
     let rec = Recorder::new(inner.clone(), None, RecordMode::Off).unwrap();
-    rec.chat(&req("x").with_stage(Stage::Edit)).await.unwrap();
-    rec.chat(&req("x").with_stage(Stage::Edit)).await.unwrap();
+    rec.chat(&req("x").with_account("edit")).await.unwrap();
+    let again = rec.chat(&req("x").with_account("edit")).await.unwrap();
     assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        rec.ledger().totals_by_stage(&PriceTable::builtin())[&Stage::Edit].calls,
-        2
-    );
+    assert_eq!(again.usage.replayed.requests, 0);
     assert!(Recorder::new(counting(), None, RecordMode::Replay).is_err());
 }
 
@@ -302,7 +303,7 @@ async fn a_recording_of_a_whole_score_request_still_replays() {
         messages: vec![Message::system("sys")],
         prefix: "p ".into(),
         suffixes: vec!["a".into(), "bbb".into()],
-        stage: None,
+        account: None,
         priority: 0,
     };
     let old = Record {
@@ -322,9 +323,9 @@ async fn a_recording_of_a_whole_score_request_still_replays() {
     };
     std::fs::write(&path, serde_json::to_string(&old).unwrap() + "\n").unwrap();
     let rec = Recorder::replay_only(info, Arc::new(Store::open(&path).unwrap()));
-    assert_eq!(rec.score(&sr).await.unwrap().scores, vec![0.25, -1.5]);
-    let totals = rec.ledger().totals_by_stage(&PriceTable::builtin());
-    assert_eq!(totals[&Stage::Other].replayed_calls, 2, "one per candidate");
+    let r = rec.score(&sr).await.unwrap();
+    assert_eq!(r.scores, vec![0.25, -1.5]);
+    assert_eq!(r.usage.replayed.requests, 2, "one per candidate");
 }
 
 #[tokio::test]
@@ -342,7 +343,7 @@ async fn label_requests_need_a_backend_that_reads_them() {
     let req = LabelRequest {
         messages: vec![Message::user("which?")],
         labels: vec!["0".into(), "1".into()],
-        stage: None,
+        account: None,
         priority: 0,
     };
     let e = rec.label_logprobs(&req).await.unwrap_err();

@@ -13,7 +13,9 @@
 //! With [`AgpConfig::max_training_calls`] set, a batch that starts with the budget spent is
 //! skipped (as OPRO's and ProTeGi's, [`super::optimizers`]).
 
-use agp_llm::{FailureReason, Stage};
+use agp_llm::FailureReason;
+
+use crate::Stage;
 use async_trait::async_trait;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};

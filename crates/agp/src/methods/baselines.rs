@@ -1,6 +1,6 @@
 //! Base, LLM-Dir, LLM-CoT and pointwise LLM-Dir: methods that do not learn.
 
-use agp_llm::Stage;
+use crate::Stage;
 use async_trait::async_trait;
 
 use crate::config::{ListwiseConfig, PointwiseConfig};

@@ -34,7 +34,7 @@ pub(crate) fn budget_spent(
     env: &Env,
 ) -> Result<bool, AgpError> {
     let Some(max) = budget else { return Ok(false) };
-    let spent = training_calls(&env.llm.ledger.snapshot());
+    let spent = training_calls(&env.llm.calls.snapshot());
     if spent < max {
         return Ok(false);
     }

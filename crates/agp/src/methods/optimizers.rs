@@ -24,7 +24,9 @@
 //! epoch's `discarded_edits` / `accepted_edits`. With `max_training_calls` set, a batch that
 //! starts with the budget spent is skipped (see [`OproConfig::max_training_calls`]).
 
-use agp_llm::{FailureReason, Stage};
+use agp_llm::FailureReason;
+
+use crate::Stage;
 use async_trait::async_trait;
 use futures::FutureExt;
 use rand::SeedableRng;

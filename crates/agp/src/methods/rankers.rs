@@ -16,7 +16,7 @@
 
 use std::ops::Range;
 
-use agp_llm::Stage;
+use crate::Stage;
 use async_trait::async_trait;
 
 use crate::config::{FirstConfig, PrpConfig, RankGptConfig, SetwiseConfig};

@@ -8,15 +8,21 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use agp::Stage;
 use agp_datasets::Dataset;
 use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION, RankedList, UserSampling};
 use agp_llm::{
     ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
-    ModelInfo, ScoreRequest, ScoreResponse, Stage, Usage,
+    ModelInfo, ScoreRequest, ScoreResponse, Usage,
 };
 use async_trait::async_trait;
 
 pub const K: usize = 10;
+
+/// The stage a request is booked under.
+pub fn stage_of(account: Option<&str>) -> Option<Stage> {
+    account.and_then(Stage::from_account)
+}
 const GENRES: [&str; 4] = ["Comedy", "Drama", "Horror", "Sci-Fi"];
 
 /// 40 users, 120 items. User u's test item sits at position u % 10 of its list.
@@ -182,7 +188,7 @@ pub struct FakeModel {
     /// Fail every call after this many (simulates a killed run).
     pub fail_after: Option<usize>,
     /// Every chat prompt answered, with its stage.
-    pub prompts: Mutex<Vec<(Option<agp_llm::Stage>, String)>>,
+    pub prompts: Mutex<Vec<(Option<Stage>, String)>>,
     /// Calls to fail, each with the number of calls it has matched so far.
     fail_rules: Mutex<Vec<(FailRule, usize)>>,
     pub ranker_answers: RankerAnswers,
@@ -411,11 +417,11 @@ impl ChatModel for FakeModel {
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let prompt = &req.messages.last().expect("a user message").content;
-        self.tick(req.stage, prompt)?;
+        self.tick(stage_of(req.account), prompt)?;
         self.prompts
             .lock()
             .unwrap()
-            .push((req.stage, prompt.clone()));
+            .push((stage_of(req.account), prompt.clone()));
         tokio::time::sleep(delay(prompt)).await;
         let content = answer(prompt, self.ranker_answers);
         Ok(ChatResponse {
@@ -433,11 +439,11 @@ impl ChatModel for FakeModel {
     /// preferred candidate 0, the next -1, ...; an id it does not answer with, −∞.
     async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
         let prompt = &req.messages.last().expect("a user message").content;
-        self.tick(req.stage, prompt)?;
+        self.tick(stage_of(req.account), prompt)?;
         self.prompts
             .lock()
             .unwrap()
-            .push((req.stage, prompt.clone()));
+            .push((stage_of(req.account), prompt.clone()));
         tokio::time::sleep(delay(prompt)).await;
         let mut place = vec![f32::NEG_INFINITY; shown_movies(prompt).len()];
         for (p, id) in preferred(prompt, self.ranker_answers)
@@ -469,7 +475,7 @@ impl ChatModel for FakeModel {
 
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
         self.tick(
-            req.stage,
+            stage_of(req.account),
             &format!("{}{}", req.prefix, req.suffixes.concat()),
         )?;
         tokio::time::sleep(delay(&req.prefix)).await;

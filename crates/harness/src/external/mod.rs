@@ -386,7 +386,7 @@ impl Reranker for ExternalReranker<'_> {
                 id,
                 ..
             }) => Err(AgpError::Llm {
-                stage: agp_llm::Stage::Test,
+                stage: agp::Stage::Test,
                 user: Some(input.user),
                 source: agp_llm::LlmError::Http {
                     request_id: format!("external request {id}"),

@@ -3,8 +3,8 @@
 //! ledger as AGP's own calls: the method is recorded, replayed offline, costed and counted per
 //! stage like any built-in method. It holds no key: the one the method sends is ignored.
 
-use agp::Llm;
-use agp_llm::{ChatRequest, Message, Role, Sampling, Stage};
+use agp::{Llm, Stage};
+use agp_llm::{ChatRequest, Message, Role, Sampling};
 use agp_sim_api::http::{Conn, ReadError, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -204,7 +204,7 @@ async fn handle(s: &State, req: &agp_sim_api::http::Request) -> Response {
                 .or(s.llm.sampling.max_tokens),
             seed: body.seed.or(s.llm.sampling.seed),
         },
-        ..ChatRequest::new(messages).with_stage(stage)
+        ..ChatRequest::new(messages)
     };
     let n = s.requests.fetch_add(1, Ordering::Relaxed);
     match s.llm.chat_request(stage, None, chat).await {

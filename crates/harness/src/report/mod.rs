@@ -92,7 +92,7 @@ impl Cell {
         self.run
             .calls
             .iter()
-            .map(|(stage, t)| (format!("{stage:?}").to_lowercase(), t.calls))
+            .map(|(stage, t)| (stage.as_str().to_string(), t.calls))
             .collect()
     }
 
@@ -300,7 +300,7 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
         BTreeMap::new()
     } else {
         BTreeMap::from([(
-            agp_llm::Stage::Test,
+            agp::Stage::Test,
             agp::StageTally {
                 calls: users.len() as u64,
                 ..Default::default()
