@@ -163,7 +163,7 @@ fn a_refused_prompt_is_counted_in_the_report_and_the_run_finishes() {
         .as_array()
         .expect("cells")
         .iter()
-        .filter_map(|c| c["failed_calls"]["refusal"].as_u64())
+        .filter_map(|c| c["run"]["failures"]["refusal"].as_u64())
         .sum();
     assert!(refused > 0, "refusals are counted in the report");
 }
