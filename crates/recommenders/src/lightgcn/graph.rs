@@ -122,6 +122,54 @@ impl NormAdj {
             });
     }
 
+    /// Marks `rows` and every row adjacent to one of them in `near` (cleared first).
+    pub fn mark_neighbourhood(&self, rows: &[u32], near: &mut [bool]) {
+        near.fill(false);
+        for &r in rows {
+            let r = r as usize;
+            near[r] = true;
+            for &c in &self.indices[self.indptr[r]..self.indptr[r + 1]] {
+                near[c as usize] = true;
+            }
+        }
+    }
+
+    /// `out = Â · x` on the rows `near` marks; the other rows of `out` are left as they were.
+    /// Each marked row is computed exactly as [`Self::spmm`] computes it.
+    pub fn spmm_rows(&self, x: &[f32], d: usize, out: &mut [f32], near: &[bool]) {
+        out.par_chunks_mut(d)
+            .with_min_len(64)
+            .enumerate()
+            .for_each(|(r, row)| {
+                if near[r] {
+                    self.row_product(r, x, d, row);
+                }
+            });
+    }
+
+    /// [`Self::spmm_add`] for an `x` that is zero outside a set of rows whose neighbourhood
+    /// `near` marks (see [`Self::mark_neighbourhood`]): unmarked rows have no neighbour where
+    /// `x` is non-zero, so their product is the +0.0 the full kernel would sum to, and only
+    /// the addition is done there. The same bits as `spmm_add`, at the cost of the marked rows.
+    pub fn spmm_add_near(&self, x: &[f32], add: &[f32], d: usize, out: &mut [f32], near: &[bool]) {
+        out.par_chunks_mut(d)
+            .with_min_len(64)
+            .enumerate()
+            .for_each(|(r, row)| {
+                let add = &add[r * d..(r + 1) * d];
+                if near[r] {
+                    self.row_product(r, x, d, row);
+                    for (o, a) in row.iter_mut().zip(add) {
+                        *o += a;
+                    }
+                } else {
+                    for (o, a) in row.iter_mut().zip(add) {
+                        *o = 0.0 + a;
+                    }
+                }
+            });
+    }
+
     /// Row `r` of Â · x, for only the rows a minibatch needs.
     pub fn row_product(&self, r: usize, x: &[f32], d: usize, row: &mut [f32]) {
         let (lo, hi) = (self.indptr[r], self.indptr[r + 1]);

@@ -38,6 +38,12 @@ pub struct Trainer<'a> {
     h_next: Vec<f32>,
     /// ∂L/∂E⁰ after [`Self::loss_and_grad`].
     pub grad: Vec<f32>,
+    /// The batch rows and their neighbours: where this step reads the last full layer, and
+    /// where Â G is non-zero.
+    near: Vec<bool>,
+    /// Compute every row of every propagation, as the official code does (the same bits as
+    /// the restricted default, slower; for tests and benches).
+    pub full_propagation: bool,
 }
 
 pub(super) const NO_SLOT: u32 = u32::MAX;
@@ -57,6 +63,8 @@ impl<'a> Trainer<'a> {
             h: huge_pages::zeroed(n),
             h_next: huge_pages::zeroed(n),
             grad: huge_pages::zeroed(n),
+            near: vec![false; adj.n_nodes()],
+            full_propagation: false,
             config,
             // The tables the SpMMs gather from live in huge pages.
             ego: huge_pages::copy_of(&ego),
@@ -90,11 +98,20 @@ impl<'a> Trainer<'a> {
             }
         }
 
-        // Forward: full layers 1..K−1, then layer K and the layer mean on batch rows only.
+        // Forward: layers 1..K−2 in full; layer K−1 only where this step reads it (the batch
+        // rows and their neighbours, for layer K on the batch rows); then layer K and the layer
+        // mean on batch rows only. Rows skipped keep stale values that nothing reads.
+        self.adj
+            .mark_neighbourhood(&self.batch_rows, &mut self.near);
+        let restrict = !self.full_propagation;
         for k in 0..k_layers.saturating_sub(1) {
             let (done, rest) = self.layers.split_at_mut(k);
             let src = if k == 0 { &self.ego } else { &done[k - 1] };
-            self.adj.spmm(src, d, &mut rest[0]);
+            if restrict && k + 2 == k_layers {
+                self.adj.spmm_rows(src, d, &mut rest[0], &self.near);
+            } else {
+                self.adj.spmm(src, d, &mut rest[0]);
+            }
         }
         self.batch_final.resize(self.batch_rows.len() * d, 0.0);
         let scale = 1.0 / (k_layers as f32 + 1.0);
@@ -153,7 +170,13 @@ impl<'a> Trainer<'a> {
         if k_layers == 0 {
             self.grad.copy_from_slice(&self.g);
         } else {
-            self.adj.spmm_add(&self.g, &self.g, d, &mut self.h);
+            // G lives on the batch rows, so the first Â G is non-zero only near them.
+            if restrict {
+                self.adj
+                    .spmm_add_near(&self.g, &self.g, d, &mut self.h, &self.near);
+            } else {
+                self.adj.spmm_add(&self.g, &self.g, d, &mut self.h);
+            }
             for _ in 1..k_layers {
                 self.adj.spmm_add(&self.h, &self.g, d, &mut self.h_next);
                 std::mem::swap(&mut self.h, &mut self.h_next);
