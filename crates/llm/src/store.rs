@@ -785,6 +785,9 @@ impl ChatModel for Recorder {
         let keys: Vec<String> = (0..req.suffixes.len())
             .map(|i| score_part_key(&self.info, req, i))
             .collect();
+        // Candidates answered live in one pass just now: the store then holds them, but they
+        // were paid for by this call, not replayed.
+        let mut live_now = vec![false; keys.len()];
         if self.mode == RecordMode::Auto
             && self.inner.as_ref().is_some_and(|m| m.scores_in_one_pass())
         {
@@ -793,6 +796,9 @@ impl ChatModel for Recorder {
                 .collect();
             if !missing.is_empty() {
                 self.score_missing_in_one_pass(req, &keys, &missing).await?;
+                for &i in &missing {
+                    live_now[i] = true;
+                }
             }
         }
         let parts =
@@ -801,7 +807,7 @@ impl ChatModel for Recorder {
         let mut scores = Vec::with_capacity(parts.len());
         let mut usage = Usage::default();
         let mut first_error = None;
-        for p in parts {
+        for (p, live) in parts.into_iter().zip(live_now) {
             match p {
                 Ok((s, u)) => {
                     scores.push(s);
@@ -809,9 +815,11 @@ impl ChatModel for Recorder {
                     usage.completion_tokens += u.completion_tokens;
                     usage.latency_ms = usage.latency_ms.max(u.latency_ms);
                     usage.retries += u.retries;
-                    usage.replayed.requests += u.replayed.requests;
-                    usage.replayed.prompt_tokens += u.replayed.prompt_tokens;
-                    usage.replayed.completion_tokens += u.replayed.completion_tokens;
+                    if !live {
+                        usage.replayed.requests += u.replayed.requests;
+                        usage.replayed.prompt_tokens += u.replayed.prompt_tokens;
+                        usage.replayed.completion_tokens += u.replayed.completion_tokens;
+                    }
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);

@@ -161,14 +161,24 @@ async fn recorded_local_calls_replay_identically() {
     .unwrap();
     let c = rec.chat(&chat_req(16)).await.unwrap();
     let s = rec.score(&score_req()).await.unwrap();
+    // Answered by the model now (in one pass, then stored): live, not replayed.
+    assert_eq!(c.usage.replayed.requests, 0);
+    assert_eq!(s.usage.replayed.requests, 0);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
         text.contains(fetch::pinned("smollm2-135m").unwrap().sha256)
             && text.contains("\"threads\":1")
     );
     let replay = Recorder::replay_only(m.info(), Arc::new(Store::open(&path).unwrap()));
-    assert_eq!(replay.chat(&chat_req(16)).await.unwrap(), c);
-    assert_eq!(replay.score(&score_req()).await.unwrap(), s);
+    // A replayed answer is the recorded one, marked as replayed (so it is never billed).
+    let mut again = replay.chat(&chat_req(16)).await.unwrap();
+    assert_eq!(again.usage.replayed.requests, 1);
+    again.usage.replayed = Default::default();
+    assert_eq!(again, c);
+    let mut again = replay.score(&score_req()).await.unwrap();
+    assert_eq!(again.usage.replayed.requests, again.scores.len() as u64);
+    again.usage.replayed = Default::default();
+    assert_eq!(again, s);
 }
 
 fn label_req() -> LabelRequest {
@@ -216,8 +226,12 @@ async fn label_logprobs_are_a_repeatable_next_token_distribution() {
     .unwrap();
     let recorded = rec.label_logprobs(&req).await.unwrap();
     assert_eq!(recorded.logprobs, r.logprobs);
+    assert_eq!(recorded.usage.replayed.requests, 0);
     let replay = Recorder::replay_only(m.info(), Arc::new(Store::open(&path).unwrap()));
-    assert_eq!(replay.label_logprobs(&req).await.unwrap(), recorded);
+    let mut again = replay.label_logprobs(&req).await.unwrap();
+    assert_eq!(again.usage.replayed.requests, 1);
+    again.usage.replayed = Default::default();
+    assert_eq!(again, recorded);
 }
 
 #[tokio::test]
