@@ -35,6 +35,21 @@ def read_rows(path):
         return [[int(x) for x in line.split()] for line in f if line.strip()]
 
 
+def read_split(split):
+    """The split `xtask train lightgcn --write-split` wrote: training rows, valid and test items
+    per user, the user and item counts, each user's training items, and the training pairs as
+    (user, item) arrays."""
+    train = read_rows(f"{split}/train.txt")
+    valid = {u: i for u, i in read_rows(f"{split}/valid.txt")}
+    test = {u: i for u, i in read_rows(f"{split}/test.txt")}
+    n_users = len(train)
+    n_items = int(open(f"{split}/n_items.txt").read())
+    all_pos = [np.array(r[1:], dtype=np.int64) for r in train]
+    tu = np.concatenate([np.full(len(p), u) for u, p in enumerate(all_pos)])
+    ti = np.concatenate(all_pos)
+    return train, valid, test, n_users, n_items, all_pos, tu, ti
+
+
 def adjacency(tu, ti, n_users, n_items):
     """dataloader.getSparseGraph without its dense intermediate: A = [[0, R], [R^T, 0]] with
     R = csr_matrix((ones, (trainUser, trainItem))) (duplicates summed, as the official
@@ -71,14 +86,7 @@ def main():
     torch.manual_seed(seed)
     d, n_layers, lr, decay, batch = 64, 3, 1e-3, 1e-4, 2048
 
-    train = read_rows(f"{split}/train.txt")
-    valid = {u: i for u, i in read_rows(f"{split}/valid.txt")}
-    test = {u: i for u, i in read_rows(f"{split}/test.txt")}
-    n_users = len(train)
-    n_items = int(open(f"{split}/n_items.txt").read())
-    all_pos = [np.array(r[1:], dtype=np.int64) for r in train]
-    tu = np.concatenate([np.full(len(p), u) for u, p in enumerate(all_pos)])
-    ti = np.concatenate(all_pos)
+    _, valid, test, n_users, n_items, all_pos, tu, ti = read_split(split)
     n_train = len(tu)
 
     # dataloader.getSparseGraph + _convert_sp_mat_to_sp_tensor (see `adjacency`).

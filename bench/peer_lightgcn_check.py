@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from peer_lightgcn import adjacency, block_ranks, read_rows  # noqa: E402
+from peer_lightgcn import adjacency, block_ranks, read_split  # noqa: E402
 
 
 def official_graph(tu, ti, n_users, n_items):
@@ -54,14 +54,7 @@ def dense_ranks(all_u, all_i, all_pos, valid, test):
 
 def main():
     split = sys.argv[1]
-    train = read_rows(f"{split}/train.txt")
-    valid = {u: i for u, i in read_rows(f"{split}/valid.txt")}
-    test = {u: i for u, i in read_rows(f"{split}/test.txt")}
-    n_users = len(train)
-    n_items = int(open(f"{split}/n_items.txt").read())
-    all_pos = [np.array(r[1:], dtype=np.int64) for r in train]
-    tu = np.concatenate([np.full(len(p), u) for u, p in enumerate(all_pos)])
-    ti = np.concatenate(all_pos)
+    _, valid, test, n_users, n_items, all_pos, tu, ti = read_split(split)
     print(f"{n_users} users, {n_items} items, {len(tu)} training pairs")
 
     ok = True
