@@ -11,26 +11,18 @@
 //!
 //! `cargo bench -p agp-recommenders --bench eval`
 
-use agp_datasets::synth::{SynthSpec, write_recbole};
-use agp_datasets::{Dataset, DatasetSource, PrepareOptions};
+#[path = "common/amz.rs"]
+mod amz;
+use agp_datasets::Dataset;
 use agp_recommenders::eval::{self, Split, reference};
 use agp_recommenders::export;
 use agp_recommenders::lightgcn::{LightGcn, LightGcnConfig, NormAdj, normal_init};
 use agp_recommenders::sasrec::{SasRec, SasRecConfig};
+use amz::amz;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
-
-fn amz() -> Dataset {
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let spec = SynthSpec::preset("amz").expect("known preset");
-    let dir = tmp.path().join(&spec.name);
-    write_recbole(&spec, &dir).expect("synthetic data written");
-    let source =
-        DatasetSource::parse(&format!("recbole:{}", dir.display()), None).expect("recbole source");
-    agp_datasets::prepare(&source, &PrepareOptions::default()).expect("synthetic data loads")
-}
 
 /// Every `ds.n_users() / n`-th user, renumbered from 0, so history lengths are those of the
 /// whole set. LightGCN then scores subset user j with user j's vector: other scores, same work.

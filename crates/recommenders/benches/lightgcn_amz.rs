@@ -11,25 +11,16 @@
 //! and prints the bytes a step must move under a traffic model written out below. Not a
 //! criterion bench: one figure per part, printed with the model so the ratio can be read off.
 
-use agp_datasets::synth::{SynthSpec, write_recbole};
-use agp_datasets::{Dataset, DatasetSource, PrepareOptions};
+#[path = "common/amz.rs"]
+mod amz;
 use agp_recommenders::lightgcn::{LightGcnConfig, NormAdj, Trainer, normal_init, sample_epoch};
+use amz::amz;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
 use std::time::Instant;
 
 const STEPS: usize = 20;
-
-fn amz() -> Dataset {
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let spec = SynthSpec::preset("amz").expect("known preset");
-    let dir = tmp.path().join(&spec.name);
-    write_recbole(&spec, &dir).expect("synthetic data written");
-    let source =
-        DatasetSource::parse(&format!("recbole:{}", dir.display()), None).expect("recbole source");
-    agp_datasets::prepare(&source, &PrepareOptions::default()).expect("synthetic data loads")
-}
 
 /// Best of `reps` runs of `f`, in seconds: the figure least disturbed by other load.
 fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
