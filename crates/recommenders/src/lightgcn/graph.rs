@@ -99,27 +99,12 @@ impl NormAdj {
     /// parallel, each summed sequentially in CSR order, so the result is bit-identical for any
     /// thread count.
     pub fn spmm(&self, x: &[f32], d: usize, out: &mut [f32]) {
-        debug_assert_eq!(x.len(), self.n_nodes() * d);
-        debug_assert_eq!(out.len(), self.n_nodes() * d);
-        out.par_chunks_mut(d)
-            .with_min_len(64)
-            .enumerate()
-            .for_each(|(r, row)| {
-                self.row_product(r, x, d, row);
-            });
+        self.spmm_near(x, d, out, None);
     }
 
     /// `out = Â · x + add` (the Horner step of the backward pass), same determinism as [`Self::spmm`].
     pub fn spmm_add(&self, x: &[f32], add: &[f32], d: usize, out: &mut [f32]) {
-        out.par_chunks_mut(d)
-            .with_min_len(64)
-            .enumerate()
-            .for_each(|(r, row)| {
-                self.row_product(r, x, d, row);
-                for (o, a) in row.iter_mut().zip(&add[r * d..(r + 1) * d]) {
-                    *o += a;
-                }
-            });
+        self.spmm_add_near(x, add, d, out, None);
     }
 
     /// Marks `rows` and every row adjacent to one of them in `near` (cleared first).
@@ -134,30 +119,40 @@ impl NormAdj {
         }
     }
 
-    /// `out = Â · x` on the rows `near` marks; the other rows of `out` are left as they were.
-    /// Each marked row is computed exactly as [`Self::spmm`] computes it.
-    pub fn spmm_rows(&self, x: &[f32], d: usize, out: &mut [f32], near: &[bool]) {
+    /// [`Self::spmm`] on the rows `near` marks (every row with `None`); the other rows of `out`
+    /// are left as they were. Each computed row gets the same bits as from `spmm`.
+    pub fn spmm_near(&self, x: &[f32], d: usize, out: &mut [f32], near: Option<&[bool]>) {
+        debug_assert_eq!(x.len(), self.n_nodes() * d);
+        debug_assert_eq!(out.len(), self.n_nodes() * d);
         out.par_chunks_mut(d)
             .with_min_len(64)
             .enumerate()
             .for_each(|(r, row)| {
-                if near[r] {
+                if near.is_none_or(|n| n[r]) {
                     self.row_product(r, x, d, row);
                 }
             });
     }
 
     /// [`Self::spmm_add`] for an `x` that is zero outside a set of rows whose neighbourhood
-    /// `near` marks (see [`Self::mark_neighbourhood`]): unmarked rows have no neighbour where
-    /// `x` is non-zero, so their product is the +0.0 the full kernel would sum to, and only
-    /// the addition is done there. The same bits as `spmm_add`, at the cost of the marked rows.
-    pub fn spmm_add_near(&self, x: &[f32], add: &[f32], d: usize, out: &mut [f32], near: &[bool]) {
+    /// `near` marks (see [`Self::mark_neighbourhood`]; `None`: every row): unmarked rows have no
+    /// neighbour where `x` is non-zero, so their product is the +0.0 the full kernel would sum
+    /// to, and only the addition is done there. The same bits as `spmm_add`, at the cost of the
+    /// marked rows.
+    pub fn spmm_add_near(
+        &self,
+        x: &[f32],
+        add: &[f32],
+        d: usize,
+        out: &mut [f32],
+        near: Option<&[bool]>,
+    ) {
         out.par_chunks_mut(d)
             .with_min_len(64)
             .enumerate()
             .for_each(|(r, row)| {
                 let add = &add[r * d..(r + 1) * d];
-                if near[r] {
+                if near.is_none_or(|n| n[r]) {
                     self.row_product(r, x, d, row);
                     for (o, a) in row.iter_mut().zip(add) {
                         *o += a;

@@ -103,15 +103,12 @@ impl<'a> Trainer<'a> {
         // mean on batch rows only. Rows skipped keep stale values that nothing reads.
         self.adj
             .mark_neighbourhood(&self.batch_rows, &mut self.near);
-        let restrict = !self.full_propagation;
+        let near = (!self.full_propagation).then_some(&self.near[..]);
         for k in 0..k_layers.saturating_sub(1) {
             let (done, rest) = self.layers.split_at_mut(k);
             let src = if k == 0 { &self.ego } else { &done[k - 1] };
-            if restrict && k + 2 == k_layers {
-                self.adj.spmm_rows(src, d, &mut rest[0], &self.near);
-            } else {
-                self.adj.spmm(src, d, &mut rest[0]);
-            }
+            let rows = if k + 2 == k_layers { near } else { None };
+            self.adj.spmm_near(src, d, &mut rest[0], rows);
         }
         self.batch_final.resize(self.batch_rows.len() * d, 0.0);
         let scale = 1.0 / (k_layers as f32 + 1.0);
@@ -171,12 +168,8 @@ impl<'a> Trainer<'a> {
             self.grad.copy_from_slice(&self.g);
         } else {
             // G lives on the batch rows, so the first Â G is non-zero only near them.
-            if restrict {
-                self.adj
-                    .spmm_add_near(&self.g, &self.g, d, &mut self.h, &self.near);
-            } else {
-                self.adj.spmm_add(&self.g, &self.g, d, &mut self.h);
-            }
+            self.adj
+                .spmm_add_near(&self.g, &self.g, d, &mut self.h, near);
             for _ in 1..k_layers {
                 self.adj.spmm_add(&self.h, &self.g, d, &mut self.h_next);
                 std::mem::swap(&mut self.h, &mut self.h_next);
