@@ -104,7 +104,12 @@ impl NormAdj {
 
     /// `out = Â · x + add` (the Horner step of the backward pass), same determinism as [`Self::spmm`].
     pub fn spmm_add(&self, x: &[f32], add: &[f32], d: usize, out: &mut [f32]) {
-        self.spmm_add_near(x, add, d, out, None);
+        self.spmm_add_near(x, add, d, out, None, None);
+    }
+
+    /// The nodes adjacent to node `r`, in the order its row of Â sums them.
+    pub fn neighbours(&self, r: usize) -> &[u32] {
+        &self.indices[self.indptr[r]..self.indptr[r + 1]]
     }
 
     /// Marks `rows` and every row adjacent to one of them in `near` (cleared first).
@@ -113,7 +118,7 @@ impl NormAdj {
         for &r in rows {
             let r = r as usize;
             near[r] = true;
-            for &c in &self.indices[self.indptr[r]..self.indptr[r + 1]] {
+            for &c in self.neighbours(r) {
                 near[c as usize] = true;
             }
         }
@@ -134,26 +139,37 @@ impl NormAdj {
             });
     }
 
-    /// [`Self::spmm_add`] for an `x` that is zero outside a set of rows whose neighbourhood
-    /// `near` marks (see [`Self::mark_neighbourhood`]; `None`: every row): unmarked rows have no
-    /// neighbour where `x` is non-zero, so their product is the +0.0 the full kernel would sum
-    /// to, and only the addition is done there. The same bits as `spmm_add`, at the cost of the
-    /// marked rows.
+    /// [`Self::spmm_add`] for an `x` that is +0.0 outside the rows `live` marks (`None`: any
+    /// row may be non-zero), computed on the rows `rows` marks (`None`: every row). The caller
+    /// promises that a row `rows` leaves out has no neighbour in `live`: its product is the +0.0
+    /// the full kernel would sum to, so only the addition is done there.
+    ///
+    /// Terms from rows outside `live` are skipped, not gathered. That keeps every bit: each
+    /// such term is a positive weight times +0.0, i.e. +0.0, and adding +0.0 leaves an
+    /// accumulator unchanged unless it is −0.0, which one that starts at +0.0 never becomes
+    /// (a rounded sum is −0.0 only when both addends are). So the result is `spmm_add`'s, at
+    /// the cost of the terms that can be non-zero.
     pub fn spmm_add_near(
         &self,
         x: &[f32],
         add: &[f32],
         d: usize,
         out: &mut [f32],
-        near: Option<&[bool]>,
+        rows: Option<&[bool]>,
+        live: Option<&[bool]>,
     ) {
+        debug_assert_eq!(x.len(), self.n_nodes() * d);
+        debug_assert_eq!(out.len(), self.n_nodes() * d);
         out.par_chunks_mut(d)
             .with_min_len(64)
             .enumerate()
             .for_each(|(r, row)| {
                 let add = &add[r * d..(r + 1) * d];
-                if near.is_none_or(|n| n[r]) {
-                    self.row_product(r, x, d, row);
+                if rows.is_none_or(|n| n[r]) {
+                    match live {
+                        None => self.row_product(r, x, d, row),
+                        Some(live) => self.row_product_live(r, x, d, row, live),
+                    }
                     for (o, a) in row.iter_mut().zip(add) {
                         *o += a;
                     }
@@ -174,18 +190,46 @@ impl NormAdj {
         let ahead = &self.indices[lo..(hi + PREFETCH_AHEAD).min(self.indices.len())];
         // A fixed width keeps the accumulator in registers and lets the compiler vectorise.
         match d {
-            64 => row_fixed_dispatch::<64>(cols, vals, ahead, x, row),
-            32 => row_fixed_dispatch::<32>(cols, vals, ahead, x, row),
-            16 => row_fixed_dispatch::<16>(cols, vals, ahead, x, row),
-            _ => {
-                row.fill(0.0);
-                for (&c, &v) in cols.iter().zip(vals) {
-                    let src = &x[c as usize * d..(c as usize + 1) * d];
-                    for (o, s) in row.iter_mut().zip(src) {
-                        *o += v * s;
-                    }
-                }
-            }
+            64 => row_fixed_dispatch::<64>(cols, vals, ahead, x, row, None),
+            32 => row_fixed_dispatch::<32>(cols, vals, ahead, x, row, None),
+            16 => row_fixed_dispatch::<16>(cols, vals, ahead, x, row, None),
+            _ => row_any(cols, vals, x, d, row, None),
+        }
+    }
+
+    /// Row `r` of Â · x for an `x` that is +0.0 outside `live`, adding only the terms from
+    /// `live` rows, in CSR order (the same bits as [`Self::row_product`]; see
+    /// [`Self::spmm_add_near`]).
+    fn row_product_live(&self, r: usize, x: &[f32], d: usize, row: &mut [f32], live: &[bool]) {
+        let (lo, hi) = (self.indptr[r], self.indptr[r + 1]);
+        let (cols, vals) = (&self.indices[lo..hi], &self.values[lo..hi]);
+        let ahead = &self.indices[lo..(hi + PREFETCH_AHEAD).min(self.indices.len())];
+        match d {
+            64 => row_fixed_dispatch::<64>(cols, vals, ahead, x, row, Some(live)),
+            32 => row_fixed_dispatch::<32>(cols, vals, ahead, x, row, Some(live)),
+            16 => row_fixed_dispatch::<16>(cols, vals, ahead, x, row, Some(live)),
+            _ => row_any(cols, vals, x, d, row, Some(live)),
+        }
+    }
+}
+
+/// Any width, without the register accumulator.
+fn row_any(
+    cols: &[u32],
+    vals: &[f32],
+    x: &[f32],
+    d: usize,
+    row: &mut [f32],
+    live: Option<&[bool]>,
+) {
+    row.fill(0.0);
+    for (&c, &v) in cols.iter().zip(vals) {
+        if live.is_some_and(|l| !l[c as usize]) {
+            continue;
+        }
+        let src = &x[c as usize * d..(c as usize + 1) * d];
+        for (o, s) in row.iter_mut().zip(src) {
+            *o += v * s;
         }
     }
 }
@@ -205,13 +249,22 @@ fn row_fixed_dispatch<const D: usize>(
     ahead: &[u32],
     x: &[f32],
     row: &mut [f32],
+    live: Option<&[bool]>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: the CPU supports AVX (checked on the line above).
-        return unsafe { row_fixed_avx::<D>(cols, vals, ahead, x, row) };
+        return unsafe {
+            match live {
+                None => row_fixed_avx::<D>(cols, vals, ahead, x, row),
+                Some(live) => row_live_avx::<D>(cols, vals, ahead, x, row, live),
+            }
+        };
     }
-    row_fixed::<D>(cols, vals, ahead, x, row)
+    match live {
+        None => row_fixed::<D>(cols, vals, ahead, x, row),
+        Some(live) => row_live::<D>(cols, vals, ahead, x, row, live),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -224,6 +277,19 @@ fn row_fixed_avx<const D: usize>(
     row: &mut [f32],
 ) {
     row_fixed::<D>(cols, vals, ahead, x, row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn row_live_avx<const D: usize>(
+    cols: &[u32],
+    vals: &[f32],
+    ahead: &[u32],
+    x: &[f32],
+    row: &mut [f32],
+    live: &[bool],
+) {
+    row_live::<D>(cols, vals, ahead, x, row, live)
 }
 
 /// Starts loading row `c` of `x` into the cache. A hint only: it changes no value.
@@ -252,6 +318,36 @@ fn row_fixed<const D: usize>(
     for (i, (&c, &v)) in cols.iter().zip(vals).enumerate() {
         if let Some(&next) = ahead.get(i + PREFETCH_AHEAD) {
             prefetch_row::<D>(x, next);
+        }
+        let src: &[f32; D] = x[c as usize * D..(c as usize + 1) * D]
+            .try_into()
+            .expect("row width");
+        for j in 0..D {
+            acc[j] += v * src[j];
+        }
+    }
+    row.copy_from_slice(&acc);
+}
+
+/// [`row_fixed`] adding only the terms whose row `live` marks (and prefetching only those).
+#[inline(always)]
+fn row_live<const D: usize>(
+    cols: &[u32],
+    vals: &[f32],
+    ahead: &[u32],
+    x: &[f32],
+    row: &mut [f32],
+    live: &[bool],
+) {
+    let mut acc = [0f32; D];
+    for (i, (&c, &v)) in cols.iter().zip(vals).enumerate() {
+        if let Some(&next) = ahead.get(i + PREFETCH_AHEAD)
+            && live[next as usize]
+        {
+            prefetch_row::<D>(x, next);
+        }
+        if !live[c as usize] {
+            continue;
         }
         let src: &[f32; D] = x[c as usize * D..(c as usize + 1) * D]
             .try_into()
@@ -323,7 +419,7 @@ mod tests {
             let mut b = vec![0.0; d];
             // Without prefetching (no rows ahead) and with it: the hint must change no bit.
             row_fixed::<64>(cols, vals, &[], &x, &mut a);
-            row_fixed_dispatch::<64>(cols, vals, &adj.indices[lo..], &x, &mut b);
+            row_fixed_dispatch::<64>(cols, vals, &adj.indices[lo..], &x, &mut b, None);
             assert_eq!(a, b, "row {r}");
         }
     }

@@ -32,6 +32,8 @@ pub struct Trainer<'a> {
     /// Final embeddings of the batch rows only, indexed through `slot`.
     pub(super) batch_final: Vec<f32>,
     slot: Vec<u32>,
+    /// Marks the batch rows: where G can be non-zero.
+    in_batch: Vec<bool>,
     pub(super) batch_rows: Vec<u32>,
     g: Vec<f32>,
     h: Vec<f32>,
@@ -58,6 +60,7 @@ impl<'a> Trainer<'a> {
             layers: (1..config.layers).map(|_| huge_pages::zeroed(n)).collect(),
             batch_final: Vec::new(),
             slot: vec![NO_SLOT; adj.n_nodes()],
+            in_batch: vec![false; adj.n_nodes()],
             batch_rows: Vec::new(),
             g: huge_pages::zeroed(n),
             h: huge_pages::zeroed(n),
@@ -86,6 +89,7 @@ impl<'a> Trainer<'a> {
         // The previous batch's rows are reset first, so G is zero outside this batch.
         for &r in &self.batch_rows {
             self.slot[r as usize] = NO_SLOT;
+            self.in_batch[r as usize] = false;
             self.g[r as usize * d..(r as usize + 1) * d].fill(0.0);
         }
         self.batch_rows.clear();
@@ -93,6 +97,7 @@ impl<'a> Trainer<'a> {
             for r in [u, nu + p, nu + n] {
                 if self.slot[r as usize] == NO_SLOT {
                     self.slot[r as usize] = self.batch_rows.len() as u32;
+                    self.in_batch[r as usize] = true;
                     self.batch_rows.push(r);
                 }
             }
@@ -167,11 +172,16 @@ impl<'a> Trainer<'a> {
         if k_layers == 0 {
             self.grad.copy_from_slice(&self.g);
         } else {
-            // G lives on the batch rows, so the first Â G is non-zero only near them.
+            // G lives on the batch rows, so the first Â G is non-zero only near them and
+            // gathers only from them; the next product gathers only from that neighbourhood.
+            // Skipping the +0.0 terms keeps every bit (see `spmm_add_near`).
+            let in_batch = (!self.full_propagation).then_some(&self.in_batch[..]);
             self.adj
-                .spmm_add_near(&self.g, &self.g, d, &mut self.h, near);
-            for _ in 1..k_layers {
-                self.adj.spmm_add(&self.h, &self.g, d, &mut self.h_next);
+                .spmm_add_near(&self.g, &self.g, d, &mut self.h, near, in_batch);
+            for k in 1..k_layers {
+                let live = if k == 1 { near } else { None };
+                self.adj
+                    .spmm_add_near(&self.h, &self.g, d, &mut self.h_next, None, live);
                 std::mem::swap(&mut self.h, &mut self.h_next);
             }
             std::mem::swap(&mut self.grad, &mut self.h);
