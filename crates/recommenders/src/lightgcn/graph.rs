@@ -167,8 +167,8 @@ impl NormAdj {
                 let add = &add[r * d..(r + 1) * d];
                 if rows.is_none_or(|n| n[r]) {
                     match live {
-                        None => self.row_product(r, x, d, row),
-                        Some(live) => self.row_product_live(r, x, d, row, live),
+                        None => self.row_product_of(r, x, d, row, AllRows),
+                        Some(live) => self.row_product_of(r, x, d, row, live),
                     }
                     for (o, a) in row.iter_mut().zip(add) {
                         *o += a;
@@ -183,6 +183,13 @@ impl NormAdj {
 
     /// Row `r` of Â · x, for only the rows a minibatch needs.
     pub fn row_product(&self, r: usize, x: &[f32], d: usize, row: &mut [f32]) {
+        self.row_product_of(r, x, d, row, AllRows);
+    }
+
+    /// Row `r` of Â · x for an `x` that is +0.0 outside the rows `live` marks, adding only the
+    /// terms from those rows, in CSR order (the same bits as adding them all; see
+    /// [`Self::spmm_add_near`]).
+    fn row_product_of(&self, r: usize, x: &[f32], d: usize, row: &mut [f32], live: impl Live) {
         let (lo, hi) = (self.indptr[r], self.indptr[r + 1]);
         let (cols, vals) = (&self.indices[lo..hi], &self.values[lo..hi]);
         // The rows this row will gather next, including the next rows' first ones: what the
@@ -190,41 +197,44 @@ impl NormAdj {
         let ahead = &self.indices[lo..(hi + PREFETCH_AHEAD).min(self.indices.len())];
         // A fixed width keeps the accumulator in registers and lets the compiler vectorise.
         match d {
-            64 => row_fixed_dispatch::<64>(cols, vals, ahead, x, row, None),
-            32 => row_fixed_dispatch::<32>(cols, vals, ahead, x, row, None),
-            16 => row_fixed_dispatch::<16>(cols, vals, ahead, x, row, None),
-            _ => row_any(cols, vals, x, d, row, None),
-        }
-    }
-
-    /// Row `r` of Â · x for an `x` that is +0.0 outside `live`, adding only the terms from
-    /// `live` rows, in CSR order (the same bits as [`Self::row_product`]; see
-    /// [`Self::spmm_add_near`]).
-    fn row_product_live(&self, r: usize, x: &[f32], d: usize, row: &mut [f32], live: &[bool]) {
-        let (lo, hi) = (self.indptr[r], self.indptr[r + 1]);
-        let (cols, vals) = (&self.indices[lo..hi], &self.values[lo..hi]);
-        let ahead = &self.indices[lo..(hi + PREFETCH_AHEAD).min(self.indices.len())];
-        match d {
-            64 => row_fixed_dispatch::<64>(cols, vals, ahead, x, row, Some(live)),
-            32 => row_fixed_dispatch::<32>(cols, vals, ahead, x, row, Some(live)),
-            16 => row_fixed_dispatch::<16>(cols, vals, ahead, x, row, Some(live)),
-            _ => row_any(cols, vals, x, d, row, Some(live)),
+            64 => row_fixed_dispatch::<64, _>(cols, vals, ahead, x, row, live),
+            32 => row_fixed_dispatch::<32, _>(cols, vals, ahead, x, row, live),
+            16 => row_fixed_dispatch::<16, _>(cols, vals, ahead, x, row, live),
+            _ => row_any(cols, vals, x, d, row, live),
         }
     }
 }
 
+/// Which rows of the gathered table may be non-zero. A type rather than an `Option`, so the
+/// kernels are compiled once per kind and the full product has no per-term test.
+trait Live: Copy + Send + Sync {
+    fn may_be_nonzero(self, c: u32) -> bool;
+}
+
+/// Every row may be non-zero: the plain product.
+#[derive(Clone, Copy)]
+struct AllRows;
+
+impl Live for AllRows {
+    #[inline(always)]
+    fn may_be_nonzero(self, _: u32) -> bool {
+        true
+    }
+}
+
+/// Only the rows the mask marks may be non-zero.
+impl Live for &[bool] {
+    #[inline(always)]
+    fn may_be_nonzero(self, c: u32) -> bool {
+        self[c as usize]
+    }
+}
+
 /// Any width, without the register accumulator.
-fn row_any(
-    cols: &[u32],
-    vals: &[f32],
-    x: &[f32],
-    d: usize,
-    row: &mut [f32],
-    live: Option<&[bool]>,
-) {
+fn row_any(cols: &[u32], vals: &[f32], x: &[f32], d: usize, row: &mut [f32], live: impl Live) {
     row.fill(0.0);
     for (&c, &v) in cols.iter().zip(vals) {
-        if live.is_some_and(|l| !l[c as usize]) {
+        if !live.may_be_nonzero(c) {
             continue;
         }
         let src = &x[c as usize * d..(c as usize + 1) * d];
@@ -243,53 +253,33 @@ const PREFETCH_AHEAD: usize = 6;
 /// SSE2). Deliberately not FMA: separate multiply and add round exactly as the SSE2 path does, so
 /// results are the same bits on every x86-64 machine.
 #[inline(always)]
-fn row_fixed_dispatch<const D: usize>(
+fn row_fixed_dispatch<const D: usize, L: Live>(
     cols: &[u32],
     vals: &[f32],
     ahead: &[u32],
     x: &[f32],
     row: &mut [f32],
-    live: Option<&[bool]>,
+    live: L,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: the CPU supports AVX (checked on the line above).
-        return unsafe {
-            match live {
-                None => row_fixed_avx::<D>(cols, vals, ahead, x, row),
-                Some(live) => row_live_avx::<D>(cols, vals, ahead, x, row, live),
-            }
-        };
+        return unsafe { row_fixed_avx::<D, L>(cols, vals, ahead, x, row, live) };
     }
-    match live {
-        None => row_fixed::<D>(cols, vals, ahead, x, row),
-        Some(live) => row_live::<D>(cols, vals, ahead, x, row, live),
-    }
+    row_fixed::<D, L>(cols, vals, ahead, x, row, live)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-fn row_fixed_avx<const D: usize>(
+fn row_fixed_avx<const D: usize, L: Live>(
     cols: &[u32],
     vals: &[f32],
     ahead: &[u32],
     x: &[f32],
     row: &mut [f32],
+    live: L,
 ) {
-    row_fixed::<D>(cols, vals, ahead, x, row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-fn row_live_avx<const D: usize>(
-    cols: &[u32],
-    vals: &[f32],
-    ahead: &[u32],
-    x: &[f32],
-    row: &mut [f32],
-    live: &[bool],
-) {
-    row_live::<D>(cols, vals, ahead, x, row, live)
+    row_fixed::<D, L>(cols, vals, ahead, x, row, live)
 }
 
 /// Starts loading row `c` of `x` into the cache. A hint only: it changes no value.
@@ -306,47 +296,24 @@ fn prefetch_row<const D: usize>(x: &[f32], c: u32) {
     }
 }
 
+/// Adds up the terms whose row `live` may hold non-zeros (and prefetches only those).
 #[inline(always)]
-fn row_fixed<const D: usize>(
+fn row_fixed<const D: usize, L: Live>(
     cols: &[u32],
     vals: &[f32],
     ahead: &[u32],
     x: &[f32],
     row: &mut [f32],
-) {
-    let mut acc = [0f32; D];
-    for (i, (&c, &v)) in cols.iter().zip(vals).enumerate() {
-        if let Some(&next) = ahead.get(i + PREFETCH_AHEAD) {
-            prefetch_row::<D>(x, next);
-        }
-        let src: &[f32; D] = x[c as usize * D..(c as usize + 1) * D]
-            .try_into()
-            .expect("row width");
-        for j in 0..D {
-            acc[j] += v * src[j];
-        }
-    }
-    row.copy_from_slice(&acc);
-}
-
-/// [`row_fixed`] adding only the terms whose row `live` marks (and prefetching only those).
-#[inline(always)]
-fn row_live<const D: usize>(
-    cols: &[u32],
-    vals: &[f32],
-    ahead: &[u32],
-    x: &[f32],
-    row: &mut [f32],
-    live: &[bool],
+    live: L,
 ) {
     let mut acc = [0f32; D];
     for (i, (&c, &v)) in cols.iter().zip(vals).enumerate() {
         if let Some(&next) = ahead.get(i + PREFETCH_AHEAD)
-            && live[next as usize]
+            && live.may_be_nonzero(next)
         {
             prefetch_row::<D>(x, next);
         }
-        if !live[c as usize] {
+        if !live.may_be_nonzero(c) {
             continue;
         }
         let src: &[f32; D] = x[c as usize * D..(c as usize + 1) * D]
@@ -418,8 +385,8 @@ mod tests {
             let mut a = vec![0.0; d];
             let mut b = vec![0.0; d];
             // Without prefetching (no rows ahead) and with it: the hint must change no bit.
-            row_fixed::<64>(cols, vals, &[], &x, &mut a);
-            row_fixed_dispatch::<64>(cols, vals, &adj.indices[lo..], &x, &mut b, None);
+            row_fixed::<64, _>(cols, vals, &[], &x, &mut a, AllRows);
+            row_fixed_dispatch::<64, _>(cols, vals, &adj.indices[lo..], &x, &mut b, AllRows);
             assert_eq!(a, b, "row {r}");
         }
     }
