@@ -54,6 +54,10 @@ pub struct ReproduceArgs {
     /// `amazon-movies-tv`, or `recbole:<dir>` for atomic files, e.g. from `data synth`.
     #[arg(long = "dataset")]
     pub datasets: Vec<String>,
+    /// Run only these rows of the experiment (repeatable): a method kind such as `agp`, or a
+    /// row's label such as `"LLM-Dir (pointwise)"`; case does not matter.
+    #[arg(long = "method")]
+    pub methods: Vec<String>,
     /// Where each method's checkpoints and event log go [default: .cache/runs]. A run with the
     /// same settings resumes from them.
     #[arg(long)]
@@ -80,6 +84,7 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<()> {
             _ => agp::FailurePolicy::Continue,
         },
         datasets: a.datasets,
+        methods: a.methods,
         runs: a.runs,
         progress: !a.quiet,
     };

@@ -118,6 +118,9 @@ pub struct Experiment {
     pub settings: ScaleSettings,
     /// Method rows with the scale's overrides merged in, each checked into its typed config.
     pub methods: Vec<MethodRow>,
+    /// Labels of the rows [`Experiment::retain_methods`] dropped, so a report of a subset
+    /// says what it lacks.
+    pub left_out: Vec<String>,
 }
 
 /// Which item text a method's prompts show.
@@ -293,7 +296,29 @@ impl Experiment {
             scale,
             settings,
             methods,
+            left_out: Vec::new(),
         })
+    }
+
+    /// Keeps the rows named in `names` (each a row's kind or label, case-insensitive), in the
+    /// file's order, so one can re-run or record a subset of a table without editing it. Returns
+    /// the names that matched no row; the caller decides whether that is an error, since with
+    /// several experiments a name needs to match in only one of them.
+    pub fn retain_methods(&mut self, names: &[String]) -> Vec<String> {
+        let matches = |row: &MethodRow, n: &str| {
+            row.kind.eq_ignore_ascii_case(n) || row.label.eq_ignore_ascii_case(n)
+        };
+        let unmatched = names
+            .iter()
+            .filter(|n| !self.methods.iter().any(|r| matches(r, n)))
+            .cloned()
+            .collect();
+        let (kept, dropped): (Vec<MethodRow>, Vec<MethodRow>) = std::mem::take(&mut self.methods)
+            .into_iter()
+            .partition(|r| names.iter().any(|n| matches(r, n)));
+        self.methods = kept;
+        self.left_out.extend(dropped.into_iter().map(|r| r.label));
+        unmatched
     }
 }
 
@@ -353,6 +378,30 @@ backbones = ["lightgcn"]
 all_methods = { history_length = 5 }
 method_overrides.agp = { epochs = 2 }
 "#;
+
+    #[test]
+    fn retain_methods_keeps_rows_by_kind_or_label_in_file_order_and_names_the_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), BASE);
+        let labels = |e: &Experiment| {
+            e.methods
+                .iter()
+                .map(|m| m.label.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut e = Experiment::load(&path, Scale::Fixture).unwrap();
+        assert_eq!(labels(&e), ["Base", "AGP b5"]);
+        let missed = e.retain_methods(&["agp B5".into(), "BASE".into(), "llm-cot".into()]);
+        assert_eq!(labels(&e), ["Base", "AGP b5"]);
+        assert_eq!(missed, ["llm-cot"]);
+        let mut e = Experiment::load(&path, Scale::Fixture).unwrap();
+        assert!(e.retain_methods(&["agp".into()]).is_empty());
+        assert_eq!(labels(&e), ["AGP b5"]);
+        assert_eq!(e.left_out, ["Base"]);
+        let mut e = Experiment::load(&path, Scale::Fixture).unwrap();
+        assert!(e.retain_methods(&["base".into()]).is_empty());
+        assert_eq!(labels(&e), ["Base"]);
+    }
 
     #[test]
     fn a_bad_method_row_fails_when_the_file_loads_naming_row_and_key() {

@@ -10,7 +10,7 @@ use agp::FailurePolicy;
 use agp_llm::factory::{LlmOptions, LlmSpec, build_model};
 use agp_llm::store::RecordMode;
 use anyhow::{Context, Result, bail};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,6 +53,8 @@ pub struct ReproduceOptions {
     pub on_failure: FailurePolicy,
     /// Datasets instead of the experiment's.
     pub datasets: Vec<String>,
+    /// Only these method rows (kind or label); empty for all of them.
+    pub methods: Vec<String>,
     /// Checkpoints and event logs [default: the workspace's `.cache/runs`].
     pub runs: Option<PathBuf>,
     /// Progress bars (on a terminal) or progress lines (without one).
@@ -74,6 +76,7 @@ impl Default for ReproduceOptions {
             recordings: None,
             on_failure: FailurePolicy::Continue,
             datasets: Vec::new(),
+            methods: Vec::new(),
             runs: None,
             progress: true,
         }
@@ -110,6 +113,28 @@ pub fn run_experiments(
             exp.settings.datasets = opts.datasets.clone();
         }
         exps.push(exp);
+    }
+    if !opts.methods.is_empty() {
+        let mut matched = BTreeSet::new();
+        for exp in &mut exps {
+            let missed = exp.retain_methods(&opts.methods);
+            matched.extend(opts.methods.iter().filter(|m| !missed.contains(m)).cloned());
+        }
+        if let Some(m) = opts.methods.iter().find(|m| !matched.contains(*m)) {
+            let rows: BTreeSet<String> = names
+                .iter()
+                .filter_map(|n| Experiment::load(&ws.experiment_path(n), opts.scale).ok())
+                .flat_map(|e| e.methods.into_iter().flat_map(|r| [r.kind, r.label]))
+                .collect();
+            bail!(
+                "--method {m:?}: no row of {} at scale {} has that kind or label (they have: {})",
+                names.join(", "),
+                opts.scale.name(),
+                rows.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+        // An experiment none of whose rows was asked for has nothing to run or report.
+        exps.retain(|e| !e.methods.is_empty());
     }
     let mut failures = Vec::new();
     let mut done = Vec::new();
@@ -414,6 +439,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         llm_provenance: provenance,
         backbones: backbone_facts,
         seeds: (1..=args.seeds).collect(),
+        flags: rerun_flags(ws, exp, args),
     };
     let rendered = report::render(exp, &facts, &cells);
     let dir = args
@@ -550,6 +576,53 @@ fn describe_model(info: &agp_llm::ModelInfo, answered_live: bool) -> String {
         ),
         None => format!("{how} {} `{}`", info.backend, info.model),
     }
+}
+
+/// The flags beyond experiment and scale that regenerate this report, for its README. Flags
+/// that restate a default add nothing, so a `--check` spelling them out still matches.
+fn rerun_flags(ws: &Workspace, exp: &Experiment, args: &ReproduceOptions) -> String {
+    let mut f = Vec::new();
+    if let Some(l) = &args.llm
+        && exp.settings.llms != [l.clone()]
+    {
+        f.push(format!("--llm {l}"));
+    }
+    // Relative to the workspace, so a committed README carries no machine's paths.
+    let root = std::fs::canonicalize(ws.root()).unwrap_or_else(|_| ws.root().into());
+    let differs = |given: &PathBuf, default: PathBuf| {
+        let abs = std::fs::canonicalize(given).unwrap_or_else(|_| given.clone());
+        let default = std::fs::canonicalize(&default).unwrap_or(default);
+        (abs != default).then(|| {
+            abs.strip_prefix(&root)
+                .unwrap_or(given)
+                .display()
+                .to_string()
+        })
+    };
+    if let Some(r) = args
+        .recordings
+        .as_ref()
+        .and_then(|r| differs(r, ws.recordings()))
+    {
+        f.push(format!("--recordings {r}"));
+    }
+    if let Some(o) = args.out.as_ref().and_then(|o| differs(o, ws.reports())) {
+        f.push(format!("--out {o}"));
+    }
+    for d in &args.datasets {
+        f.push(format!("--dataset {d}"));
+    }
+    for m in &args.methods {
+        if m.contains(' ') {
+            f.push(format!("--method '{m}'"));
+        } else {
+            f.push(format!("--method {m}"));
+        }
+    }
+    if args.seeds > 1 {
+        f.push(format!("--seeds {}", args.seeds));
+    }
+    f.join(" ")
 }
 
 /// Timings stay out of the compared report files.

@@ -56,14 +56,17 @@ fn a_warm_cache_writes_the_cold_runs_reports() {
     std::fs::create_dir_all(tmp.path().join("fixtures/llm")).unwrap();
     // Base calls no model, but a replayed LLM needs its recordings to exist.
     std::fs::copy(Workspace::discover().recordings(), ws.recordings()).unwrap();
-    let opts = |out: &str| ReproduceOptions {
+    // Both runs write to one folder (the report names the command that made it, `--out`
+    // included); the cold run's files are moved aside before the warm run.
+    let opts = ReproduceOptions {
         scale: Scale::Small,
-        out: Some(tmp.path().join(out)),
+        out: Some(tmp.path().join("out")),
         progress: false,
         ..ReproduceOptions::default()
     };
 
-    let cold = agp_harness::run_experiments(&ws, &["warm-cold".into()], &opts("cold")).unwrap();
+    let cold = agp_harness::run_experiments(&ws, &["warm-cold".into()], &opts).unwrap();
+    std::fs::rename(tmp.path().join("out"), tmp.path().join("cold")).unwrap();
     for b in &cold[0].facts.backbones {
         assert!(
             b.stopped_early && b.epochs < 40,
@@ -76,11 +79,11 @@ fn a_warm_cache_writes_the_cold_runs_reports() {
         std::fs::read_dir(ws.models()).unwrap().count() >= 2,
         "both backbones are in the one store"
     );
-    let warm = agp_harness::run_experiments(&ws, &["warm-cold".into()], &opts("warm")).unwrap();
+    let warm = agp_harness::run_experiments(&ws, &["warm-cold".into()], &opts).unwrap();
     assert_eq!(cold[0].facts.backbones.len(), warm[0].facts.backbones.len());
     let (c, w) = (
         files(&tmp.path().join("cold/warm-cold")),
-        files(&tmp.path().join("warm/warm-cold")),
+        files(&tmp.path().join("out/warm-cold")),
     );
     assert_eq!(c.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>());
     for (name, bytes) in &c {

@@ -139,6 +139,11 @@ pub struct RunFacts {
     /// Per (dataset, backbone): users asked for and taken, candidate-file checksum, backbone metrics.
     pub backbones: Vec<BackboneFacts>,
     pub seeds: Vec<u64>,
+    /// The `reproduce` flags beyond experiment and scale that made the report (an LLM, a
+    /// recordings file, datasets, a subset of methods), so its README names the command that
+    /// regenerates it. Empty, and not written, for the experiment's defaults.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub flags: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -394,6 +399,7 @@ mod tests {
                 max_tokens: None,
             },
             methods: vec![],
+            left_out: vec![],
         }
     }
 
@@ -409,11 +415,28 @@ mod tests {
             llm_provenance: BTreeMap::new(),
             backbones: vec![],
             seeds: vec![1],
+            flags: String::new(),
         };
         let a = render(&experiment(), &facts, &cells);
         let b = render(&experiment(), &facts, &cells);
         assert_eq!(a.files, b.files);
         let md = &a.files["README.md"];
+        assert!(
+            md.contains("`cargo xtask reproduce table1 --scale fixture`."),
+            "{md}"
+        );
+        assert!(
+            !a.files["cells.json"].contains("\"flags\""),
+            "defaults add no key"
+        );
+        let flagged = RunFacts {
+            flags: "--llm replay --method base".into(),
+            ..facts.clone()
+        };
+        let f = render(&experiment(), &flagged, &cells);
+        assert!(f.files["README.md"].contains(
+            "`cargo xtask reproduce table1 --scale fixture --llm replay --method base`."
+        ),);
         assert!(
             md.contains("| Random order (expected) | – | – | 0.4544 |"),
             "{md}"
