@@ -97,8 +97,8 @@ fn ensure_system_packages(no_install: bool) -> Result<()> {
     step(&cmd, install)
 }
 
-/// The second committed Table 1: the small scale replayed from the 1.5B model's recordings,
-/// over the rows whose answers are all recorded (see fixtures/llm/README.md).
+/// The second committed Table 1: the small scale replayed from the 1.5B model's recordings
+/// (see fixtures/llm/README.md).
 const SMALL_QWEN_REPORT: &[&str] = &[
     "table1",
     "--scale",
@@ -109,16 +109,6 @@ const SMALL_QWEN_REPORT: &[&str] = &[
     "fixtures/llm/table1-small-qwen2.5-coder-1.5b.jsonl",
     "--out",
     "reports/small-qwen2.5-coder-1.5b",
-    "--method",
-    "base",
-    "--method",
-    "llm-dir",
-    "--method",
-    "llm-cot",
-    "--method",
-    "llm-dir-pointwise",
-    "--method",
-    "agp",
 ];
 
 pub fn run(args: CiArgs) -> Result<()> {
