@@ -587,26 +587,32 @@ fn rerun_flags(ws: &Workspace, exp: &Experiment, args: &ReproduceOptions) -> Str
     {
         f.push(format!("--llm {l}"));
     }
-    // Relative to the workspace, so a committed README carries no machine's paths.
+    // Relative to the workspace, so a committed README carries no machine's paths; a path
+    // outside it means nothing to a reader (and would make two runs' reports differ by where
+    // they were written), so it shows as a placeholder.
     let root = std::fs::canonicalize(ws.root()).unwrap_or_else(|_| ws.root().into());
-    let differs = |given: &PathBuf, default: PathBuf| {
-        let abs = std::fs::canonicalize(given).unwrap_or_else(|_| given.clone());
+    let differs = |given: &PathBuf, default: PathBuf, outside: &str| {
+        let abs = std::fs::canonicalize(given)
+            .or_else(|_| std::path::absolute(given))
+            .unwrap_or_else(|_| given.clone());
         let default = std::fs::canonicalize(&default).unwrap_or(default);
-        (abs != default).then(|| {
-            abs.strip_prefix(&root)
-                .unwrap_or(given)
-                .display()
-                .to_string()
+        (abs != default).then(|| match abs.strip_prefix(&root) {
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => outside.to_string(),
         })
     };
     if let Some(r) = args
         .recordings
         .as_ref()
-        .and_then(|r| differs(r, ws.recordings()))
+        .and_then(|r| differs(r, ws.recordings(), "FILE"))
     {
         f.push(format!("--recordings {r}"));
     }
-    if let Some(o) = args.out.as_ref().and_then(|o| differs(o, ws.reports())) {
+    if let Some(o) = args
+        .out
+        .as_ref()
+        .and_then(|o| differs(o, ws.reports(), "DIR"))
+    {
         f.push(format!("--out {o}"));
     }
     for d in &args.datasets {
@@ -737,5 +743,27 @@ mod tests {
                 assert!(!exp.methods.is_empty(), "{name} at {scale:?}");
             }
         }
+    }
+
+    #[test]
+    fn rerun_flags_name_paths_in_the_workspace_relatively_and_others_by_a_placeholder() {
+        let ws = Workspace::discover();
+        let exp = Experiment::load(&ws.experiment_path("table1"), Scale::Fixture).unwrap();
+        let defaults = ReproduceOptions {
+            out: Some(ws.reports()),
+            recordings: Some(ws.recordings()),
+            ..ReproduceOptions::default()
+        };
+        assert_eq!(rerun_flags(&ws, &exp, &defaults), "");
+        let moved = ReproduceOptions {
+            out: Some(ws.root().join("reports/elsewhere")),
+            recordings: Some(std::env::temp_dir().join("answers.jsonl")),
+            methods: vec!["base".into(), "LLM-Dir (pointwise)".into()],
+            ..ReproduceOptions::default()
+        };
+        assert_eq!(
+            rerun_flags(&ws, &exp, &moved),
+            "--recordings FILE --out reports/elsewhere --method base --method 'LLM-Dir (pointwise)'"
+        );
     }
 }
