@@ -115,17 +115,18 @@ pub fn run_experiments(
         exps.push(exp);
     }
     if !opts.methods.is_empty() {
+        // Named before filtering, for the error below.
+        let rows: BTreeSet<String> = exps
+            .iter()
+            .flat_map(|e| &e.methods)
+            .flat_map(|r| [r.kind.clone(), r.label.clone()])
+            .collect();
         let mut matched = BTreeSet::new();
         for exp in &mut exps {
             let missed = exp.retain_methods(&opts.methods);
             matched.extend(opts.methods.iter().filter(|m| !missed.contains(m)).cloned());
         }
         if let Some(m) = opts.methods.iter().find(|m| !matched.contains(*m)) {
-            let rows: BTreeSet<String> = names
-                .iter()
-                .filter_map(|n| Experiment::load(&ws.experiment_path(n), opts.scale).ok())
-                .flat_map(|e| e.methods.into_iter().flat_map(|r| [r.kind, r.label]))
-                .collect();
             bail!(
                 "--method {m:?}: no row of {} at scale {} has that kind or label (they have: {})",
                 names.join(", "),
@@ -585,50 +586,60 @@ fn rerun_flags(ws: &Workspace, exp: &Experiment, args: &ReproduceOptions) -> Str
     if let Some(l) = &args.llm
         && exp.settings.llms != [l.clone()]
     {
-        f.push(format!("--llm {l}"));
+        f.push(format!("--llm {}", shell_word(l)));
     }
     // Relative to the workspace, so a committed README carries no machine's paths; a path
     // outside it means nothing to a reader (and would make two runs' reports differ by where
     // they were written), so it shows as a placeholder.
     let root = std::fs::canonicalize(ws.root()).unwrap_or_else(|_| ws.root().into());
-    let differs = |given: &PathBuf, default: PathBuf, outside: &str| {
-        let abs = std::fs::canonicalize(given)
-            .or_else(|_| std::path::absolute(given))
-            .unwrap_or_else(|_| given.clone());
-        let default = std::fs::canonicalize(&default).unwrap_or(default);
-        (abs != default).then(|| match abs.strip_prefix(&root) {
-            Ok(rel) => rel.display().to_string(),
-            Err(_) => outside.to_string(),
-        })
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.into())
     };
-    if let Some(r) = args
-        .recordings
-        .as_ref()
-        .and_then(|r| differs(r, ws.recordings(), "FILE"))
-    {
+    let shown = |p: &Path, outside: &str| match resolve(p).strip_prefix(&root) {
+        Ok(rel) => shell_word(&rel.display().to_string()),
+        Err(_) => outside.to_string(),
+    };
+    let moved = |given: &Option<PathBuf>, default: PathBuf, outside: &str| {
+        given
+            .as_deref()
+            .filter(|g| resolve(g) != resolve(&default))
+            .map(|g| shown(g, outside))
+    };
+    if let Some(r) = moved(&args.recordings, ws.recordings(), "FILE") {
         f.push(format!("--recordings {r}"));
     }
-    if let Some(o) = args
-        .out
-        .as_ref()
-        .and_then(|o| differs(o, ws.reports(), "DIR"))
-    {
+    if let Some(o) = moved(&args.out, ws.reports(), "DIR") {
         f.push(format!("--out {o}"));
     }
     for d in &args.datasets {
-        f.push(format!("--dataset {d}"));
+        match d.strip_prefix("recbole:") {
+            Some(dir) => f.push(format!(
+                "--dataset recbole:{}",
+                shown(Path::new(dir), "DIR")
+            )),
+            None => f.push(format!("--dataset {}", shell_word(d))),
+        }
     }
     for m in &args.methods {
-        if m.contains(' ') {
-            f.push(format!("--method '{m}'"));
-        } else {
-            f.push(format!("--method {m}"));
-        }
+        f.push(format!("--method {}", shell_word(m)));
     }
     if args.seeds > 1 {
         f.push(format!("--seeds {}", args.seeds));
     }
     f.join(" ")
+}
+
+/// `s` as one word a POSIX shell reads back unchanged: as it is when it holds nothing the shell
+/// treats specially, single-quoted otherwise.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@+,%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Timings stay out of the compared report files.
@@ -764,6 +775,23 @@ mod tests {
         assert_eq!(
             rerun_flags(&ws, &exp, &moved),
             "--recordings FILE --out reports/elsewhere --method base --method 'LLM-Dir (pointwise)'"
+        );
+        let data = ReproduceOptions {
+            datasets: vec![
+                format!("recbole:{}", ws.root().join("data/synth-amz").display()),
+                format!(
+                    "recbole:{}",
+                    std::env::temp_dir().join("synth-yelp").display()
+                ),
+                "ml-1m".into(),
+            ],
+            methods: vec!["it's".into()],
+            ..ReproduceOptions::default()
+        };
+        assert_eq!(
+            rerun_flags(&ws, &exp, &data),
+            "--dataset recbole:data/synth-amz --dataset recbole:DIR --dataset ml-1m \
+             --method 'it'\\''s'"
         );
     }
 }
