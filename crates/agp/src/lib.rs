@@ -98,7 +98,8 @@ pub use llm::{
     protegi_train_calls, training_calls,
 };
 pub use metrics::{
-    MeanMetrics, UnparseableRule, UserResult, ndcg_at_10, random_order_ndcg, score_failed_call,
+    AnswerScoring, MeanMetrics, RuleScore, UnparseableRule, UserResult, ndcg_at_10,
+    random_order_ndcg, score_failed_call,
 };
 pub use parse::{
     DuplicatePolicy, MissingPolicy, ParseOptions, ParseOutcome, ParsedRanking, UnmarkedAnswers,

@@ -37,6 +37,151 @@ pub struct UserResult {
     /// Why the user's call failed, when `parse` is [`ParseOutcome::CallFailed`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReason>,
+    /// The same answer scored under the experiment's other [`AnswerScoring`] rule, so a report
+    /// shows how much the rule moves each row. `None` where only one rule was applied
+    /// (training steps, and results written before the rule existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_rule: Option<RuleScore>,
+}
+
+/// A user's rank and NDCG@10 under one [`AnswerScoring`] rule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RuleScore {
+    pub rank: usize,
+    pub ndcg: f64,
+}
+
+/// What an answer that is not a full ranking scores, for every row of an experiment alike: one
+/// with nothing readable in it, one that leaves candidates out, and a call that failed.
+///
+/// Methods differ in what they do with such an answer on their own (a listwise prompt keeps
+/// only the ids it read; RankGPT keeps a window's order, PRP and setwise settle a pair or set
+/// by backbone order, FIRST falls back to the backbone), and that difference, not the method,
+/// used to order a table. The experiment's rule is applied by the driver at evaluation, after
+/// the method has answered, so it reaches built-in and external methods the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnswerScoring {
+    /// The reference code's rule: an answer with nothing readable, or a failed call, ranks the
+    /// ground truth at K (NDCG 0, or the method's `deepseek` value), and so does a partial
+    /// answer that left the ground truth out. A method's own fallbacks inside an answer it did
+    /// read (a window kept, a pair settled) stand.
+    #[default]
+    RankK,
+    /// Complete in backbone order: the candidates an answer left out follow the ones it ranked,
+    /// in backbone order, and an answer with nothing readable (or a failed call) is the
+    /// backbone's list. A method that never answers then scores Base.
+    Backbone,
+}
+
+impl AnswerScoring {
+    pub const ALL: [AnswerScoring; 2] = [AnswerScoring::RankK, AnswerScoring::Backbone];
+
+    /// The name in experiment files.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnswerScoring::RankK => "rank-k",
+            AnswerScoring::Backbone => "backbone",
+        }
+    }
+
+    /// The other rule, whose table every report shows beside the declared one.
+    pub fn other(self) -> Self {
+        match self {
+            AnswerScoring::RankK => AnswerScoring::Backbone,
+            AnswerScoring::Backbone => AnswerScoring::RankK,
+        }
+    }
+
+    /// One sentence for a report: what an unusable or partial answer scored.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AnswerScoring::RankK => {
+                "an answer with nothing readable in it, and a call that failed, rank the held-out \
+                 item at K = 10 (NDCG 0), as do partial answers that leave it out (the reference \
+                 code's rule)"
+            }
+            AnswerScoring::Backbone => {
+                "candidates an answer leaves out follow the ones it ranked in backbone order, and \
+                 an answer with nothing readable in it, or a call that failed, is the backbone's \
+                 own list"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for AnswerScoring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The ordering `rule` scores for an answer `order` with `outcome` over `k` candidates.
+fn ruled_order(
+    order: &[usize],
+    outcome: ParseOutcome,
+    k: usize,
+    rule: AnswerScoring,
+) -> Vec<usize> {
+    let unusable = matches!(
+        outcome,
+        ParseOutcome::Unparseable | ParseOutcome::CallFailed
+    );
+    match rule {
+        AnswerScoring::RankK if unusable => Vec::new(),
+        AnswerScoring::RankK => order.to_vec(),
+        AnswerScoring::Backbone => {
+            let mut full: Vec<usize> = if unusable { Vec::new() } else { order.to_vec() };
+            let mut seen = vec![false; k];
+            for &i in &full {
+                if let Some(s) = seen.get_mut(i) {
+                    *s = true;
+                }
+            }
+            full.extend((0..k).filter(|&i| !seen[i]));
+            full
+        }
+    }
+}
+
+/// One evaluated user's result under the experiment's `rule`, with the other rule's score
+/// beside it. `method_rule` is the method's own value for an unparseable answer under rank K
+/// (the reference code's `deepseek` branch); `failure` is the reason a call failed, when it did
+/// (then `order` is ignored).
+#[allow(clippy::too_many_arguments)]
+pub fn score_under_rule(
+    user: u32,
+    order: &[usize],
+    gt: usize,
+    k: usize,
+    outcome: ParseOutcome,
+    method_rule: UnparseableRule,
+    failure: Option<FailureReason>,
+    rule: AnswerScoring,
+) -> UserResult {
+    let (order, outcome) = match failure {
+        Some(_) => (&[][..], ParseOutcome::CallFailed),
+        None => (order, outcome),
+    };
+    let score = |r: AnswerScoring| {
+        let ruled = ruled_order(order, outcome, k, r);
+        // A failed call carries no answer for the `deepseek` value to credit.
+        let unparseable = if failure.is_some() {
+            UnparseableRule::Zero
+        } else {
+            method_rule
+        };
+        score_ordering(user, &ruled, gt, k, outcome, unparseable)
+    };
+    let other = score(rule.other());
+    UserResult {
+        failure,
+        other_rule: Some(RuleScore {
+            rank: other.rank,
+            ndcg: other.ndcg,
+        }),
+        ..score(rule)
+    }
 }
 
 /// Score an ordering of candidate indices against the ground-truth index `gt`.
@@ -58,6 +203,7 @@ pub fn score_ordering(
             ndcg: ndcg_at_10(p + 1),
             parse,
             failure: None,
+            other_rule: None,
         },
         None => {
             let ndcg = if parse == ParseOutcome::Unparseable && rule == UnparseableRule::Deepseek {
@@ -71,6 +217,7 @@ pub fn score_ordering(
                 ndcg,
                 parse,
                 failure: None,
+                other_rule: None,
             }
         }
     }
@@ -205,5 +352,95 @@ mod tests {
         assert_eq!(m.hr1, 0.5);
         assert_eq!(m.hr3, 1.0);
         assert!((m.ndcg10 - (1.0 + 1.0 / 3f64.log2()) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn one_rule_for_every_kind_of_unusable_answer() {
+        use AnswerScoring::*;
+        let zero = UnparseableRule::Zero;
+        // A ranker that fell back to the backbone because nothing was readable: its order is
+        // full, but under rank K it is an unusable answer.
+        let fallback: Vec<usize> = (0..10).collect();
+        let r = score_under_rule(
+            1,
+            &fallback,
+            2,
+            10,
+            ParseOutcome::Unparseable,
+            zero,
+            None,
+            RankK,
+        );
+        assert_eq!((r.rank, r.ndcg), (10, 0.0));
+        assert_eq!(r.other_rule.unwrap().rank, 3);
+        let r = score_under_rule(
+            1,
+            &fallback,
+            2,
+            10,
+            ParseOutcome::Unparseable,
+            zero,
+            None,
+            Backbone,
+        );
+        assert_eq!(r.rank, 3);
+        assert_eq!(r.other_rule.unwrap().rank, 10);
+        // A partial listwise answer that left the ground truth out.
+        let partial = [4, 0];
+        let r = score_under_rule(1, &partial, 2, 10, ParseOutcome::Partial, zero, None, RankK);
+        assert_eq!(r.rank, 10);
+        let r = score_under_rule(
+            1,
+            &partial,
+            2,
+            10,
+            ParseOutcome::Partial,
+            zero,
+            None,
+            Backbone,
+        );
+        // 4, 0, then 1, 2, ...: the ground truth follows at position 4.
+        assert_eq!(r.rank, 4);
+        // A partial answer that ranked the ground truth scores it where it put it, either way.
+        for rule in AnswerScoring::ALL {
+            let r = score_under_rule(1, &[2, 4], 2, 10, ParseOutcome::Partial, zero, None, rule);
+            assert_eq!(r.rank, 1);
+        }
+        // A failed call: rank K, or the backbone's list; never the deepseek credit.
+        let ds = UnparseableRule::Deepseek;
+        let f = Some(FailureReason::Refusal);
+        let r = score_under_rule(1, &[2], 5, 10, ParseOutcome::Exact, ds, f, RankK);
+        assert_eq!(
+            (r.rank, r.ndcg, r.parse),
+            (10, 0.0, ParseOutcome::CallFailed)
+        );
+        assert_eq!(r.failure, f);
+        let r = score_under_rule(1, &[2], 5, 10, ParseOutcome::Exact, ds, f, Backbone);
+        assert_eq!(r.rank, 6);
+        // The method's deepseek value still applies to an unparseable answer under rank K.
+        let r = score_under_rule(1, &[], 5, 10, ParseOutcome::Unparseable, ds, None, RankK);
+        assert_eq!(r.ndcg, ndcg_at_10(10));
+        // Repeated ids (keep-as-reference) are completed without adding a second copy.
+        let r = score_under_rule(
+            1,
+            &[1, 1, 0],
+            3,
+            4,
+            ParseOutcome::Partial,
+            zero,
+            None,
+            Backbone,
+        );
+        assert_eq!(r.rank, 5);
+    }
+
+    #[test]
+    fn rule_names_round_trip() {
+        for rule in AnswerScoring::ALL {
+            let json = serde_json::to_string(&rule).unwrap();
+            assert_eq!(json, format!("\"{}\"", rule.name()));
+            assert_eq!(serde_json::from_str::<AnswerScoring>(&json).unwrap(), rule);
+            assert_eq!(rule.other().other(), rule);
+        }
     }
 }

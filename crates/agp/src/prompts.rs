@@ -746,3 +746,53 @@ Based on the above information, {ask}",
         protegi_case(prompt, errors, hit_at)
     )
 }
+
+/// Every prompt template rendered with placeholder arguments (`{history}`, `{candidates}`, ...
+/// and K = 10), by the name of the function that builds it. A report hashes these, so a reader
+/// can tell whether two runs asked with the same wording without diffing prompts; a template
+/// whose text changes changes its hash.
+pub fn templates() -> Vec<(&'static str, String)> {
+    let (h, c, p, u, g) = (
+        "{history}",
+        "{candidates}",
+        "{prompt}",
+        "{user_profile}",
+        "{ground_truth}",
+    );
+    let losses = [(1, "{feedback}".to_string())];
+    let errors = ["{error}".to_string()];
+    let position = Some(Position {
+        actual: 5,
+        target: 1,
+    });
+    vec![
+        ("system", SYSTEM.to_string()),
+        ("profile", profile(p, h)),
+        ("rerank_by_profile", rerank_by_profile(u, c, 10)),
+        ("profile_feedback", profile_feedback(g, c, u, p, position)),
+        ("summarize", summarize(&losses)),
+        ("edit", edit(p, 1, 10, Some(5.0), "{instructions}")),
+        ("rerank_direct", rerank_direct(h, c, 10)),
+        ("rerank_cot", rerank_cot(h, c, 10)),
+        ("rerank_learned", rerank_learned(p, h, c, 10)),
+        ("rerank_feedback", rerank_feedback(&[0, 1], 1, g, c, h)),
+        (
+            "pointwise_history",
+            pointwise_prefix_history(h) + &pointwise_suffix("{candidate}"),
+        ),
+        (
+            "pointwise_profile",
+            pointwise_prefix_profile(u) + &pointwise_suffix("{candidate}"),
+        ),
+        ("rankgpt_window", rankgpt_window(h, c, 10)),
+        ("prp_pair", prp_pair(h, c)),
+        ("setwise_choose", setwise_choose(h, c, 4)),
+        ("first_listwise", first_listwise(h, c, 10)),
+        (
+            "opro_meta",
+            opro_meta(&[(p, 0.5)], &[opro_example(1, h, g)]),
+        ),
+        ("protegi_gradient", protegi_gradient(p, &errors, 3)),
+        ("protegi_edit", protegi_edit(p, &errors, 3, "{gradient}", 1)),
+    ]
+}

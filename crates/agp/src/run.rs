@@ -42,7 +42,8 @@ use crate::methods::{
     PrpSort, RankGpt, Route, Setwise,
 };
 use crate::metrics::{
-    MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_failed_call, score_ordering,
+    AnswerScoring, MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_ordering,
+    score_under_rule,
 };
 use crate::parse::ParseOutcome;
 use crate::reranker::{Env, RerankInput, Reranker, TrainStep, UserCase, join_ordered};
@@ -73,6 +74,10 @@ pub struct RunOptions {
     /// use in it.
     #[serde(skip)]
     pub ledger: UsageLedger,
+    /// What an unusable or partial answer scores at evaluation (test and validation users),
+    /// the same for every method of an experiment; each user's result also carries the other
+    /// rule's score.
+    pub scoring: AnswerScoring,
 }
 
 impl Default for RunOptions {
@@ -85,6 +90,7 @@ impl Default for RunOptions {
             progress: false,
             on_failure: FailurePolicy::default(),
             ledger: UsageLedger::default(),
+            scoring: AnswerScoring::default(),
         }
     }
 }
@@ -205,6 +211,10 @@ pub struct MethodRun {
     pub failures: BTreeMap<FailureReason, u64>,
     /// The learned prompt at the end, for methods that learn one.
     pub final_prompt: Option<String>,
+    /// The rule test and validation users were scored under; each user's `other_rule` holds
+    /// the other one.
+    #[serde(default)]
+    pub scoring: AnswerScoring,
 }
 
 impl MethodRun {
@@ -431,6 +441,7 @@ async fn evaluate(
     cases: &[UserCase],
     env: &Env,
     pb: &ProgressBar,
+    scoring: AnswerScoring,
 ) -> Result<Vec<UserResult>, AgpError> {
     let rule = r.unparseable_rule();
     let calls = cases
@@ -440,17 +451,20 @@ async fn evaluate(
                 let ranking = env.llm.tolerate(r.rerank(&c.input, env).await)?;
                 pb.inc(1);
                 let k = c.input.candidates.len();
-                Ok(match ranking {
-                    Ok(ranking) => score_ordering(
-                        c.input.user,
-                        &ranking.order,
-                        c.gt_index,
-                        k,
-                        ranking.outcome,
-                        rule,
-                    ),
-                    Err(reason) => score_failed_call(c.input.user, k, reason),
-                })
+                let (order, outcome, failure) = match ranking {
+                    Ok(ranking) => (ranking.order, ranking.outcome, None),
+                    Err(reason) => (Vec::new(), ParseOutcome::CallFailed, Some(reason)),
+                };
+                Ok(score_under_rule(
+                    c.input.user,
+                    &order,
+                    c.gt_index,
+                    k,
+                    outcome,
+                    rule,
+                    failure,
+                    scoring,
+                ))
             }
             .boxed()
         })
@@ -667,6 +681,7 @@ pub async fn run_reranker(
             "test_users": cands.test_users,
             "train_users": cands.train_users,
             "valid_users": cands.valid_users,
+            "scoring": opts.scoring,
         }),
         epoch: 1,
         batches_done: 0,
@@ -748,7 +763,7 @@ pub async fn run_reranker(
             format!("{label} evaluate epoch {epoch}/{eval_epochs}"),
         );
         // Test and validation users share one queue so the concurrency limit stays busy.
-        let mut test = evaluate(r, &eval_cases, &env, &pb).await?;
+        let mut test = evaluate(r, &eval_cases, &env, &pb, opts.scoring).await?;
         let valid = test.split_off(test_cases.len());
         pb.finish_and_clear();
         count(&mut ck.parse_counts, &test);
@@ -808,6 +823,7 @@ pub async fn run_reranker(
         parse_counts: ck.parse_counts.clone(),
         failures: llm.calls.failures(),
         final_prompt: r.learned_prompt(),
+        scoring: opts.scoring,
     })
 }
 

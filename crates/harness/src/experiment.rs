@@ -71,6 +71,11 @@ pub struct ExperimentFile {
     #[serde(default)]
     pub description: String,
     pub methods: Vec<toml::Table>,
+    /// What an unusable or partial answer scores, for every row alike: `rank-k` (default, the
+    /// reference code's rule) or `backbone` (completed in backbone order). Reports show the
+    /// other rule's table too.
+    #[serde(default)]
+    pub unusable_answers: agp::AnswerScoring,
     /// Per scale, keys merged over `scales.toml` beside the experiment file.
     #[serde(default)]
     pub scales: BTreeMap<String, toml::Table>,
@@ -115,6 +120,8 @@ pub struct Experiment {
     pub description: String,
     pub layout: Layout,
     pub scale: Scale,
+    /// The experiment's rule for unusable and partial answers (see [`agp::AnswerScoring`]).
+    pub scoring: agp::AnswerScoring,
     pub settings: ScaleSettings,
     /// Method rows with the scale's overrides merged in, each checked into its typed config.
     pub methods: Vec<MethodRow>,
@@ -294,6 +301,7 @@ impl Experiment {
             description: file.description,
             layout: file.layout,
             scale,
+            scoring: file.unusable_answers,
             settings,
             methods,
             left_out: Vec::new(),

@@ -338,6 +338,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         job.llm_identity,
         &serde_json::to_string(&sampling)?,
         &format!("item text rich: {}", job.row.item_text == ItemText::Rich),
+        job.exp.scoring.name(),
     ]);
     let opts = RunOptions {
         sampling,
@@ -348,6 +349,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         progress: false,
         on_failure: job.on_failure,
         ledger: job.ledger.clone(),
+        scoring: job.exp.scoring,
     };
     let trains = match &cfg {
         MethodSpec::Builtin(c) => c.training_epochs() > 1,

@@ -441,6 +441,10 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         backbones: backbone_facts,
         seeds: (1..=args.seeds).collect(),
         flags: rerun_flags(ws, exp, args),
+        recordings: llms
+            .iter()
+            .filter_map(|l| Some((l.text.clone(), l.handle.store.as_ref()?.served_summary())))
+            .collect(),
     };
     let rendered = report::render(exp, &facts, &cells);
     let dir = args

@@ -130,6 +130,14 @@ async fn run_with(
     cfg: ExternalConfig,
     model: Arc<dyn ChatModel>,
 ) -> Result<agp::MethodRun, String> {
+    run_scored(cfg, model, agp::AnswerScoring::default()).await
+}
+
+async fn run_scored(
+    cfg: ExternalConfig,
+    model: Arc<dyn ChatModel>,
+    scoring: agp::AnswerScoring,
+) -> Result<agp::MethodRun, String> {
     let (ds, cands) = inputs();
     let ws = Workspace::discover();
     let mut r = ExternalReranker::new(cfg.clone(), ws.root().to_path_buf(), &ds, &cands);
@@ -142,6 +150,7 @@ async fn run_with(
         model,
         &RunOptions {
             concurrency: 4,
+            scoring,
             ..RunOptions::default()
         },
     )
@@ -267,4 +276,35 @@ async fn a_refused_call_the_method_passes_back_scores_its_user_and_the_run_goes_
         Some(cands.test_users.len() as u64),
         "each refusal booked once"
     );
+}
+
+/// The experiment's rule for unusable answers reaches an external method as it reaches the
+/// built-in ones: a method that places nothing scores rank K under `rank-k` and the backbone's
+/// order under `backbone`, and each user carries the other rule's score.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_experiments_rule_for_unusable_answers_reaches_an_external_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = r#"
+        out = {"type": "ranking", "id": m["id"], "ranking": []}"#;
+    let (ds, cands) = inputs();
+    for scoring in agp::AnswerScoring::ALL {
+        let run = run_scored(config(method(tmp.path(), body)), Arc::new(Reverse), scoring)
+            .await
+            .unwrap();
+        assert_eq!(run.scoring, scoring);
+        assert_eq!(run.last.users.len(), cands.test_users.len());
+        for u in &run.last.users {
+            let backbone = cands
+                .target_position(u.user, ds.test[u.user as usize])
+                .unwrap()
+                + 1;
+            let other = u.other_rule.unwrap();
+            let (rank_k, completed) = match scoring {
+                agp::AnswerScoring::RankK => (u.rank, other.rank),
+                agp::AnswerScoring::Backbone => (other.rank, u.rank),
+            };
+            assert_eq!((rank_k, completed), (10, backbone), "user {}", u.user);
+            assert_eq!(u.parse, agp::ParseOutcome::Unparseable);
+        }
+    }
 }

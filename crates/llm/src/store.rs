@@ -251,9 +251,26 @@ pub struct Record {
 
 struct StoreInner {
     index: HashMap<String, Record>,
+    /// Keys of the records this store has answered from or written since it was opened: what
+    /// one run used, for the report's reproducibility card.
+    served: std::collections::HashSet<String>,
     /// Length of the valid prefix of the file (everything up to the last newline).
     valid_len: u64,
     file: Option<File>,
+}
+
+/// See [`Store::served_summary`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServedSummary {
+    pub records: usize,
+    /// Seconds since the Unix epoch of the oldest and newest record served.
+    pub first_recorded: Option<u64>,
+    pub last_recorded: Option<u64>,
+    pub models: Vec<ModelInfo>,
+    /// Distinct runtime settings (JSON) the records were made with.
+    pub runtimes: std::collections::BTreeSet<String>,
+    /// Distinct `kind: sampling` pairs of the requests (JSON).
+    pub samplings: std::collections::BTreeSet<String>,
 }
 
 /// Append-only JSONL recordings, shared by any number of [`Recorder`]s.
@@ -316,6 +333,7 @@ impl Store {
             torn_bytes,
             inner: Mutex::new(StoreInner {
                 index,
+                served: Default::default(),
                 valid_len,
                 file: None,
             }),
@@ -340,7 +358,43 @@ impl Store {
     }
 
     pub fn get(&self, key: &str) -> Option<Record> {
-        self.lock().index.get(key).cloned()
+        let mut inner = self.lock();
+        let rec = inner.index.get(key).cloned();
+        if rec.is_some() {
+            inner.served.insert(key.to_string());
+        }
+        rec
+    }
+
+    /// What the records this store has served or written since it was opened have in common
+    /// and where they differ: their models, runtime settings, request sampling and dates.
+    pub fn served_summary(&self) -> ServedSummary {
+        let inner = self.lock();
+        let mut sum = ServedSummary::default();
+        for rec in inner.served.iter().filter_map(|k| inner.index.get(k)) {
+            sum.records += 1;
+            sum.first_recorded = Some(
+                sum.first_recorded
+                    .map_or(rec.recorded_at, |t: u64| t.min(rec.recorded_at)),
+            );
+            sum.last_recorded = Some(
+                sum.last_recorded
+                    .map_or(rec.recorded_at, |t: u64| t.max(rec.recorded_at)),
+            );
+            if !sum.models.contains(&rec.model) {
+                sum.models.push(rec.model.clone());
+            }
+            if !rec.settings.is_null() {
+                sum.runtimes.insert(rec.settings.to_string());
+            }
+            let sampling = rec.request.get("sampling").cloned().unwrap_or_default();
+            sum.samplings
+                .insert(format!("{:?}: {sampling}", rec.kind).to_lowercase());
+        }
+        sum.models.sort_by(|a, b| {
+            (&a.backend, &a.model, &a.file_sha256).cmp(&(&b.backend, &b.model, &b.file_sha256))
+        });
+        sum
     }
 
     /// Every distinct model that produced a recording, sorted.
@@ -406,6 +460,7 @@ impl Store {
         f.write_all(&line).map_err(io)?;
         f.sync_data().map_err(io)?;
         inner.valid_len += line.len() as u64;
+        inner.served.insert(rec.key.clone());
         inner.index.insert(rec.key.clone(), rec);
         Ok(())
     }

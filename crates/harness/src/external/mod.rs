@@ -247,7 +247,10 @@ impl<'a> ExternalReranker<'a> {
             .copied()
             .filter(|&i| !std::mem::replace(&mut seen[i], true))
             .collect();
-        let outcome = if unique.len() == k && order.len() == k {
+        let outcome = if unique.is_empty() && k > 0 {
+            // Nothing placed: the experiment's rule for unusable answers decides.
+            ParseOutcome::Unparseable
+        } else if unique.len() == k && order.len() == k {
             ParseOutcome::Exact
         } else {
             ParseOutcome::Partial

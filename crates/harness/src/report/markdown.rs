@@ -26,8 +26,9 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
             "**Read this first:** these responses come from a small local model. Its list \
              answers are mostly unparseable or a fixed pattern (the input order or its \
              reverse), and its yes/no scores do not beat the backbone's own order, so this run \
-             proves the harness end to end, not the paper's claim. Unparseable answers count as \
-             rank 10 (NDCG 0), as in the reference code; the run summary counts them.\n"
+             proves the harness end to end, not the paper's claim. How unusable answers \
+             score is stated under Setup, the same for every row; the run summary counts \
+             them.\n"
         );
     }
     if !exp.left_out.is_empty() {
@@ -87,6 +88,17 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
          users cannot reliably show; `cargo xtask power` gives the users a chosen Δ needs.",
         stats::ALPHA,
         stats::POWER * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "- Unusable answers (`unusable_answers = \"{}\"`, one rule for every row, applied \
+         after the method answered): {}. Each table below is followed by the same answers \
+         scored under `{}`: {}; the difference between the two is how much a row owes to \
+         the rule rather than to its rankings.",
+        exp.scoring.name(),
+        exp.scoring.describe(),
+        exp.scoring.other().name(),
+        exp.scoring.other().describe()
     );
     let _ = writeln!(
         md,
@@ -178,12 +190,59 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
             );
         }
         let _ = writeln!(md);
+        md.push_str(&other_rule_table(exp, &group, base));
     }
     if exp.layout == Layout::Table1 {
         md.push_str(&paper_table1());
     }
     md.push_str(&figure_section(exp, cells));
     md.push_str(&run_summary(cells));
+    md
+}
+
+/// The group's rows scored under the experiment's other rule for unusable answers, beside the
+/// declared rule's value, so a reader sees how much the rule moves each row.
+fn other_rule_table(exp: &Experiment, group: &[&Cell], base: Option<&Cell>) -> String {
+    let (rule, other) = (exp.scoring.name(), exp.scoring.other().name());
+    let mut md = format!(
+        "Under `unusable_answers = \"{other}\"` (the same answers):\n\n\
+         | Method | LLM | n | NDCG@10 (valid) [95% CI] | Δ Base [95% CI] (p) | under `{rule}` | moved by |\n\
+         |---|---|---|---|---|---|---|\n"
+    );
+    for c in group {
+        let nd = c.ndcgs_other_rule(Selection::BestValid);
+        let mean = stats::mean(&nd);
+        let ci = stats::bootstrap_ci(&nd, cell_seed(&c.key()));
+        let declared = summarize(c, Selection::BestValid).ndcg;
+        let d = match base.filter(|_| c.kind != "base") {
+            Some(b) => paired_ndcgs_other_rule(c, Selection::BestValid, b)
+                .map(|(x, y)| {
+                    let p = stats::paired(&x, &y, cell_seed(&c.key()) ^ 1);
+                    format!(
+                        "{} [{}, {}] ({:.3})",
+                        signed(p.mean_diff),
+                        signed(p.ci.0),
+                        signed(p.ci.1),
+                        p.p_value
+                    )
+                })
+                .unwrap_or_else(|| "–".into()),
+            None => "–".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} [{}, {}] | {d} | {} | {} |",
+            c.label,
+            if c.llm.is_empty() { "–" } else { &c.llm },
+            nd.len(),
+            f4(mean),
+            f4(ci.0),
+            f4(ci.1),
+            f4(declared),
+            signed(mean - declared)
+        );
+    }
+    md.push('\n');
     md
 }
 
@@ -342,8 +401,8 @@ fn run_summary(cells: &[Cell]) -> String {
          already ranked first, as the reference code does. For methods that do not learn the \
          prediction is their call formula times the users (a range for the heap sorts, whose \
          comparisons depend on the answers). Failed calls are those that stayed failed \
-         after every retry, or were refused; their users count as unusable answers \
-         (rank K, NDCG 0).\n\n\
+         after every retry, or were refused; their users count as unusable answers (see \
+         Setup for how those score).\n\n\
          | Cell | calls by stage | total | predicted | prompt tok | completion tok | est. cost | parse outcomes | failed calls |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+mod card;
 mod csv;
 mod figures;
 mod latex;
@@ -68,6 +69,16 @@ impl Cell {
 
     fn ndcgs(&self, s: Selection) -> Vec<f64> {
         self.selected(s).users.iter().map(|u| u.ndcg).collect()
+    }
+
+    /// Per-user NDCG@10 under the experiment's other rule for unusable answers (a user scored
+    /// under one rule only, such as Base's, is the same under both).
+    fn ndcgs_other_rule(&self, s: Selection) -> Vec<f64> {
+        self.selected(s)
+            .users
+            .iter()
+            .map(|u| u.other_rule.map_or(u.ndcg, |o| o.ndcg))
+            .collect()
     }
 
     fn ranks(&self, s: Selection) -> Vec<f64> {
@@ -144,6 +155,10 @@ pub struct RunFacts {
     /// regenerates it. Empty, and not written, for the experiment's defaults.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub flags: String,
+    /// Per LLM spec, the recordings this run answered from or wrote (models, runtime settings,
+    /// request sampling, dates): the reproducibility card's source.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recordings: BTreeMap<String, agp_llm::store::ServedSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,6 +250,15 @@ fn paired_ndcgs(c: &Cell, s: Selection, base: &Cell) -> Option<(Vec<f64>, Vec<f6
     ))
 }
 
+/// As [`paired_ndcgs`], under the other rule for unusable answers.
+fn paired_ndcgs_other_rule(c: &Cell, s: Selection, base: &Cell) -> Option<(Vec<f64>, Vec<f64>)> {
+    paired_ndcgs(c, s, base)?;
+    Some((
+        c.ndcgs_other_rule(s),
+        base.ndcgs_other_rule(Selection::Last),
+    ))
+}
+
 /// Paired difference of `c` against the Base cell of the same (dataset, backbone) on the same
 /// users; `None` when the user sets differ.
 fn versus_base(c: &Cell, base: Option<&Cell>, s: Selection) -> Option<Paired> {
@@ -256,6 +280,7 @@ pub fn render(exp: &Experiment, facts: &RunFacts, all_cells: &[Cell]) -> Report 
     let cells = &cells[..];
     let mut files = BTreeMap::new();
     let mut md = markdown(exp, facts, cells);
+    md.push_str(&card::card(exp, facts, cells));
     if facts.seeds.len() > 1 {
         md.push_str(&across_seeds(all_cells));
     }
@@ -384,6 +409,7 @@ mod tests {
             description: String::new(),
             layout: Layout::Table1,
             scale: Scale::Fixture,
+            scoring: agp::AnswerScoring::RankK,
             settings: ScaleSettings {
                 datasets: vec![],
                 backbones: vec![],
@@ -416,6 +442,7 @@ mod tests {
             backbones: vec![],
             seeds: vec![1],
             flags: String::new(),
+            recordings: BTreeMap::new(),
         };
         let a = render(&experiment(), &facts, &cells);
         let b = render(&experiment(), &facts, &cells);
@@ -431,6 +458,7 @@ mod tests {
         );
         let flagged = RunFacts {
             flags: "--llm replay --method base".into(),
+            recordings: BTreeMap::new(),
             ..facts.clone()
         };
         let f = render(&experiment(), &flagged, &cells);

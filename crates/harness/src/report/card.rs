@@ -1,0 +1,115 @@
+//! The reproducibility card at the end of every report: what a reader needs to rerun the
+//! table or to tell whether another run is comparable, generated from the run itself (models
+//! by file hash, the sampling every request carried, when the answers were recorded, seeds,
+//! prompt-template hashes, and how often each row's answers were unusable).
+
+use super::*;
+
+/// `YYYY-MM-DD` of a Unix time in UTC (Hinnant's civil-from-days).
+fn day(unix: u64) -> String {
+    let z = (unix / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn pct(part: u64, whole: usize) -> String {
+    if whole == 0 {
+        "–".into()
+    } else {
+        format!("{:.0}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
+pub(super) fn card(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String {
+    let mut md = String::from(
+        "\n## Reproducibility card\n\nGenerated from this run, not written by hand.\n\n",
+    );
+    for (spec, served) in &facts.recordings {
+        let _ = writeln!(md, "- **LLM `{spec}`**: {} answers used.", served.records);
+        for m in &served.models {
+            let _ = writeln!(
+                md,
+                "  - Model: {} `{}`, {}.",
+                m.backend,
+                m.model,
+                match &m.file_sha256 {
+                    Some(sha) => format!("GGUF sha256 `{sha}`"),
+                    None => "no model file (an API model, named as the provider named it)".into(),
+                }
+            );
+        }
+        if let (Some(a), Some(b)) = (served.first_recorded, served.last_recorded) {
+            let (a, b) = (day(a), day(b));
+            if a == b {
+                let _ = writeln!(md, "  - Recorded on {a} (UTC).");
+            } else {
+                let _ = writeln!(md, "  - Recorded between {a} and {b} (UTC).");
+            }
+        }
+        for r in &served.runtimes {
+            let _ = writeln!(md, "  - Runtime: `{r}`.");
+        }
+        for s in &served.samplings {
+            let _ = writeln!(
+                md,
+                "  - Sent with every `{}` request (`null`: not sent, the provider's default; \
+                 greedy in the local runtime).",
+                s.replacen(": ", "` request: `", 1)
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "- Seeds: {:?} (backbone training, user draw and history masking); answers are scored \
+         under `unusable_answers = \"{}\"`.",
+        facts.seeds,
+        exp.scoring.name()
+    );
+    let hashes: Vec<String> = agp::prompts::templates()
+        .into_iter()
+        .map(|(name, text)| format!("{name} `{}`", &crate::pipeline::sha256_hex(&[&text])[..12]))
+        .collect();
+    let _ = writeln!(
+        md,
+        "- Prompt templates (sha256 of each rendered with placeholders, first 12 hex digits): {}.",
+        hashes.join(", ")
+    );
+    let _ = writeln!(
+        md,
+        "\nUnusable answers per row, over the test users of the reported epoch:\n\n\
+         | Cell | users | unparseable | partial | failed calls |\n|---|---|---|---|---|"
+    );
+    for c in cells.iter().filter(|c| !c.llm.is_empty()) {
+        let users = &c.selected(Selection::BestValid).users;
+        let count = |o: agp::ParseOutcome| users.iter().filter(|u| u.parse == o).count() as u64;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            c.key(),
+            users.len(),
+            pct(count(agp::ParseOutcome::Unparseable), users.len()),
+            pct(count(agp::ParseOutcome::Partial), users.len()),
+            pct(count(agp::ParseOutcome::CallFailed), users.len()),
+        );
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::day;
+
+    #[test]
+    fn days_in_utc() {
+        assert_eq!(day(0), "1970-01-01");
+        assert_eq!(day(951_782_400), "2000-02-29");
+        assert_eq!(day(1_796_515_200), "2026-12-06");
+    }
+}
