@@ -14,6 +14,7 @@
 use agp_datasets::candidates::CandidateFile;
 use serde::{Deserialize, Serialize};
 
+use crate::Stage;
 use crate::error::AgpError;
 use crate::metrics::UnparseableRule;
 use crate::parse::{DuplicatePolicy, MissingPolicy, ParseOptions, UnmarkedAnswers};
@@ -28,6 +29,73 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 
 fn is_true(v: &bool) -> bool {
     *v
+}
+
+/// What one stage of a method asks the provider for beyond the run's settings. A `None` field
+/// sends nothing (the provider's default), so a stage at [`Decoding::PROVIDER_DEFAULT`] sends
+/// exactly what every call sent before this setting existed. In TOML a table such as
+/// `proposal_decoding = { temperature = 1.0 }`; `{}` is the provider default.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Decoding {
+    /// 0.0..=2.0, the range every OpenAI-compatible API accepts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling, 0.0 (exclusive)..=1.0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+}
+
+impl Decoding {
+    /// Nothing sent: the provider's default.
+    pub const PROVIDER_DEFAULT: Decoding = Decoding {
+        temperature: None,
+        top_p: None,
+    };
+
+    /// A temperature and nothing else.
+    pub const fn temperature(t: f32) -> Self {
+        Self {
+            temperature: Some(t),
+            top_p: None,
+        }
+    }
+
+    pub fn is_provider_default(&self) -> bool {
+        *self == Self::PROVIDER_DEFAULT
+    }
+
+    /// Check both fields; `fields` names them in the error (`"<stage>_decoding.temperature"`,
+    /// `"<stage>_decoding.top_p"`), since the struct is shared by every stage.
+    fn validate(&self, fields: (&'static str, &'static str)) -> Result<(), AgpError> {
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(AgpError::config(fields.0, "0.0..=2.0", t));
+        }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(AgpError::config(fields.1, "0.0 (exclusive)..=1.0", p));
+        }
+        Ok(())
+    }
+
+    /// How a report names it: `temperature 1, top_p 0.9`, or `provider default`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(t) = self.temperature {
+            parts.push(format!("temperature {t}"));
+        }
+        if let Some(p) = self.top_p {
+            parts.push(format!("top_p {p}"));
+        }
+        if parts.is_empty() {
+            "provider default".into()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,11 +231,11 @@ impl Default for PointwiseConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RankGptConfig {
-    /// Row label in reports; default e.g. `RankGPT (w4/s2)`.
+    /// Row label in reports; default e.g. `RankGPT (w20/s10)`.
     pub label: Option<String>,
     pub history_length: usize,
     pub hist_mask: f64,
-    /// Candidates per call, 2..=K; K ranks the whole list in one call.
+    /// Candidates per call, 2..=100; a window of K or more ranks the whole list in one call.
     pub window: usize,
     /// How far the window moves towards the front after each call, 1..window. The `step`
     /// best items of a window travel on with it, so the top `step` come out sorted.
@@ -175,17 +243,37 @@ pub struct RankGptConfig {
 }
 
 impl Default for RankGptConfig {
-    /// RankGPT's 20/10 window scaled to K = 10 so that the window does slide: 4/2 needs four
-    /// calls per user where a window of 10 would be LLM-Dir with another prompt.
+    /// RankGPT's published window 20 / step 10. A window wider than the list is clamped to it
+    /// ([`crate::methods::rankers::rankgpt_windows`]), so at K = 10 this is one call over the
+    /// whole list; `window = 4, step = 2` is the sliding variant this crate ran first.
     fn default() -> Self {
         Self {
             label: None,
             history_length: 5,
             hist_mask: 0.0,
-            window: 4,
-            step: 2,
+            window: RANKGPT_WINDOW,
+            step: RANKGPT_STEP,
         }
     }
+}
+
+/// RankGPT's published window and step (sunnweiwei/RankGPT `sliding_windows`).
+pub const RANKGPT_WINDOW: usize = 20;
+pub const RANKGPT_STEP: usize = 10;
+
+/// How PRP-sort settles a comparison whose two orders disagree, or whose answers cannot be
+/// read: no preference either way, so one of the two must stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrpTies {
+    /// As ielab/llm-rankers' `heapify`: a child replaces the heap node (or the better sibling)
+    /// only when it wins in both orders, so the node stays. Under a position-biased model the
+    /// result is whatever the heap's swaps made of the list, not the backbone's order.
+    #[default]
+    Parent,
+    /// The one of the two earlier in the backbone's list wins: consistent comparisons, and a
+    /// model with no preference leaves the backbone's order (what this crate did first).
+    Backbone,
 }
 
 /// Settings of PRP (both the all-pairs and the sorting variant).
@@ -196,6 +284,10 @@ pub struct PrpConfig {
     pub label: Option<String>,
     pub history_length: usize,
     pub hist_mask: f64,
+    /// PRP-sort's rule for a pair with no preference: `parent` (default, llm-rankers) or
+    /// `backbone`. PRP-allpair scores such a pair half a win each whatever this says.
+    #[serde(skip_serializing_if = "is_default")]
+    pub ties: PrpTies,
 }
 
 impl Default for PrpConfig {
@@ -204,6 +296,7 @@ impl Default for PrpConfig {
             label: None,
             history_length: 5,
             hist_mask: 0.0,
+            ties: PrpTies::Parent,
         }
     }
 }
@@ -240,7 +333,14 @@ pub struct FirstConfig {
     pub label: Option<String>,
     pub history_length: usize,
     pub hist_mask: f64,
+    /// What the answer is made to start with, the ids read as the token after it: `[` as
+    /// rank_llm sends (its prompt then asks for the ranking in square brackets), or `""`,
+    /// nothing, the request this crate sent first.
+    pub prefill: String,
 }
+
+/// rank_llm's FIRST prefill.
+pub const FIRST_PREFILL: &str = "[";
 
 impl Default for FirstConfig {
     fn default() -> Self {
@@ -248,6 +348,7 @@ impl Default for FirstConfig {
             label: None,
             history_length: 5,
             hist_mask: 0.0,
+            prefill: FIRST_PREFILL.into(),
         }
     }
 }
@@ -460,9 +561,15 @@ pub struct OproConfig {
     pub hist_mask: f64,
     /// Initial `p_gen`; `None` is AGP's (empty).
     pub initial_prompt: Option<String>,
-    /// Proposals per batch, each from its own meta-prompt (1..=100). 1 matches AGP's one edit per
-    /// batch; the OPRO paper samples 8.
+    /// Proposals per batch, each from its own meta-prompt (1..=100); OPRO's default of 8. 1
+    /// matches AGP's one edit per batch.
     pub n_candidates: usize,
+    /// What each proposal call sends: OPRO samples its optimizer at temperature 1.0.
+    pub proposal_decoding: Decoding,
+    /// Send each proposal call a seed of its own (from the run seed, the batch and the
+    /// proposal's index), so that proposals whose meta-prompts coincide are still distinct
+    /// requests, sampled and recorded apart. Off sends no seed.
+    pub seeded_proposals: bool,
     /// Scored prompts the meta-prompt shows, the best ones (1..=1000; OPRO: 20).
     pub history_size: usize,
     /// Example users per meta-prompt, drawn from the batch (0..=100; OPRO: 3).
@@ -493,7 +600,9 @@ impl Default for OproConfig {
             n_train_users: None,
             hist_mask: 0.0,
             initial_prompt: None,
-            n_candidates: 1,
+            n_candidates: OPRO_CANDIDATES,
+            proposal_decoding: OPRO_DECODING,
+            seeded_proposals: true,
             history_size: 20,
             n_exemplars: 3,
             max_training_calls: None,
@@ -505,6 +614,46 @@ impl Default for OproConfig {
     }
 }
 
+impl OproConfig {
+    /// The cheaper variant this crate ran first: one proposal per batch (AGP's one edit),
+    /// sent at the provider's default decoding with no seed.
+    pub fn one_proposal() -> Self {
+        Self {
+            n_candidates: 1,
+            proposal_decoding: Decoding::PROVIDER_DEFAULT,
+            seeded_proposals: false,
+            ..Self::default()
+        }
+    }
+}
+
+impl ProtegiConfig {
+    /// The cheaper variant this crate ran first: a greedy beam of 1, one gradient per batch,
+    /// no paraphrases, every call at the provider's default decoding (AGP's calls per batch).
+    pub fn beam_one() -> Self {
+        Self {
+            beam_width: 1,
+            n_gradients: 1,
+            n_paraphrases: 0,
+            gradient_decoding: Decoding::PROVIDER_DEFAULT,
+            edit_decoding: Decoding::PROVIDER_DEFAULT,
+            ..Self::default()
+        }
+    }
+}
+
+/// OPRO's published proposals per step and their decoding (google-deepmind/opro:
+/// `num_generated_instructions_in_each_step = 8`, optimizer temperature 1.0).
+pub const OPRO_CANDIDATES: usize = 8;
+pub const OPRO_DECODING: Decoding = Decoding::temperature(1.0);
+/// ProTeGi's released defaults (microsoft/LMOps `prompt_optimization`): beam 4, 4 gradients of 4
+/// errors each, 2 Monte-Carlo paraphrases per step, every call at temperature 0.7.
+pub const PROTEGI_BEAM: usize = 4;
+pub const PROTEGI_GRADIENTS: usize = 4;
+pub const PROTEGI_ERRORS_PER_GRADIENT: usize = 4;
+pub const PROTEGI_PARAPHRASES: usize = 2;
+pub const PROTEGI_DECODING: Decoding = Decoding::temperature(0.7);
+
 /// Settings of ProTeGi (Pryzant et al. 2023, "Automatic Prompt Optimization with 'Gradient
 /// Descent' and Beam Search") as a baseline optimizer of AGP's `p_gen`, on AGP's training loop
 /// with AGP's profile and rerank (Eqs. 2–3). Each batch every beam prompt is scored; the users
@@ -514,9 +663,9 @@ impl Default for OproConfig {
 /// `beam_width` best of the old beam and the new prompts by mean NDCG@10 on the batch.
 ///
 /// ProTeGi's error signal is binary (a user is a hit or a miss), where AGP's feedback states the
-/// ground truth's position. Departures from the paper: the beam is selected by scoring every
-/// prompt on the batch, not by a bandit over random minibatches, and the Monte-Carlo paraphrases
-/// of each new prompt are left out. Training calls per epoch: [`crate::protegi_train_calls`].
+/// ground truth's position. Departure from the paper: the beam is selected by scoring every
+/// prompt on the batch, not by a bandit over random minibatches. Training calls per epoch:
+/// [`crate::protegi_train_calls`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProtegiConfig {
@@ -530,16 +679,26 @@ pub struct ProtegiConfig {
     pub hist_mask: f64,
     /// Initial `p_gen`; `None` is AGP's (empty).
     pub initial_prompt: Option<String>,
-    /// Prompts kept after each batch (1..=100). 1 is greedy and matches AGP's calls; the paper
-    /// keeps 4.
+    /// Prompts kept after each batch (1..=100); ProTeGi's 4. 1 is greedy and matches AGP's
+    /// calls.
     pub beam_width: usize,
-    /// Gradients per beam prompt and batch, each over its own group of failing users (1..=100).
-    /// 1 matches AGP's calls; ProTeGi's released code asks 4.
+    /// Gradients per beam prompt and batch, each over its own group of failing users (1..=100);
+    /// ProTeGi's released code asks 4. 1 matches AGP's calls.
     pub n_gradients: usize,
     /// Failing users shown per gradient, the worst first (1..=1000; 4 as in ProTeGi's code).
     pub errors_per_gradient: usize,
     /// New prompts asked of each edit call (1..=100; 1 as in ProTeGi's code).
     pub n_edits: usize,
+    /// Monte-Carlo successors: paraphrases asked of every new prompt and of the prompt it came
+    /// from, one call each (0..=100; ProTeGi's code `mc_samples_per_step` = 2, sampled in one
+    /// call with `n = 2`, which not every API offers). Each is scored like an edit's prompt.
+    pub n_paraphrases: usize,
+    /// What each gradient call sends (ProTeGi's code samples every call at 0.7).
+    pub gradient_decoding: Decoding,
+    /// What each edit call sends, and each paraphrase call (both are the `edit` stage; each
+    /// paraphrase also gets a seed of its own, so that the paraphrases of one prompt are
+    /// distinct requests).
+    pub edit_decoding: Decoding,
     /// A user counts as an error when the ground truth is not among the top `hit_at` of the
     /// rerank (1..=K−1).
     pub hit_at: usize,
@@ -564,10 +723,13 @@ impl Default for ProtegiConfig {
             n_train_users: None,
             hist_mask: 0.0,
             initial_prompt: None,
-            beam_width: 1,
-            n_gradients: 1,
-            errors_per_gradient: 4,
+            beam_width: PROTEGI_BEAM,
+            n_gradients: PROTEGI_GRADIENTS,
+            errors_per_gradient: PROTEGI_ERRORS_PER_GRADIENT,
             n_edits: 1,
+            n_paraphrases: PROTEGI_PARAPHRASES,
+            gradient_decoding: PROTEGI_DECODING,
+            edit_decoding: PROTEGI_DECODING,
             hit_at: 3,
             max_training_calls: None,
             missing_ids: agp.missing_ids,
@@ -620,6 +782,56 @@ macro_rules! optimizer_config_common {
 
 optimizer_config_common!(OproConfig);
 optimizer_config_common!(ProtegiConfig);
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The history a prompt shows, against the paper's last 5 items unmasked.
+fn history_departures(differs: &mut impl FnMut(bool, String), length: usize, mask: f64) {
+    differs(
+        length != 5,
+        format!("history of {length} items instead of the paper's 5"),
+    );
+    differs(
+        mask != 0.0,
+        format!("{mask} of the shown history masked instead of none"),
+    );
+}
+
+/// A prompt optimizer's training loop, against the paper's: T100, 10 epochs, batches of 10,
+/// history 5, no budget.
+fn loop_departures(differs: &mut impl FnMut(bool, String), s: &LoopSettings, n: Option<usize>) {
+    if let Some(n) = n {
+        differs(n != 100, format!("T{n} instead of the paper's T100"));
+    }
+    differs(
+        s.epochs != 10,
+        format!(
+            "{} epoch{} instead of the paper's 10",
+            s.epochs,
+            plural(s.epochs)
+        ),
+    );
+    differs(
+        s.batch_size != 10,
+        format!("batches of {} instead of the paper's 10", s.batch_size),
+    );
+    history_departures(differs, s.history_length, s.hist_mask);
+    differs(
+        s.parse.missing_ids != MissingPolicy::Reference,
+        "ids the answer leaves out are appended in backbone order instead of scoring rank K".into(),
+    );
+    differs(
+        s.unparseable != UnparseableRule::default(),
+        "unparseable answers score the NDCG of rank 10 (the reference code's DeepSeek rule) \
+         instead of 0"
+            .into(),
+    );
+    if let Some(b) = s.max_training_calls {
+        differs(true, format!("training stops after {b} calls"));
+    }
+}
 
 fn check_range(field: &'static str, v: usize, lo: usize, hi: usize) -> Result<(), AgpError> {
     if (lo..=hi).contains(&v) {
@@ -742,6 +954,8 @@ impl MethodConfig {
             MethodConfig::Opro(c) => {
                 check_training(cands, c.n_train_users, c.loop_settings())?;
                 check_range("n_candidates", c.n_candidates, 1, 100)?;
+                c.proposal_decoding
+                    .validate(("proposal_decoding.temperature", "proposal_decoding.top_p"))?;
                 check_range("history_size", c.history_size, 1, 1000)?;
                 check_range("n_exemplars", c.n_exemplars, 0, 100)
             }
@@ -751,13 +965,19 @@ impl MethodConfig {
                 check_range("n_gradients", c.n_gradients, 1, 100)?;
                 check_range("errors_per_gradient", c.errors_per_gradient, 1, 1000)?;
                 check_range("n_edits", c.n_edits, 1, 100)?;
+                check_range("n_paraphrases", c.n_paraphrases, 0, 100)?;
+                c.gradient_decoding
+                    .validate(("gradient_decoding.temperature", "gradient_decoding.top_p"))?;
+                c.edit_decoding
+                    .validate(("edit_decoding.temperature", "edit_decoding.top_p"))?;
                 // A top-K hit would hold every user, leaving no error to learn from.
                 check_range("hit_at", c.hit_at, 1, cands.k.saturating_sub(1).max(1))
             }
             MethodConfig::RankGpt(c) => {
                 check_range("history_length", c.history_length, 1, 1000)?;
                 check_mask("hist_mask", c.hist_mask)?;
-                check_range("window", c.window, 2, cands.k)?;
+                // Wider than the list is clamped to it, as RankGPT's 20 over K = 10 is.
+                check_range("window", c.window, 2, 100)?;
                 // A step of a whole window would leave no overlap to carry the best items on.
                 check_range("step", c.step, 1, c.window - 1)
             }
@@ -797,7 +1017,7 @@ impl MethodConfig {
     /// methods this is the evaluation of a learned prompt (profile and rerank), not training.
     ///
     /// With K = 10 and default settings: Base 0, LLM-Dir and LLM-CoT 1, LLM-Dir (pointwise) 10,
-    /// AGP, OPRO and ProTeGi 2, RerankOpt 1, AGP (pointwise) 11; RankGPT (w4/s2) 4
+    /// AGP, OPRO and ProTeGi 2, RerankOpt 1, AGP (pointwise) 11; RankGPT (w20/s10) 1, (w4/s2) 4
     /// (1 + ⌈(K − w)/s⌉ windows); PRP-allpair 90 (K·(K − 1)); PRP-sort 48..=88 and Setwise (c3)
     /// 11..=17 (heapsort: the bounds of [`crate::methods::rankers::heapsort_calls`]); FIRST 1.
     /// Training calls per epoch are [`crate::eq7_api_calls`] (AGP), [`crate::opro_train_calls`]
@@ -829,6 +1049,223 @@ impl MethodConfig {
             }
             MethodConfig::First(_) => CallsPerUser::exactly(1),
         }
+    }
+
+    /// What each stage of this method sends beyond the run's settings, for the stages whose
+    /// decoding is a setting of the method: OPRO's proposals (`edit`), ProTeGi's gradients
+    /// (`feedback`) and edits and paraphrases (`edit`). An entry at
+    /// [`Decoding::PROVIDER_DEFAULT`] sends nothing; a method with no such stage gives an empty
+    /// list (every call at the run's settings; FIRST's label request is always one greedy step).
+    pub fn decoding(&self) -> Vec<(Stage, Decoding)> {
+        match self {
+            MethodConfig::Opro(c) => vec![(Stage::Edit, c.proposal_decoding)],
+            MethodConfig::Protegi(c) => vec![
+                (Stage::Feedback, c.gradient_decoding),
+                (Stage::Edit, c.edit_decoding),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Each way this row's settings differ from its method's published defaults (the paper's
+    /// for AGP, its variants, LLM-Dir and LLM-CoT; the released code's for the baselines), one
+    /// short sentence each, from the config's values. Empty for a row at its published
+    /// settings. A row whose method this crate can only run one way (ProTeGi's beam selection)
+    /// lists that too.
+    pub fn departures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut differs = |cond: bool, text: String| {
+            if cond {
+                out.push(text);
+            }
+        };
+        match self {
+            MethodConfig::Base(_) => {}
+            MethodConfig::LlmDir(c) | MethodConfig::LlmCot(c) => {
+                history_departures(&mut differs, c.history_length, c.hist_mask);
+                differs(
+                    c.missing_ids != MissingPolicy::Reference,
+                    "ids the answer leaves out are appended in backbone order instead of scoring \
+                     rank K"
+                        .into(),
+                );
+                differs(
+                    c.unparseable != UnparseableRule::default(),
+                    "unparseable answers score the NDCG of rank 10 (the reference code's \
+                     DeepSeek rule) instead of 0"
+                        .into(),
+                );
+                differs(
+                    matches!(self, MethodConfig::LlmDir(_))
+                        && c.output_constraint != OutputConstraint::Agp,
+                    "the reference code's output sentence instead of AGP's".into(),
+                );
+            }
+            MethodConfig::LlmDirPointwise(c) => {
+                history_departures(&mut differs, c.history_length, c.hist_mask)
+            }
+            MethodConfig::Agp(c) | MethodConfig::RerankOpt(c) | MethodConfig::AgpPointwise(c) => {
+                loop_departures(&mut differs, &c.loop_settings(), c.n_train_users);
+                differs(
+                    c.verify_steps != 1,
+                    format!("{} verify attempts per batch instead of 1", c.verify_steps),
+                );
+                differs(!c.pbf, "no position-based feedback".into());
+                differs(!c.summarize, "no batch summarization".into());
+                differs(
+                    c.pbf && !c.update_strength,
+                    "no Update Strength in the edit prompt".into(),
+                );
+                differs(
+                    c.pbf && c.reference_feedback_text,
+                    "no position statement in the feedback prompt (reference code)".into(),
+                );
+                differs(
+                    c.feedback_prompt_source != FeedbackPromptSource::PGen,
+                    "the feedback prompt shows the rerank prompt instead of p_gen (reference \
+                     code)"
+                        .into(),
+                );
+                differs(
+                    c.feedback_list_order != FeedbackListOrder::Reranked,
+                    "the feedback prompt lists the candidates in backbone order instead of the \
+                     reranked order (reference code)"
+                        .into(),
+                );
+                differs(
+                    c.initial_prompt.is_some(),
+                    "a given initial prompt instead of the paper's start".into(),
+                );
+            }
+            MethodConfig::RankGpt(c) => differs(
+                (c.window, c.step) != (RANKGPT_WINDOW, RANKGPT_STEP),
+                format!(
+                    "window {} / step {} instead of RankGPT's {RANKGPT_WINDOW} / {RANKGPT_STEP}",
+                    c.window, c.step
+                ),
+            ),
+            MethodConfig::PrpAllpair(_) => {}
+            MethodConfig::PrpSort(c) => differs(
+                c.ties == PrpTies::Backbone,
+                "pairs without a preference go to the backbone's earlier item instead of \
+                 llm-rankers' keeping the heap node"
+                    .into(),
+            ),
+            MethodConfig::Setwise(c) => differs(
+                c.num_child != 3,
+                format!("{} children per node instead of Setwise's 3", c.num_child),
+            ),
+            MethodConfig::First(c) => {
+                if c.prefill.is_empty() {
+                    differs(
+                        true,
+                        format!("no answer prefill instead of rank_llm's `{FIRST_PREFILL}`"),
+                    );
+                } else {
+                    differs(
+                        c.prefill != FIRST_PREFILL,
+                        format!(
+                            "answer prefill {:?} instead of rank_llm's `{FIRST_PREFILL}`",
+                            c.prefill
+                        ),
+                    );
+                }
+            }
+            MethodConfig::Opro(c) => {
+                loop_departures(&mut differs, &c.loop_settings(), c.n_train_users);
+                differs(
+                    c.n_candidates != OPRO_CANDIDATES,
+                    format!(
+                        "{} proposal{} per step instead of OPRO's {OPRO_CANDIDATES}",
+                        c.n_candidates,
+                        plural(c.n_candidates)
+                    ),
+                );
+                differs(
+                    c.proposal_decoding != OPRO_DECODING,
+                    format!(
+                        "proposals at {} instead of OPRO's {}",
+                        c.proposal_decoding.describe(),
+                        OPRO_DECODING.describe()
+                    ),
+                );
+                differs(
+                    c.history_size != 20,
+                    format!(
+                        "{} scored prompts shown instead of OPRO's 20",
+                        c.history_size
+                    ),
+                );
+                differs(
+                    c.n_exemplars != 3,
+                    format!("{} example users instead of OPRO's 3", c.n_exemplars),
+                );
+                differs(
+                    c.initial_prompt.is_some(),
+                    "a given initial prompt instead of AGP's start".into(),
+                );
+            }
+            MethodConfig::Protegi(c) => {
+                loop_departures(&mut differs, &c.loop_settings(), c.n_train_users);
+                differs(
+                    c.beam_width != PROTEGI_BEAM,
+                    format!("beam {} instead of ProTeGi's {PROTEGI_BEAM}", c.beam_width),
+                );
+                differs(
+                    c.n_gradients != PROTEGI_GRADIENTS,
+                    format!(
+                        "{} gradient{} per prompt instead of ProTeGi's {PROTEGI_GRADIENTS}",
+                        c.n_gradients,
+                        plural(c.n_gradients)
+                    ),
+                );
+                differs(
+                    c.errors_per_gradient != PROTEGI_ERRORS_PER_GRADIENT,
+                    format!(
+                        "{} errors per gradient instead of ProTeGi's \
+                         {PROTEGI_ERRORS_PER_GRADIENT}",
+                        c.errors_per_gradient
+                    ),
+                );
+                differs(
+                    c.n_edits != 1,
+                    format!("{} prompts per edit instead of ProTeGi's 1", c.n_edits),
+                );
+                if c.n_paraphrases == 0 {
+                    differs(true, "no Monte-Carlo paraphrases".into());
+                } else {
+                    differs(
+                        c.n_paraphrases != PROTEGI_PARAPHRASES,
+                        format!(
+                            "{} Monte-Carlo paraphrases per prompt instead of ProTeGi's \
+                             {PROTEGI_PARAPHRASES}",
+                            c.n_paraphrases
+                        ),
+                    );
+                }
+                for (what, d) in [("gradient", c.gradient_decoding), ("edit", c.edit_decoding)] {
+                    differs(
+                        d != PROTEGI_DECODING,
+                        format!(
+                            "{what} calls at {} instead of ProTeGi's {}",
+                            d.describe(),
+                            PROTEGI_DECODING.describe()
+                        ),
+                    );
+                }
+                differs(
+                    c.initial_prompt.is_some(),
+                    "a given initial prompt instead of AGP's start".into(),
+                );
+                differs(
+                    true,
+                    "the beam is kept by scoring every prompt on the batch instead of ProTeGi's \
+                     bandit selection"
+                        .into(),
+                );
+            }
+        }
+        out
     }
 
     /// Epochs of training; 0 for a method that does not learn.

@@ -88,9 +88,9 @@ pub mod run;
 pub mod stage;
 
 pub use config::{
-    AgpConfig, BaseConfig, CallsPerUser, EditExtraction, FeedbackListOrder, FeedbackPromptSource,
-    FirstConfig, ListwiseConfig, LoopSettings, MethodConfig, OproConfig, PointwiseConfig,
-    ProtegiConfig, PrpConfig, RankGptConfig, SetwiseConfig,
+    AgpConfig, BaseConfig, CallsPerUser, Decoding, EditExtraction, FeedbackListOrder,
+    FeedbackPromptSource, FirstConfig, ListwiseConfig, LoopSettings, MethodConfig, OproConfig,
+    PointwiseConfig, ProtegiConfig, PrpConfig, PrpTies, RankGptConfig, SetwiseConfig,
 };
 pub use error::AgpError;
 pub use llm::{
@@ -103,7 +103,7 @@ pub use metrics::{
 };
 pub use parse::{
     DuplicatePolicy, MissingPolicy, ParseOptions, ParseOutcome, ParsedRanking, UnmarkedAnswers,
-    parse_choice, parse_rerank,
+    parse_choice, parse_rankgpt, parse_rerank,
 };
 pub use prompts::OutputConstraint;
 pub use reranker::{BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase};

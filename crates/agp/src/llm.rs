@@ -18,6 +18,7 @@ use agp_llm::{
 use serde::{Deserialize, Serialize};
 
 use crate::Stage;
+use crate::config::Decoding;
 use crate::error::AgpError;
 use crate::prompts;
 
@@ -181,6 +182,37 @@ impl Llm {
         Ok(self.chat_request(stage, user, req).await?.content)
     }
 
+    /// As [`Llm::chat`], with this stage's decoding in place of the run's (only the fields it
+    /// sets) and, where given, a seed of its own. At [`Decoding::PROVIDER_DEFAULT`] and no seed
+    /// the request is byte for byte the one [`Llm::chat`] sends.
+    pub async fn chat_with(
+        &self,
+        stage: Stage,
+        user: Option<u32>,
+        prompt: String,
+        decoding: &Decoding,
+        seed: Option<u64>,
+    ) -> Result<String, AgpError> {
+        let mut sampling = self.sampling.clone();
+        if let Some(t) = decoding.temperature {
+            sampling.temperature = Some(t);
+        }
+        if let Some(p) = decoding.top_p {
+            sampling.top_p = Some(p);
+        }
+        if let Some(s) = seed {
+            sampling.seed = Some(s);
+        }
+        let req = ChatRequest {
+            sampling,
+            ..ChatRequest::new(vec![
+                Message::system(prompts::SYSTEM),
+                Message::user(prompt),
+            ])
+        };
+        Ok(self.chat_request(stage, user, req).await?.content)
+    }
+
     /// Send a whole request (for [`Llm::chat`], or an external method's own messages and
     /// sampling) tagged with `stage`, and book it in the ledger.
     pub async fn chat_request(
@@ -278,17 +310,22 @@ impl Llm {
     /// system message), one per label; `NEG_INFINITY` for a label the backend did not see. One
     /// request, whatever the number of labels. The run's sampling settings do not apply: the
     /// backend reads one greedy step.
+    ///
+    /// A non-empty `prefill` is the start of the assistant's answer, the labels read as the
+    /// token after it (see [`LabelRequest::prefill`]).
     pub async fn label_logprobs(
         &self,
         stage: Stage,
         user: Option<u32>,
         prompt: String,
         labels: Vec<String>,
+        prefill: &str,
     ) -> Result<Vec<f32>, AgpError> {
         let n = labels.len();
         let req = LabelRequest {
             messages: vec![Message::system(prompts::SYSTEM), Message::user(prompt)],
             labels,
+            prefill: prefill.to_string(),
             account: Some(stage.as_str()),
             priority: 0,
         };
@@ -360,17 +397,21 @@ pub fn opro_train_calls(batch_size: usize, n_train_users: usize, n_candidates: u
 }
 
 /// Training requests of one ProTeGi epoch (an upper bound): per batch of b users and per beam
-/// prompt, 2b to score it, up to `n_gradients` gradient calls and as many edit calls, and 2b per
-/// new prompt (`n_edits` per edit), so an epoch is w·(2N·(1 + G·e) + 2G·⌈N/B⌉) for beam width w,
-/// G gradients and e edits. Exact when the beam is full (from the first batch when w = 1), every
-/// beam prompt has at least (G − 1)·`errors_per_gradient` + 1 failing users in every batch,
-/// every edit answer holds e prompts that repeat no other of the step, and every call is answered.
+/// prompt, 2b to score it, up to `n_gradients` gradient calls and as many edit calls, 2b per
+/// new prompt (`n_edits` per edit), and `n_paraphrases` paraphrase calls for each new prompt and
+/// for the beam prompt itself, each paraphrase scored at 2b. With G gradients, e edits, P
+/// paraphrases and s = G·e new prompts, an epoch is
+/// w·(2N·(1 + s + P·(s + 1)) + (2G + P·(s + 1))·⌈N/B⌉) for beam width w. Exact when the beam is
+/// full (from the first batch when w = 1), every beam prompt has at least
+/// (G − 1)·`errors_per_gradient` + 1 failing users in every batch, every edit answer holds e
+/// prompts, no prompt repeats another of the step, and every call is answered.
 pub fn protegi_train_calls(
     batch_size: usize,
     n_train_users: usize,
     beam_width: usize,
     n_gradients: usize,
     n_edits: usize,
+    n_paraphrases: usize,
 ) -> u64 {
     if batch_size == 0 {
         return 0;
@@ -379,8 +420,15 @@ pub fn protegi_train_calls(
         n_train_users as u64,
         n_train_users.div_ceil(batch_size) as u64,
     );
-    let (w, g, e) = (beam_width as u64, n_gradients as u64, n_edits as u64);
-    w * (2 * n * (1 + g * e) + 2 * g * b)
+    let (w, g, e, p) = (
+        beam_width as u64,
+        n_gradients as u64,
+        n_edits as u64,
+        n_paraphrases as u64,
+    );
+    let new = g * e;
+    let paraphrases = p * (new + 1);
+    w * (2 * n * (1 + new + paraphrases) + (2 * g + paraphrases) * b)
 }
 
 #[cfg(test)]
@@ -394,13 +442,19 @@ mod tests {
         assert_eq!(opro_train_calls(5, 20, 8), 2 * 20 * 9 + 8 * 4);
         // A short last batch still has its proposals: 18 users, 4 batches.
         assert_eq!(opro_train_calls(5, 18, 1), 2 * 18 * 2 + 4);
-        assert_eq!(protegi_train_calls(5, 20, 1, 1, 1), 2 * 20 * 2 + 2 * 4);
+        assert_eq!(protegi_train_calls(5, 20, 1, 1, 1, 0), 2 * 20 * 2 + 2 * 4);
         assert_eq!(
-            protegi_train_calls(5, 20, 4, 4, 1),
+            protegi_train_calls(5, 20, 4, 4, 1, 0),
             4 * (2 * 20 * 5 + 2 * 4 * 4)
         );
+        // Two paraphrases of each of the 4 new prompts and of the beam prompt: 10 more calls
+        // per beam prompt and batch, each scored on the batch.
+        assert_eq!(
+            protegi_train_calls(5, 20, 4, 4, 1, 2),
+            4 * (2 * 20 * (5 + 10) + (2 * 4 + 10) * 4)
+        );
         assert_eq!(opro_train_calls(0, 20, 1), 0);
-        assert_eq!(protegi_train_calls(0, 20, 1, 1, 1), 0);
+        assert_eq!(protegi_train_calls(0, 20, 1, 1, 1, 0), 0);
         // Training stages are everything but evaluation.
         let t = |calls| StageTally {
             calls,

@@ -267,9 +267,91 @@ pub fn parse_choice(text: &str, n: usize) -> ParsedRanking {
     }
 }
 
+/// Parse a RankGPT answer over a window of `n` candidates as RankGPT's `receive_permutation`
+/// reads one: every run of digits is an id and everything else separates them, so
+/// `[2] > [0] > [1] > [3]` and `2, 0, 1, 3` read alike; repeats keep their first place,
+/// out-of-range ids are dropped, and the ids the answer left out follow in window order, so
+/// `order` is always a full permutation of `0..n`. (RankGPT numbers from 1; our prompts number
+/// from 0.) The text between the answer markers is read when both are there, else the whole
+/// answer.
+///
+/// The outcome says how much of the answer made the order: `Exact` (marked) or `NoMarkers` when
+/// every id came from the answer, `Partial` when some were appended, `Unparseable` when none
+/// was read and the window keeps its order.
+pub fn parse_rankgpt(text: &str, n: usize) -> ParsedRanking {
+    let marked = between_markers(text);
+    let body = marked.unwrap_or(text);
+    let mut seen = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    for id in body
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+    {
+        // Too large for usize is out of range too.
+        if let Ok(i) = id.parse::<usize>()
+            && i < n
+            && !seen[i]
+        {
+            seen[i] = true;
+            order.push(i);
+        }
+    }
+    let read = order.len();
+    order.extend((0..n).filter(|&i| !seen[i]));
+    let outcome = if read == 0 {
+        ParseOutcome::Unparseable
+    } else if read < n {
+        ParseOutcome::Partial
+    } else if marked.is_some() {
+        ParseOutcome::Exact
+    } else {
+        ParseOutcome::NoMarkers
+    };
+    ParsedRanking { order, outcome }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rankgpt_answers_read_as_receive_permutation_reads_them() {
+        let p = parse_rankgpt("[2] > [0] > [1] > [3]", 4);
+        assert_eq!(p.order, [2, 0, 1, 3]);
+        assert_eq!(p.outcome, ParseOutcome::NoMarkers);
+        let p = parse_rankgpt("Sure! |beginoftext|[3] > [1] > [0] > [2]|endoftext| 7", 4);
+        assert_eq!(p.order, [3, 1, 0, 2]);
+        assert_eq!(p.outcome, ParseOutcome::Exact);
+        // Commas, or no separator but a word, read the same.
+        assert_eq!(
+            parse_rankgpt("|beginoftext|1, 0, 2|endoftext|", 3).order,
+            [1, 0, 2]
+        );
+        assert_eq!(parse_rankgpt("1then0and2", 3).order, [1, 0, 2]);
+    }
+
+    #[test]
+    fn rankgpt_answers_drop_repeats_and_out_of_range_and_append_the_rest() {
+        let p = parse_rankgpt("[2] > [2] > [9] > [0] > [99999999999999999999999]", 4);
+        assert_eq!(p.order, [2, 0, 1, 3]);
+        assert_eq!(p.outcome, ParseOutcome::Partial);
+        // Every id came, repeats and junk aside.
+        let p = parse_rankgpt("[1] > [1] > [0] > [5] > [2]", 3);
+        assert_eq!(p.order, [1, 0, 2]);
+        assert_eq!(p.outcome, ParseOutcome::NoMarkers);
+        // Nothing readable keeps the window's order.
+        for junk in ["I do not understand.", "", "[a] > [b]", "[7] > [8]"] {
+            let p = parse_rankgpt(junk, 4);
+            assert_eq!(p.order, [0, 1, 2, 3], "{junk:?}");
+            assert_eq!(p.outcome, ParseOutcome::Unparseable, "{junk:?}");
+        }
+        assert!(parse_rankgpt("[0]", 0).order.is_empty());
+        // parse_rerank stops at the first separator it does not know.
+        assert_eq!(
+            parse_rerank("[2] > [0] > [1] > [3]", 4, MissingPolicy::Reference).order,
+            [2]
+        );
+    }
 
     #[test]
     fn marked_permutation_is_exact() {

@@ -592,6 +592,27 @@ of the most likely item, with nothing before it. Only respond with the ranking; 
     )
 }
 
+/// FIRST's prompt for an answer prefilled with `[` (rank_llm's FIRST): the same request as
+/// [`first_listwise`], but the ranking is asked for in square brackets, so that the prefill is
+/// the answer's own start and the token after it is the most likely item's id.
+pub fn first_listwise_bracketed(history: &str, candidates: &str, k: usize) -> String {
+    format!(
+        "[Instruction]\n\
+I will provide you with {k} items, each indicated by an item id. Rank the items by how likely the user is to \
+interact with each of them next, based on the user's Historical Item Profiles.\n\
+[User Historical Item Profiles]\n\
+{history}\n\
+[Pretrained Item Profile List in format of <item id: item profile>]\n\
+{candidates}\n\
+[Expected Output]\n\
+Rank the {k} items above by how likely the user is to interact with each of them next, the most likely first. \
+The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}, inside square brackets, and \
+MUST start with `[` followed at once by the id of the most likely item. Only respond with the ranking; do not \
+explain.",
+        k.saturating_sub(1)
+    )
+}
+
 /// What the optimizers' prompts say the optimized prompt does, so an OPRO or ProTeGi proposal
 /// is written for the same job as AGP's Edit.
 const PROFILE_PROMPT_JOB: &str = "A language model follows the prompt to write a profile of a user from \
@@ -794,5 +815,25 @@ pub fn templates() -> Vec<(&'static str, String)> {
         ),
         ("protegi_gradient", protegi_gradient(p, &errors, 3)),
         ("protegi_edit", protegi_edit(p, &errors, 3, "{gradient}", 1)),
+        ("protegi_paraphrase", protegi_paraphrase(p)),
+        ("first_listwise_bracketed", first_listwise_bracketed(h, c, 10)),
     ]
+}
+
+/// ProTeGi's Monte-Carlo successor (its `generate_synonyms`: "Generate a variation of the
+/// following instruction while keeping the semantic meaning."), asking for the answer between
+/// the markers the other prompts use.
+pub fn protegi_paraphrase(prompt: &str) -> String {
+    format!(
+        "[Task]\n\
+Generate a variation of the following instruction while keeping the semantic meaning. \
+{PROFILE_PROMPT_JOB}\n\
+\n\
+[Instruction]\n\
+{}\n\
+\n\
+[Expected Output]\n\
+The variation. It MUST start with {BOS} and end with {EOS}.",
+        shown_prompt(prompt)
+    )
 }

@@ -3,8 +3,8 @@
 mod common;
 
 use agp::{
-    AgpConfig, FeedbackListOrder, FeedbackPromptSource, MethodConfig, MissingPolicy, OproConfig,
-    PrpConfig, RankGptConfig, SetwiseConfig, UnparseableRule,
+    AgpConfig, Decoding, FeedbackListOrder, FeedbackPromptSource, MethodConfig, MissingPolicy,
+    OproConfig, PrpConfig, RankGptConfig, SetwiseConfig, UnparseableRule,
 };
 
 fn parse(text: &str) -> Result<MethodConfig, toml::de::Error> {
@@ -133,8 +133,14 @@ fn ranker_defaults_labels_and_ranges() {
     let MethodConfig::RankGpt(c) = &cfg else {
         unreachable!()
     };
-    assert_eq!((c.window, c.step, c.history_length), (4, 2, 5));
+    assert_eq!((c.window, c.step, c.history_length), (20, 10, 5));
+    assert_eq!(cfg.label(&cands), "RankGPT (w20/s10)");
+    // RankGPT's 20 over a list of 10 is one window over the whole list.
+    cfg.validate(&cands).unwrap();
+    assert_eq!(cfg.calls_per_user(10).exact(), Some(1));
+    let cfg = parse("kind = \"rankgpt\"\nwindow = 4\nstep = 2").unwrap();
     assert_eq!(cfg.label(&cands), "RankGPT (w4/s2)");
+    assert_eq!(cfg.calls_per_user(10).exact(), Some(4));
     let cfg = parse("kind = \"rankgpt\"\nwindow = 10\nstep = 5").unwrap();
     assert_eq!(cfg.label(&cands), "RankGPT (w10/s5)");
     cfg.validate(&cands).unwrap();
@@ -162,17 +168,19 @@ fn ranker_defaults_labels_and_ranges() {
             .unwrap_err()
             .to_string()
     };
-    let e = check("kind = \"rankgpt\"\nwindow = 11");
+    let e = check("kind = \"rankgpt\"\nwindow = 101");
     assert!(
-        e.contains("`window`") && e.contains("2..=10") && e.contains("11"),
+        e.contains("`window`") && e.contains("2..=100") && e.contains("101"),
         "{e}"
     );
     let e = check("kind = \"rankgpt\"\nwindow = 1\nstep = 1");
-    assert!(e.contains("`window`") && e.contains("2..=10"), "{e}");
+    assert!(e.contains("`window`") && e.contains("2..=100"), "{e}");
     let e = check("kind = \"rankgpt\"\nwindow = 4\nstep = 4");
     assert!(e.contains("`step`") && e.contains("1..=3"), "{e}");
-    let e = check("kind = \"rankgpt\"\nstep = 0");
+    let e = check("kind = \"rankgpt\"\nwindow = 4\nstep = 0");
     assert!(e.contains("`step`") && e.contains("1..=3"), "{e}");
+    let e = check("kind = \"rankgpt\"\nstep = 20");
+    assert!(e.contains("`step`") && e.contains("1..=19"), "{e}");
     let e = check("kind = \"setwise\"\nnum_child = 0");
     assert!(e.contains("`num_child`") && e.contains("1..=9"), "{e}");
     let e = check("kind = \"setwise\"\nnum_child = 10");
@@ -205,9 +213,11 @@ fn optimizer_defaults_labels_and_ranges() {
     let MethodConfig::Opro(c) = &cfg else {
         unreachable!()
     };
-    // AGP's loop; one proposal per batch to match AGP's one edit.
+    // AGP's loop; OPRO's 8 proposals per step at temperature 1.0, each seeded.
     assert_eq!((c.epochs, c.batch_size, c.history_length), (10, 10, 5));
-    assert_eq!((c.n_candidates, c.history_size, c.n_exemplars), (1, 20, 3));
+    assert_eq!((c.n_candidates, c.history_size, c.n_exemplars), (8, 20, 3));
+    assert_eq!(c.proposal_decoding, Decoding::temperature(1.0));
+    assert!(c.seeded_proposals);
     assert_eq!(c.max_training_calls, None);
     assert_eq!(cfg.label(&cands), "OPRO-T20");
     let cfg = parse("kind = \"protegi\"\nn_train_users = 10\nbatch_size = 5").unwrap();
@@ -219,10 +229,14 @@ fn optimizer_defaults_labels_and_ranges() {
             c.beam_width,
             c.n_gradients,
             c.errors_per_gradient,
-            c.n_edits
+            c.n_edits,
+            c.n_paraphrases
         ),
-        (1, 1, 4, 1)
+        (4, 4, 4, 1, 2)
     );
+    for d in [c.gradient_decoding, c.edit_decoding] {
+        assert_eq!(d, Decoding::temperature(0.7));
+    }
     assert_eq!(c.hit_at, 3);
     assert_eq!(cfg.label(&cands), "ProTeGi-T10");
     cfg.validate(&cands).unwrap();

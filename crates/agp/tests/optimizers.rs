@@ -28,7 +28,7 @@ fn opro(epochs: usize, n_train: usize) -> OproConfig {
         epochs,
         batch_size: BATCH,
         n_train_users: Some(n_train),
-        ..OproConfig::default()
+        ..OproConfig::one_proposal()
     }
 }
 
@@ -37,7 +37,7 @@ fn protegi(epochs: usize, n_train: usize) -> ProtegiConfig {
         epochs,
         batch_size: BATCH,
         n_train_users: Some(n_train),
-        ..ProtegiConfig::default()
+        ..ProtegiConfig::beam_one()
     }
 }
 
@@ -418,7 +418,7 @@ async fn measured_training_calls_equal_the_formulas() {
         .await;
         assert_eq!(
             r.training_calls(),
-            2 * protegi_train_calls(BATCH, n_train, 1, 1, 1),
+            2 * protegi_train_calls(BATCH, n_train, 1, 1, 1, 0),
             "ProTeGi, {n_train} users"
         );
         assert_eq!(
@@ -427,7 +427,7 @@ async fn measured_training_calls_equal_the_formulas() {
         );
     }
     assert_eq!(opro_train_calls(BATCH, 20, 1), 84);
-    assert_eq!(protegi_train_calls(BATCH, 20, 1, 1, 1), 88);
+    assert_eq!(protegi_train_calls(BATCH, 20, 1, 1, 1, 0), 88);
 
     // More proposals per batch: the formula less the scoring of each repeat (2 calls per user).
     let dir = tempfile::tempdir().unwrap();

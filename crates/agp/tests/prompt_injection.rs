@@ -141,6 +141,7 @@ fn a_hostile_title_cannot_add_answer_markers() {
         prompts::pointwise_suffix(&texts[1]),
         // FIRST reads the answer's first token, so its prompt asks for no markers at all.
         prompts::first_listwise(&hist, &cands, texts.len()),
+        prompts::first_listwise_bracketed(&hist, &cands, texts.len()),
         prompts::protegi_gradient("<p>", &[optimizer_example(&texts)], 3),
     ] {
         assert!(!p.contains(BOS) && !p.contains(EOS), "{p}");
@@ -150,6 +151,7 @@ fn a_hostile_title_cannot_add_answer_markers() {
     for p in [
         prompts::opro_meta(&[("<p>", 0.5)], &[example]),
         prompts::protegi_edit("<p>", &[optimizer_example(&texts)], 3, "<g>", 2),
+        prompts::protegi_paraphrase("<p>"),
     ] {
         assert_eq!(p.matches(BOS).count(), 1, "{p}");
         assert_eq!(p.matches(EOS).count(), 1, "{p}");
@@ -244,6 +246,8 @@ fn all_prompts() -> Vec<String> {
         prompts::pointwise_prefix_history("<h>"),
         prompts::pointwise_prefix_profile("<p>"),
         prompts::first_listwise("<h>", "<c>", 2),
+        prompts::first_listwise_bracketed("<h>", "<c>", 2),
+        prompts::protegi_paraphrase("<p>"),
         prompts::opro_meta(&[("<p>", 0.5)], &[prompts::opro_example(1, "<h>", "<g>")]),
         prompts::protegi_gradient("<p>", &["<e>".to_string()], 3),
         prompts::protegi_edit("<p>", &["<e>".to_string()], 3, "<g>", 1),

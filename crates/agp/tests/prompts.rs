@@ -209,10 +209,14 @@ fn rankers() {
         "first_listwise",
         prompts::first_listwise(&u.history, &u.candidates, u.k)
     );
+    insta::assert_snapshot!(
+        "first_listwise_bracketed",
+        prompts::first_listwise_bracketed(&u.history, &u.candidates, u.k)
+    );
 }
 
 /// OPRO's meta-prompt (two scored prompts, best last, and an example user) and ProTeGi's
-/// gradient and edit prompts (one error, one and two edits asked).
+/// gradient and edit prompts (one error, one and two edits asked) and its paraphrase.
 #[test]
 fn prompt_optimizers() {
     let u = user(23);
@@ -245,6 +249,11 @@ fn prompt_optimizers() {
         "protegi_edit_two",
         prompts::protegi_edit("", &[unreadable], 3, "<gradient>", 2)
     );
+    insta::assert_snapshot!(
+        "protegi_paraphrase",
+        prompts::protegi_paraphrase("<learned p_gen>")
+    );
+    insta::assert_snapshot!("protegi_paraphrase_empty", prompts::protegi_paraphrase(""));
 }
 
 #[test]

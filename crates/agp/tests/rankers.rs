@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use agp::Stage;
 use agp::methods::rankers::{heapsort_calls, prp_calls_per_node, rankgpt_windows};
 use agp::{
-    CallsPerUser, FirstConfig, MethodConfig, MethodRun, ParseOutcome, PrpConfig, RankGptConfig,
-    RunOptions, SetwiseConfig, run_method,
+    CallsPerUser, FirstConfig, MethodConfig, MethodRun, ParseOutcome, PrpConfig, PrpTies,
+    RankGptConfig, RunOptions, SetwiseConfig, run_method,
 };
 use agp_llm::FailureReason;
 use common::{FailRule, FakeModel, K, RankerAnswers, fixture};
@@ -100,11 +100,20 @@ fn setwise(num_child: usize) -> MethodConfig {
     })
 }
 
+/// PRP-sort settling pairs without a preference by backbone order, so that a model with none
+/// leaves the backbone's list (the default, llm-rankers' rule, is in `tests/published.rs`).
+fn prp_sort_backbone_ties() -> MethodConfig {
+    MethodConfig::PrpSort(PrpConfig {
+        ties: PrpTies::Backbone,
+        ..PrpConfig::default()
+    })
+}
+
 fn all_methods() -> Vec<MethodConfig> {
     vec![
-        MethodConfig::RankGpt(RankGptConfig::default()),
+        rankgpt(4, 2),
         MethodConfig::PrpAllpair(PrpConfig::default()),
-        MethodConfig::PrpSort(PrpConfig::default()),
+        prp_sort_backbone_ties(),
         MethodConfig::Setwise(SetwiseConfig::default()),
         MethodConfig::First(FirstConfig::default()),
     ]
@@ -116,7 +125,7 @@ fn exact(cfg: &MethodConfig) -> u64 {
 
 #[tokio::test]
 async fn rankgpt_slides_a_window_from_the_back_to_the_front() {
-    let cfg = MethodConfig::RankGpt(RankGptConfig::default());
+    let cfg = rankgpt(4, 2);
     let model = Arc::new(FakeModel::default());
     let r = run(&cfg, model.clone()).await;
     assert_eq!(r.label, "RankGPT (w4/s2)");
@@ -288,9 +297,9 @@ async fn first_ranks_by_the_first_tokens_log_probabilities() {
 async fn position_bias_gives_no_preference() {
     // A list kept as shown; pairs whose two orders disagree tie, and ties go to the backbone.
     for cfg in [
-        MethodConfig::RankGpt(RankGptConfig::default()),
+        rankgpt(4, 2),
         MethodConfig::PrpAllpair(PrpConfig::default()),
-        MethodConfig::PrpSort(PrpConfig::default()),
+        prp_sort_backbone_ties(),
     ] {
         let r = run(
             &cfg,
@@ -390,7 +399,11 @@ fn calls_per_user_formulas() {
     assert_eq!(exact_for("kind = \"agp\""), Some(2));
     assert_eq!(exact_for("kind = \"agp-pointwise\""), Some(11));
     assert_eq!(exact_for("kind = \"rerank-opt\""), Some(1));
-    assert_eq!(exact_for("kind = \"rankgpt\""), Some(4));
+    assert_eq!(exact_for("kind = \"rankgpt\""), Some(1));
+    assert_eq!(
+        exact_for("kind = \"rankgpt\"\nwindow = 4\nstep = 2"),
+        Some(4)
+    );
     assert_eq!(exact_for("kind = \"prp-allpair\""), Some(90));
     assert_eq!(exact_for("kind = \"prp-sort\""), None);
     assert_eq!(exact_for("kind = \"setwise\""), None);

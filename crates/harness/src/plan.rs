@@ -83,6 +83,7 @@ pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize
                     c.beam_width,
                     c.n_gradients,
                     c.n_edits,
+                    c.n_paraphrases,
                 ) as f64
             };
             trained(

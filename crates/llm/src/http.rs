@@ -358,6 +358,11 @@ impl OpenAiClient {
         if let Some(s) = sampling.seed {
             o.insert("seed".into(), serde_json::json!(s));
         }
+        if let Some(p) = sampling.top_p
+            && !o_series
+        {
+            o.insert("top_p".into(), serde_json::json!(p));
+        }
         if logprobs {
             o.insert("logprobs".into(), serde_json::json!(true));
             o.insert(
@@ -854,9 +859,10 @@ impl ChatModel for OpenAiClient {
             temperature: Some(0.0),
             max_tokens: Some(1),
             seed: None,
+            top_p: None,
         };
         let (reply, retries) = self
-            .call(&req.messages, &sampling, true, req.priority)
+            .call(&req.messages_with_prefill(), &sampling, true, req.priority)
             .await?;
         let (top, (prompt_tokens, completion_tokens)) = first_token(&reply, "label scoring")?;
         Ok(LabelResponse {
@@ -877,6 +883,7 @@ impl ChatModel for OpenAiClient {
             temperature: Some(0.0),
             max_tokens: Some(1),
             seed: None,
+            top_p: None,
         };
         let calls = (0..req.suffixes.len()).map(|i| {
             let messages = req.messages_for(i);

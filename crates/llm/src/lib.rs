@@ -85,6 +85,10 @@ pub struct Sampling {
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     pub seed: Option<u64>,
+    /// Nucleus sampling; `None` leaves the provider default. Left out of the key while `None`,
+    /// so every request recorded before it existed keeps its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +177,13 @@ pub struct ScoreResponse {
 pub struct LabelRequest {
     pub messages: Vec<Message>,
     pub labels: Vec<String>,
+    /// Text the assistant's answer is made to start with, the labels read as the token after
+    /// it (rank_llm's FIRST appends `[` so that the first generated token is an identifier).
+    /// In-process it follows the chat template's assistant opening; over HTTP it is a final
+    /// assistant message, which llama-server and most OpenAI-compatible servers continue.
+    /// Empty sends nothing, and stays out of the key, so earlier recordings keep theirs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefill: String,
     /// As [`ChatRequest::account`].
     #[serde(skip)]
     pub account: Option<&'static str>,
@@ -380,6 +391,18 @@ impl ChatRequest {
     pub fn with_account(mut self, account: &'static str) -> Self {
         self.account = Some(account);
         self
+    }
+}
+
+impl LabelRequest {
+    /// The messages sent over an API: `messages`, then the prefill as an assistant message
+    /// to continue, if there is one.
+    pub fn messages_with_prefill(&self) -> Vec<Message> {
+        let mut m = self.messages.clone();
+        if !self.prefill.is_empty() {
+            m.push(Message::assistant(self.prefill.clone()));
+        }
+        m
     }
 }
 

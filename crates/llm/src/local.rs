@@ -320,15 +320,26 @@ impl Worker<'_> {
 
     /// The model's own chat template applied to `messages`, ending with the assistant's turn.
     fn render(&self, messages: &[Message]) -> Result<Vec<LlamaToken>, LlmError> {
+        self.render_with_prefill(messages, "")
+    }
+
+    /// As [`Self::render`], with `prefill` written after the assistant's opening, so the next
+    /// token continues the assistant's answer from there.
+    fn render_with_prefill(
+        &self,
+        messages: &[Message],
+        prefill: &str,
+    ) -> Result<Vec<LlamaToken>, LlmError> {
         let chat = messages
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.e("message", e))?;
-        let text = self
+        let mut text = self
             .model
             .apply_chat_template(&self.tmpl, &chat, true)
             .map_err(|e| self.e("applying the chat template", e))?;
+        text.push_str(prefill);
         // add_special adds BOS only where the GGUF asks for it; parse_special turns
         // `<|im_start|>` into its control token.
         Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
@@ -390,7 +401,12 @@ impl Worker<'_> {
         let seed = req.sampling.seed.unwrap_or(0) as u32;
         let mut sampler = match req.sampling.temperature {
             Some(t) if t > 0.0 => {
-                LlamaSampler::chain_simple([LlamaSampler::temp(t), LlamaSampler::dist(seed)])
+                let mut chain = Vec::with_capacity(3);
+                if let Some(p) = req.sampling.top_p {
+                    chain.push(LlamaSampler::top_p(p, 1));
+                }
+                chain.extend([LlamaSampler::temp(t), LlamaSampler::dist(seed)]);
+                LlamaSampler::chain_simple(chain)
             }
             _ => LlamaSampler::greedy(),
         };
@@ -492,7 +508,7 @@ impl Worker<'_> {
     /// API's top-20 list). A label is tokenized without special tokens, as Yes/No are.
     fn labels(&mut self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
         let t0 = Instant::now();
-        let prompt = self.render(&req.messages)?;
+        let prompt = self.render_with_prefill(&req.messages, &req.prefill)?;
         self.check_fits(prompt.len())?;
         let vocab = self.model.vocab();
         let tokens: Vec<Option<LlamaToken>> = req

@@ -165,9 +165,13 @@ struct CanonicalLabels<'a> {
     model: CanonicalModel<'a>,
     messages: &'a [Message],
     labels: &'a [String],
+    /// Absent while empty, so a request without one keeps the key it always had.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    prefill: &'a str,
 }
 
-/// Cache key of a first-token label request: the messages and the labels read.
+/// Cache key of a first-token label request: the messages, the labels read and the
+/// assistant prefill they follow.
 pub fn label_key(info: &ModelInfo, req: &LabelRequest) -> String {
     let c = CanonicalLabels {
         v: KEY_VERSION,
@@ -175,6 +179,7 @@ pub fn label_key(info: &ModelInfo, req: &LabelRequest) -> String {
         model: canonical_model(info),
         messages: &req.messages,
         labels: &req.labels,
+        prefill: &req.prefill,
     };
     sha256_hex(&serde_json::to_vec(&c).expect("canonical request serialises"))
 }

@@ -471,6 +471,7 @@ async fn label_logprobs_read_the_first_tokens_top_list() {
     let req = LabelRequest {
         messages: vec![Message::user("Which item? Answer with its id.")],
         labels: ["0", "1", "2"].map(String::from).to_vec(),
+        prefill: String::new(),
         account: None,
         priority: 0,
     };
@@ -489,6 +490,23 @@ async fn label_logprobs_read_the_first_tokens_top_list() {
             &sent["top_logprobs"]
         ),
         (&json!(1), &json!(true), &json!(20))
+    );
+    // Without a prefill the user's message is the last one sent.
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 1);
+    // A prefill goes as a final assistant message for the server to continue.
+    let prefilled = LabelRequest {
+        prefill: "[".into(),
+        ..req.clone()
+    };
+    c.label_logprobs(&prefilled).await.unwrap();
+    let sent: Value =
+        serde_json::from_slice(&s.received_requests().await.unwrap()[1].body).unwrap();
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "user", "content": "Which item? Answer with its id."},
+            {"role": "assistant", "content": "["}
+        ])
     );
 
     // Recorded (−∞ as null) and replayed as it was.
@@ -510,7 +528,7 @@ async fn label_logprobs_read_the_first_tokens_top_list() {
     let replayed = replay.label_logprobs(&req).await.unwrap();
     assert_eq!(replayed.logprobs, recorded.logprobs);
     assert_eq!(replayed.usage, recorded.usage.replayed(1));
-    assert_eq!(s.received_requests().await.unwrap().len(), 2);
+    assert_eq!(s.received_requests().await.unwrap().len(), 3);
 }
 
 #[tokio::test]

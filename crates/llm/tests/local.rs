@@ -192,6 +192,7 @@ fn label_req() -> LabelRequest {
             ),
         ],
         labels: ["0", "1", "2"].map(String::from).to_vec(),
+        prefill: String::new(),
         account: None,
         priority: 0,
     }

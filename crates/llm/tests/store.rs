@@ -343,6 +343,7 @@ async fn label_requests_need_a_backend_that_reads_them() {
     let req = LabelRequest {
         messages: vec![Message::user("which?")],
         labels: vec!["0".into(), "1".into()],
+        prefill: String::new(),
         account: None,
         priority: 0,
     };
@@ -357,4 +358,12 @@ async fn label_requests_need_a_backend_that_reads_them() {
         ..req.clone()
     };
     assert_ne!(label_key(&info, &req), label_key(&info, &other));
+    // The prefill is part of the request, so of the key; an empty one is not written.
+    let prefilled = LabelRequest {
+        prefill: "[".into(),
+        ..req.clone()
+    };
+    assert_ne!(label_key(&info, &req), label_key(&info, &prefilled));
+    let json = serde_json::to_value(&req).unwrap();
+    assert!(json.get("prefill").is_none(), "{json}");
 }

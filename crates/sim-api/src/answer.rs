@@ -1,7 +1,8 @@
 //! Deterministic answers to the harness's prompts.
 //!
-//! An answer depends only on the model id and the last user message, so a run against the
-//! simulator gives the same answers whatever the timing, concurrency or number of retries.
+//! An answer depends only on the model id and the last user message (and an assistant prefill
+//! after it, see [`answer_labels`]), so a run against the simulator gives the same answers
+//! whatever the timing, concurrency or number of retries.
 //! Each prompt kind is recognised by the section tags of `agp::prompts` and answered in the
 //! exact format its parser expects.
 
@@ -42,6 +43,9 @@ pub enum PromptKind {
     Edit,
     /// Yes/no scoring with logprobs.
     Pointwise,
+    /// A listwise prompt with logprobs whose answer the request prefilled (FIRST's `[`): the
+    /// first token after the prefill is a candidate id.
+    Labels,
     /// Anything else.
     Generic,
 }
@@ -369,12 +373,67 @@ pub fn answer(
             }
             content
         }
-        PromptKind::Generic => format!("This is a simulated answer ({}).", hex::encode(&hash[..4])),
+        // `classify` never gives `Labels`: only a prefilled request is one (`answer_labels`).
+        PromptKind::Generic | PromptKind::Labels => {
+            format!("This is a simulated answer ({}).", hex::encode(&hash[..4]))
+        }
     };
     Answer {
         kind,
         content,
         logprobs: logprob_obj,
+        used_signal,
+    }
+}
+
+/// The answer to a listwise prompt asked for first-token logprobs after an assistant
+/// `prefill` (FIRST, as rank_llm sends it with `[`): the simulated ranking (the same draw as a
+/// listwise answer, the signal moving the held-out item first) read off one token, each id's
+/// probability halving down the ranking. Without candidates it is the yes/no answer, as any
+/// request with logprobs is. The prefill enters the draw, so asking with and without one are
+/// two requests.
+pub fn answer_labels(
+    model: &str,
+    prompt: &str,
+    prefill: &str,
+    top_logprobs: u8,
+    signal: &Signal<'_>,
+) -> Answer {
+    let cands = parse_candidates(prompt);
+    if cands.is_empty() {
+        return answer(model, prompt, true, top_logprobs, signal);
+    }
+    let hash = prompt_hash(model, &format!("{prompt}\u{0}{prefill}"));
+    let mut rng = ChaCha8Rng::from_seed(hash);
+    let mut order = permutation(cands.len(), &mut rng);
+    let mut used_signal = false;
+    let refs: Vec<&str> = cands.iter().map(String::as_str).collect();
+    if unit(&hash, "signal") < signal.p
+        && let Some(&gt) = signal.truth.get(&candidates_fingerprint(&refs))
+        && let Some(pos) = order.iter().position(|&i| i == gt)
+    {
+        let g = order.remove(pos);
+        order.insert(0, g);
+        used_signal = true;
+    }
+    // p_r ∝ 2^-r over the ranking: a distribution whose order is the ranking's.
+    let z: f64 = (0..order.len()).map(|r| 0.5f64.powi(r as i32)).sum();
+    let entry = |id: usize, r: usize| {
+        let t = id.to_string();
+        json!({"token": t, "logprob": (0.5f64.powi(r as i32) / z).ln(), "bytes": t.as_bytes()})
+    };
+    let top: Vec<serde_json::Value> = order
+        .iter()
+        .enumerate()
+        .take(usize::from(top_logprobs))
+        .map(|(r, &id)| entry(id, r))
+        .collect();
+    let mut first = entry(order[0], 0);
+    first["top_logprobs"] = json!(top);
+    Answer {
+        kind: PromptKind::Labels,
+        content: order[0].to_string(),
+        logprobs: Some(json!({"content": [first], "refusal": null})),
         used_signal,
     }
 }

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use answer::{
-    Answer, BOS, EOS, PromptKind, Signal, answer, candidates_fingerprint, classify,
+    Answer, BOS, EOS, PromptKind, Signal, answer, answer_labels, candidates_fingerprint, classify,
     parse_candidates, prompt_hash,
 };
 pub use faults::{FaultRates, RandomFault};

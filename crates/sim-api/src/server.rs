@@ -61,6 +61,8 @@ struct ChatReq {
     max_tokens: Option<u64>,
     logprobs: bool,
     top_logprobs: u8,
+    /// The content of a final assistant message: the start of the answer to continue.
+    prefill: Option<String>,
 }
 
 /// The outcome of one attempt, for the stats and the log.
@@ -95,6 +97,7 @@ fn kind_name(k: PromptKind) -> &'static str {
         PromptKind::Summarize => "summarize",
         PromptKind::Edit => "edit",
         PromptKind::Pointwise => "pointwise",
+        PromptKind::Labels => "labels",
         PromptKind::Generic => "generic",
     }
 }
@@ -154,6 +157,7 @@ fn parse_chat(body: &[u8]) -> Result<ChatReq, String> {
         .ok_or("'messages' must be a non-empty array")?;
     let mut prompt = None;
     let mut chars = 0u64;
+    let mut prefill = None;
     for m in messages {
         let role = m
             .get("role")
@@ -161,6 +165,7 @@ fn parse_chat(body: &[u8]) -> Result<ChatReq, String> {
             .ok_or("messages[].role is required")?;
         let text = message_text(m.get("content").unwrap_or(&Value::Null))?;
         chars += text.chars().count() as u64;
+        prefill = (role == "assistant").then(|| text.clone());
         if role == "user" {
             prompt = Some(text);
         }
@@ -225,6 +230,7 @@ fn parse_chat(body: &[u8]) -> Result<ChatReq, String> {
         max_tokens: max_completion.or(max_plain),
         logprobs,
         top_logprobs,
+        prefill,
     })
 }
 
@@ -500,13 +506,18 @@ impl Shared {
             truth: &cfg.truth,
             held_out_texts: &cfg.held_out_texts,
         };
-        let a = answer::answer(
-            &req.model,
-            &req.prompt,
-            req.logprobs,
-            req.top_logprobs,
-            &signal,
-        );
+        let a = match &req.prefill {
+            Some(prefill) if req.logprobs => {
+                answer::answer_labels(&req.model, &req.prompt, prefill, req.top_logprobs, &signal)
+            }
+            _ => answer::answer(
+                &req.model,
+                &req.prompt,
+                req.logprobs,
+                req.top_logprobs,
+                &signal,
+            ),
+        };
         let hash = prompt_hash(&req.model, &req.prompt);
         let mut reasoning = if is_o_series(&req.model) {
             32 + u64::from(hash[31])

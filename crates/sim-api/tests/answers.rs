@@ -219,6 +219,41 @@ async fn pointwise_scores_come_as_yes_no_logprobs() {
 }
 
 #[tokio::test]
+async fn a_prefilled_listwise_prompt_answers_a_candidate_id_first() {
+    // FIRST as rank_llm sends it: the bracketed listwise prompt, then `[` as the start of the
+    // assistant's answer, asking for the first token's logprobs.
+    let s = SimServer::start(SimConfig::default()).await.unwrap();
+    let c = client();
+    let cands = candidates(3);
+    let p = prompts::first_listwise_bracketed(&history(), &prompts::candidate_list(&cands), 10);
+    let mut body = score_body(MODEL, &p);
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "assistant", "content": "["}));
+    let (status, _, v) = post_json(&c, &s, &body).await;
+    assert_eq!(status, 200);
+    let first = &v["choices"][0]["logprobs"]["content"][0];
+    let top = first["top_logprobs"].as_array().unwrap();
+    let ids: HashSet<usize> = top
+        .iter()
+        .map(|t| t["token"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, (0..10).collect::<HashSet<usize>>());
+    assert_eq!(first["token"], top[0]["token"]);
+    assert_eq!(content(&v), top[0]["token"].as_str().unwrap());
+    let lps: Vec<f64> = top.iter().map(|t| t["logprob"].as_f64().unwrap()).collect();
+    assert!(lps.is_sorted_by(|a, b| a > b), "{lps:?}");
+    let (_, _, again) = post_json(&c, &s, &body).await;
+    assert_eq!(again["choices"][0]["logprobs"], v["choices"][0]["logprobs"]);
+    // Without the prefill the same prompt is a yes/no question, as any logprobs request is.
+    let (_, _, plain) = post_json(&c, &s, &score_body(MODEL, &p)).await;
+    let text = content(&plain);
+    assert!(text == "Yes" || text == "No", "{text}");
+    assert_eq!(s.stats().answered_by_kind["labels"], 2);
+}
+
+#[tokio::test]
 async fn o_series_reports_reasoning_tokens_and_rejects_what_openai_rejects() {
     let s = SimServer::start(SimConfig::default()).await.unwrap();
     let c = client();

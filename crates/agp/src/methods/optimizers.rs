@@ -360,6 +360,20 @@ fn exemplars(batch_len: usize, n: usize, seed: u64, step: usize, j: usize) -> Ve
     rand::seq::index::sample(&mut rng, batch_len, n.min(batch_len)).into_vec()
 }
 
+/// The seed sent with one sampled call: the run seed, the training step and the call's place
+/// within it (proposal; or beam prompt, prompt and paraphrase), mixed so that every call of a
+/// run gets its own. Kept below 2^31, which every API and llama.cpp's `u32` seed take as is.
+pub fn call_seed(seed: u64, step: usize, place: &[usize]) -> u64 {
+    let mut h = seed;
+    for &p in std::iter::once(&step).chain(place) {
+        h = (h ^ p as u64)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 31;
+    }
+    h & 0x7FFF_FFFF
+}
+
 /// OPRO's meta-prompt for proposal `j`.
 fn opro_meta_prompt(
     s: &LoopSettings,
@@ -464,10 +478,19 @@ impl Reranker for Opro {
 
         let shown = top_ascending(&self.history, self.cfg.history_size);
         let llm = &env.llm;
+        let decoding = &self.cfg.proposal_decoding;
         let calls = (0..self.cfg.n_candidates)
             .map(|j| {
                 let meta = opro_meta_prompt(&s, &shown, batch, self.cfg.n_exemplars, env, step, j);
-                async move { tolerate_at(llm, llm.chat(Stage::Edit, None, meta).await) }.boxed()
+                let seed = self
+                    .cfg
+                    .seeded_proposals
+                    .then(|| call_seed(env.seed, step.step, &[j]));
+                async move {
+                    let answer = llm.chat_with(Stage::Edit, None, meta, decoding, seed).await;
+                    tolerate_at(llm, answer)
+                }
+                .boxed()
             })
             .collect();
         let answers = join_ordered(calls, env.concurrency).await?;
@@ -614,16 +637,18 @@ fn error_texts(
 /// the edit (`edit`) that writes `n_edits` prompts following it.
 async fn gradient_and_edit(
     llm: &Llm,
+    cfg: &ProtegiConfig,
     prompt: &str,
     errors: &[String],
-    hit_at: usize,
-    n_edits: usize,
 ) -> Result<Tried<(String, Vec<String>)>, AgpError> {
+    let (hit_at, n_edits) = (cfg.hit_at, cfg.n_edits);
     let gradient = llm
-        .chat(
+        .chat_with(
             Stage::Feedback,
             None,
             prompts::protegi_gradient(prompt, errors, hit_at),
+            &cfg.gradient_decoding,
+            None,
         )
         .await;
     let gradient = match tolerate_at(llm, gradient)? {
@@ -631,10 +656,12 @@ async fn gradient_and_edit(
         Err(f) => return Ok(Err(f)),
     };
     let edit = llm
-        .chat(
+        .chat_with(
             Stage::Edit,
             None,
             prompts::protegi_edit(prompt, errors, hit_at, &gradient, n_edits),
+            &cfg.edit_decoding,
+            None,
         )
         .await;
     Ok(tolerate_at(llm, edit)?.map(|answer| (gradient, edited_prompts(&answer, n_edits))))
@@ -735,24 +762,69 @@ impl Reranker for Protegi {
             }
         }
         let llm = &env.llm;
-        let n_edits = self.cfg.n_edits;
+        let cfg = &self.cfg;
         let beam = &self.beam;
         let calls = jobs
             .iter()
-            .map(|(m, errors)| gradient_and_edit(llm, &beam[*m], errors, hit_at, n_edits).boxed())
+            .map(|(m, errors)| gradient_and_edit(llm, cfg, &beam[*m], errors).boxed())
             .collect();
         let expansions = join_ordered(calls, env.concurrency).await?;
 
         let mut proposals = Vec::new();
+        // Per beam prompt, its own text and then every prompt its edits wrote: what ProTeGi's
+        // Monte-Carlo step paraphrases (`new_task_sections + [task_section]`).
+        let mut successors: Vec<Vec<String>> = vec![Vec::new(); self.beam.len()];
         for ((m, _), expansion) in jobs.iter().zip(expansions) {
             let (parent, before) = (&self.beam[*m], scores[*m]);
             match expansion {
-                Ok((gradient, prompts)) => proposals.extend(
-                    prompts
-                        .into_iter()
-                        .map(|p| Proposal::new(p, Some(gradient.clone()), parent, before)),
-                ),
+                Ok((gradient, prompts)) => {
+                    successors[*m].extend(prompts.iter().cloned());
+                    proposals.extend(
+                        prompts
+                            .into_iter()
+                            .map(|p| Proposal::new(p, Some(gradient.clone()), parent, before)),
+                    )
+                }
                 Err(f) => proposals.push(Proposal::failed(parent, before, f)),
+            }
+        }
+        if self.cfg.n_paraphrases > 0 {
+            let mut calls = Vec::new();
+            let mut origin = Vec::new();
+            for (m, news) in successors.iter().enumerate() {
+                let sources = news.iter().chain(std::iter::once(&self.beam[m]));
+                for (i, source) in sources.enumerate() {
+                    for r in 0..self.cfg.n_paraphrases {
+                        // One call per paraphrase where ProTeGi asks one call for `n`: the
+                        // seed keeps the calls (and their recordings) apart.
+                        let seed = call_seed(env.seed, step.step, &[m, i, r]);
+                        let prompt = prompts::protegi_paraphrase(source);
+                        let decoding = &self.cfg.edit_decoding;
+                        calls.push(
+                            async move {
+                                let answer = llm
+                                    .chat_with(Stage::Edit, None, prompt, decoding, Some(seed))
+                                    .await;
+                                tolerate_at(llm, answer)
+                            }
+                            .boxed(),
+                        );
+                        origin.push(m);
+                    }
+                }
+            }
+            let answers = join_ordered(calls, env.concurrency).await?;
+            for (m, answer) in origin.into_iter().zip(answers) {
+                let (parent, before) = (&self.beam[m], scores[m]);
+                proposals.push(match answer {
+                    Ok(a) => Proposal::new(
+                        extract_edit(&a, EditExtraction::BothMarkers).prompt,
+                        None,
+                        parent,
+                        before,
+                    ),
+                    Err(f) => Proposal::failed(parent, before, f),
+                });
             }
         }
         let mut seen = self.beam.clone();

@@ -9,8 +9,10 @@
 //! multiply the run's in-flight limit.
 //!
 //! Every ranking is a full permutation. An answer that cannot be read changes nothing: a window
-//! keeps its order, and a pair or set is decided by backbone order, so a model that never
-//! answers leaves the backbone's list. The ranking's outcome sums up its answers ([`combine`]).
+//! keeps its order, and a set is decided by backbone order. A pair is settled by
+//! [`PrpTies`]: llm-rankers keeps the heap node (the default), which after the heap's swaps is
+//! not the backbone's order; `ties = "backbone"` decides by backbone order, so that a model
+//! that never answers leaves the backbone's list. The ranking's outcome sums up its answers ([`combine`]).
 //! A failed call fails the user, which the driver scores as a failed call under
 //! [`crate::FailurePolicy::Continue`], as for the one-call baselines.
 
@@ -19,9 +21,9 @@ use std::ops::Range;
 use crate::Stage;
 use async_trait::async_trait;
 
-use crate::config::{FirstConfig, PrpConfig, RankGptConfig, SetwiseConfig};
+use crate::config::{FirstConfig, PrpConfig, PrpTies, RankGptConfig, SetwiseConfig};
 use crate::error::AgpError;
-use crate::parse::{MissingPolicy, ParseOutcome, parse_choice, parse_rerank};
+use crate::parse::{ParseOutcome, parse_choice, parse_rankgpt};
 use crate::prompts;
 use crate::reranker::{Env, Ranking, RerankInput, Reranker};
 
@@ -263,17 +265,24 @@ impl Judge for SetwiseJudge<'_, '_> {
 }
 
 /// PRP-sort: each child against the best so far, as llm-rankers' binary `heapify` does (left
-/// child against the node, then right child against the winner), the child shown first.
-struct PairwiseJudge<'s, 'a>(&'s mut Session<'a>);
+/// child against the node, then right child against the winner), the child shown first. A pair
+/// without a preference is settled by `ties`.
+struct PairwiseJudge<'s, 'a> {
+    session: &'s mut Session<'a>,
+    ties: PrpTies,
+}
 
 impl Judge for PairwiseJudge<'_, '_> {
     async fn best_of(&mut self, set: &[usize]) -> Result<usize, AgpError> {
         let mut best = 0;
         for p in 1..set.len() {
-            let child_wins = match self.0.compare(set[p], set[best]).await? {
+            let child_wins = match self.session.compare(set[p], set[best]).await? {
                 Verdict::First => true,
                 Verdict::Second => false,
-                Verdict::Tie => set[p] < set[best],
+                Verdict::Tie => match self.ties {
+                    PrpTies::Parent => false,
+                    PrpTies::Backbone => set[p] < set[best],
+                },
             };
             if child_wins {
                 best = p;
@@ -337,9 +346,9 @@ impl Reranker for RankGpt {
             let items = order[range.clone()].to_vec();
             let prompt = prompts::rankgpt_window(&s.history, &s.candidates(&items), items.len());
             let answer = s.ask(prompt).await?;
-            // As RankGPT's `receive_permutation`: ids the answer leaves out follow in the
-            // window's order, so an unreadable answer keeps it.
-            let parsed = parse_rerank(&answer, items.len(), MissingPolicy::CompleteWithBase);
+            // RankGPT's own reading (`[2] > [0] > ...`); ids the answer leaves out follow in
+            // the window's order, so an unreadable answer keeps it.
+            let parsed = parse_rankgpt(&answer, items.len());
             s.outcomes.push(parsed.outcome);
             for (slot, j) in range.zip(parsed.order) {
                 order[slot] = items[j];
@@ -375,7 +384,11 @@ impl Reranker for PrpAllpair {
 impl Reranker for PrpSort {
     async fn rerank(&self, input: &RerankInput, env: &Env) -> Result<Ranking, AgpError> {
         let mut s = Session::new(input, env, self.cfg.history_length, self.cfg.hist_mask);
-        let order = heapsort(input.candidates.len(), 2, &mut PairwiseJudge(&mut s)).await?;
+        let mut judge = PairwiseJudge {
+            session: &mut s,
+            ties: self.cfg.ties,
+        };
+        let order = heapsort(input.candidates.len(), 2, &mut judge).await?;
         Ok(s.finish(order))
     }
 }
@@ -400,11 +413,18 @@ impl Reranker for First {
         let s = Session::new(input, env, self.cfg.history_length, self.cfg.hist_mask);
         let n = input.candidates.len();
         let all: Vec<usize> = (0..n).collect();
-        let prompt = prompts::first_listwise(&s.history, &s.candidates(&all), n);
+        // With rank_llm's `[` the prompt asks for a bracketed list, so the prefill is the
+        // answer's own start; without one it is the request this crate first sent.
+        let prefill = self.cfg.prefill.as_str();
+        let prompt = if prefill.is_empty() {
+            prompts::first_listwise(&s.history, &s.candidates(&all), n)
+        } else {
+            prompts::first_listwise_bracketed(&s.history, &s.candidates(&all), n)
+        };
         let labels = all.iter().map(ToString::to_string).collect();
         let logprobs = env
             .llm
-            .label_logprobs(Stage::Test, Some(input.user), prompt, labels)
+            .label_logprobs(Stage::Test, Some(input.user), prompt, labels, prefill)
             .await?;
         let outcome = if logprobs.iter().any(|l| l.is_finite()) {
             ParseOutcome::Pointwise

@@ -13,7 +13,7 @@ use agp_datasets::Dataset;
 use agp_datasets::candidates::{CandidateFile, FORMAT_VERSION, RankedList, UserSampling};
 use agp_llm::{
     ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
-    ModelInfo, ScoreRequest, ScoreResponse, Usage,
+    ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
 };
 use async_trait::async_trait;
 
@@ -189,6 +189,10 @@ pub struct FakeModel {
     pub fail_after: Option<usize>,
     /// Every chat prompt answered, with its stage.
     pub prompts: Mutex<Vec<(Option<Stage>, String)>>,
+    /// Every chat request's sampling settings, with its stage, in the order answered.
+    pub samplings: Mutex<Vec<(Option<Stage>, Sampling)>>,
+    /// Every label request's assistant prefill, in the order answered.
+    pub prefills: Mutex<Vec<String>>,
     /// Calls to fail, each with the number of calls it has matched so far.
     fail_rules: Mutex<Vec<(FailRule, usize)>>,
     pub ranker_answers: RankerAnswers,
@@ -422,6 +426,10 @@ impl ChatModel for FakeModel {
             .lock()
             .unwrap()
             .push((stage_of(req.account), prompt.clone()));
+        self.samplings
+            .lock()
+            .unwrap()
+            .push((stage_of(req.account), req.sampling.clone()));
         tokio::time::sleep(delay(prompt)).await;
         let content = answer(prompt, self.ranker_answers);
         Ok(ChatResponse {
@@ -444,6 +452,7 @@ impl ChatModel for FakeModel {
             .lock()
             .unwrap()
             .push((stage_of(req.account), prompt.clone()));
+        self.prefills.lock().unwrap().push(req.prefill.clone());
         tokio::time::sleep(delay(prompt)).await;
         let mut place = vec![f32::NEG_INFINITY; shown_movies(prompt).len()];
         for (p, id) in preferred(prompt, self.ranker_answers)

@@ -203,6 +203,7 @@ async fn handle(s: &State, req: &agp_sim_api::http::Request) -> Response {
                 .or(body.max_tokens)
                 .or(s.llm.sampling.max_tokens),
             seed: body.seed.or(s.llm.sampling.seed),
+            top_p: s.llm.sampling.top_p,
         },
         ..ChatRequest::new(messages)
     };
