@@ -746,3 +746,34 @@ Based on the above information, {ask}",
         protegi_case(prompt, errors, hit_at)
     )
 }
+
+/// The edits random search draws from, one per proposal: generic changes to a prompt's text
+/// that carry no information about users, scores or errors.
+pub const RANDOM_EDITS: [&str; 6] = [
+    "Rephrase the prompt: say the same in other words.",
+    "Add one instruction the prompt does not have yet.",
+    "Remove one of the prompt's instructions, or merge two of them.",
+    "Make one of the prompt's instructions more specific.",
+    "Make the prompt shorter.",
+    "Change the order of the prompt's instructions.",
+];
+
+/// Random search's proposal: `prompt` with the drawn `change` (one of [`RANDOM_EDITS`]) applied,
+/// between the answer markers. The request shows neither scores nor users, so what it returns
+/// is a blind perturbation of the text.
+pub fn random_edit(prompt: &str, change: &str) -> String {
+    format!(
+        "[Task]\n\
+Rewrite a user profile generation prompt by making one change to it. {PROFILE_PROMPT_JOB}\n\
+\n\
+[Current User Generation Prompt]\n\
+{}\n\
+\n\
+[Instruction]\n\
+{change}\n\
+\n\
+[Expected Output]\n\
+Write only the new prompt. It MUST start with {BOS} and end with {EOS}.",
+        shown_prompt(prompt)
+    )
+}
