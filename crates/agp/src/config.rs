@@ -937,8 +937,8 @@ impl MethodConfig {
     /// methods this is the evaluation of a learned prompt (profile and rerank), not training.
     ///
     /// With K = 10 and default settings: Base 0, LLM-Dir and LLM-CoT 1, LLM-Dir (pointwise) 10,
-    /// AGP, OPRO and ProTeGi 2, RerankOpt 1, AGP (pointwise) 11; RankGPT (w4/s2) 4
-    /// (1 + ⌈(K − w)/s⌉ windows); PRP-allpair 90 (K·(K − 1)); PRP-sort 48..=88 and Setwise (c3)
+    /// AGP, OPRO, ProTeGi and random search 2, RerankOpt 1, AGP (pointwise) 11;
+    /// RankGPT (w4/s2) 4 (1 + ⌈(K − w)/s⌉ windows); PRP-allpair 90 (K·(K − 1)); PRP-sort 48..=88 and Setwise (c3)
     /// 11..=17 (heapsort: the bounds of [`crate::methods::rankers::heapsort_calls`]); FIRST 1.
     /// Training calls per epoch are [`crate::eq7_api_calls`] (AGP), [`crate::opro_train_calls`]
     /// and [`crate::protegi_train_calls`].

@@ -385,3 +385,14 @@ async fn valid_lcb_is_reported_only_when_asked_for() {
     assert_eq!(lcb.selection, Selection::ValidLcb);
     assert!(asked.best_valid.is_some(), "best-valid stays");
 }
+
+#[tokio::test]
+async fn random_search_spends_what_the_plan_counts() {
+    // Per batch of b users: 2b to score the prompt, one edit, 2b to verify the proposal, so an
+    // epoch of N users in batches of B is 4N + ⌈N/B⌉ (a short last batch included).
+    for n in [20usize, 18] {
+        let r = run(&MethodConfig::RandomSearch(random_search(2, n))).await;
+        let per_epoch = 4 * n as u64 + n.div_ceil(BATCH) as u64;
+        assert_eq!(r.training_calls(), 2 * per_epoch, "{n} users");
+    }
+}

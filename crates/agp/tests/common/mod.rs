@@ -179,10 +179,10 @@ pub enum RankerAnswers {
 /// answers the identity when the prompt mentions "genre" and the reversed order otherwise;
 /// feedback, summaries and edits are fixed sentences; OPRO's and ProTeGi's proposals alternate
 /// between a prompt with "genre" and one without (see [`opro_proposal`], [`protegi_edit`]); random
-/// search's edits follow the change asked for (see [`random_edit`]); a pointwise score prefers candidates whose
-/// genre matches the first history item; RankGPT, PRP and Setwise prompts as [`RankerAnswers`]
-/// says. Answers arrive after a delay derived from the prompt
-/// so concurrent calls complete out of order.
+/// search's edits follow the change asked for (see [`random_edit`]); a pointwise score prefers
+/// candidates whose genre matches the first history item; RankGPT, PRP and Setwise prompts as
+/// [`RankerAnswers`] says. Answers arrive after a delay derived from the prompt so concurrent
+/// calls complete out of order.
 #[derive(Default)]
 pub struct FakeModel {
     pub calls: AtomicUsize,
