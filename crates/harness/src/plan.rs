@@ -236,6 +236,27 @@ mod tests {
     }
 
     #[test]
+    fn random_search_and_budgets_in_calls_or_tokens_are_planned() {
+        let cfg = |extra: &str| -> MethodConfig {
+            toml::from_str(&format!(
+                "kind = \"random-search\"\nepochs = 2\nbatch_size = 5\nn_train_users = 18\n{extra}"
+            ))
+            .unwrap()
+        };
+        // 2 epochs of 4·18 + 4 batches, and 20 test + 10 valid users × 2 calls after each.
+        let eval = 2.0 * 30.0 * 2.0;
+        assert_eq!(cell_requests(&cfg(""), 20, 10, 20, 10), 2.0 * 76.0 + eval);
+        // A budget of 30 calls: at most 30 plus one batch of 4·5 + 1.
+        let calls = cfg("budget = { calls = 30 }");
+        assert_eq!(cell_requests(&calls, 20, 10, 20, 10), 30.0 + 21.0 + eval);
+        let alias = cfg("max_training_calls = 30");
+        assert_eq!(cell_requests(&alias, 20, 10, 20, 10), 30.0 + 21.0 + eval);
+        // Tokens bound no count of requests: every epoch is planned.
+        let tokens = cfg("budget = { tokens = 30 }");
+        assert_eq!(cell_requests(&tokens, 20, 10, 20, 10), 2.0 * 76.0 + eval);
+    }
+
+    #[test]
     fn a_pointwise_scoring_is_one_request_per_candidate() {
         let cfg: MethodConfig = toml::from_str("kind = \"llm-dir-pointwise\"").unwrap();
         assert_eq!(cell_requests(&cfg, 300, 100, 100, 10), 3000.0);

@@ -258,6 +258,10 @@ pub fn render(exp: &Experiment, facts: &RunFacts, all_cells: &[Cell]) -> Report 
     let mut md = markdown(exp, facts, cells);
     if facts.seeds.len() > 1 {
         md.push_str(&across_seeds(all_cells));
+    }
+    // With one seed the section still carries the `valid-lcb` choice of the rows that ask for
+    // it; a one-seed report of rows that do not is left as it was.
+    if facts.seeds.len() > 1 || all_cells.iter().any(|c| c.run.valid_lcb.is_some()) {
         md.push_str(&learned_spread(all_cells));
     }
     files.insert("README.md".to_string(), md);
@@ -514,5 +518,17 @@ mod tests {
         assert!(!md.contains("valid-lcb"), "{md}");
         assert!(!md.contains("/Base"), "{md}");
         assert_eq!(markdown::learned_spread(&cells[3..]), "");
+        // Every seed chose on the lower bound too: a second row for that rule.
+        let mut lcb = cells.clone();
+        for c in &mut lcb[..3] {
+            let mut e = c.run.last.clone();
+            e.selection = Selection::ValidLcb;
+            c.run.valid_lcb = Some(e);
+        }
+        let md = markdown::learned_spread(&lcb);
+        assert!(
+            md.contains("| ml-latest-small/lightgcn/replay/AGP | valid-lcb | 3 | 0.4000 |"),
+            "{md}"
+        );
     }
 }
