@@ -23,9 +23,10 @@ pub struct ReproduceArgs {
     /// candidate files: how the bundled default is made. Live models always store their answers.
     #[arg(long)]
     pub record: bool,
-    /// Repeat the whole pipeline (backbone seed and user draw) with this many seeds.
-    #[arg(long, default_value_t = 1)]
-    pub seeds: u64,
+    /// Repeat the whole pipeline (backbone seed and user draw) with this many seeds
+    /// [default: the experiment's `seeds` for the scale, else 1].
+    #[arg(long)]
+    pub seeds: Option<u64>,
     /// LLM calls in flight at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,

@@ -15,10 +15,12 @@ use agp_datasets::candidates::CandidateFile;
 use serde::{Deserialize, Serialize};
 
 use crate::Stage;
+use crate::budget::{Budget, check_budget};
 use crate::error::AgpError;
 use crate::metrics::UnparseableRule;
 use crate::parse::{DuplicatePolicy, MissingPolicy, ParseOptions, UnmarkedAnswers};
 use crate::prompts::OutputConstraint;
+use crate::run::Selection;
 
 /// Options added after recordings and checkpoints were made stay out of a config's echo while
 /// at their default, so the echo of a config that does not set them is what it always was and
@@ -136,6 +138,9 @@ pub enum MethodConfig {
     /// ProTeGi (Pryzant et al. 2023) on AGP's training loop: textual gradients from the users a
     /// prompt misses, edits that follow them, and a beam kept by score.
     Protegi(ProtegiConfig),
+    /// Random search (the control of the optimizers) on AGP's training loop: a random edit of
+    /// `p_gen` each batch, kept if it scores better on the batch.
+    RandomSearch(RandomSearchConfig),
 }
 
 /// Base has no settings. Keys other than `label` are accepted and ignored, so settings merged
@@ -466,6 +471,19 @@ pub struct AgpConfig {
     /// every batch of every epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_training_calls: Option<u64>,
+    /// Training budget in answered calls or tokens (see [`Budget`]); `max_training_calls = N`
+    /// is its alias `budget = { calls = N }`. Setting both is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// Shuffle the training users every epoch, seeded by the run's seed and the epoch, so that
+    /// a seed changes a learned method's run (with the users in file order and greedy decoding
+    /// two seeds repeat each other answer for answer). Off keeps the reference code's order.
+    #[serde(skip_serializing_if = "is_default")]
+    pub shuffle_train_users: bool,
+    /// `valid-lcb` also chooses an epoch by the lower confidence bound of its validation
+    /// NDCG@10 (see [`Selection::ValidLcb`]); `best-valid` (default) does not.
+    #[serde(skip_serializing_if = "is_default")]
+    pub select: Selection,
 }
 
 impl Default for AgpConfig {
@@ -491,6 +509,9 @@ impl Default for AgpConfig {
             unmarked_answers: UnmarkedAnswers::FirstList,
             unparseable: UnparseableRule::Zero,
             max_training_calls: None,
+            budget: None,
+            shuffle_train_users: false,
+            select: Selection::BestValid,
         }
     }
 }
@@ -536,6 +557,9 @@ impl AgpConfig {
             parse: self.parse_options(),
             unparseable: self.unparseable,
             max_training_calls: self.max_training_calls,
+            budget: self.budget,
+            shuffle_train_users: self.shuffle_train_users,
+            select: self.select,
         }
     }
 }
@@ -583,6 +607,19 @@ pub struct OproConfig {
     /// (`⌈budget / opro_train_calls(...)⌉` or more). `None`, the default, trains every batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_training_calls: Option<u64>,
+    /// Training budget in answered calls or tokens (see [`Budget`]); `max_training_calls = N`
+    /// is its alias `budget = { calls = N }`. Setting both is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// Shuffle the training users every epoch, seeded by the run's seed and the epoch, so that
+    /// a seed changes a learned method's run (with the users in file order and greedy decoding
+    /// two seeds repeat each other answer for answer). Off keeps the reference code's order.
+    #[serde(skip_serializing_if = "is_default")]
+    pub shuffle_train_users: bool,
+    /// `valid-lcb` also chooses an epoch by the lower confidence bound of its validation
+    /// NDCG@10 (see [`Selection::ValidLcb`]); `best-valid` (default) does not.
+    #[serde(skip_serializing_if = "is_default")]
+    pub select: Selection,
     pub missing_ids: MissingPolicy,
     pub duplicate_ids: DuplicatePolicy,
     pub unmarked_answers: UnmarkedAnswers,
@@ -606,6 +643,9 @@ impl Default for OproConfig {
             history_size: 20,
             n_exemplars: 3,
             max_training_calls: None,
+            budget: None,
+            shuffle_train_users: false,
+            select: Selection::BestValid,
             missing_ids: agp.missing_ids,
             duplicate_ids: agp.duplicate_ids,
             unmarked_answers: agp.unmarked_answers,
@@ -706,6 +746,19 @@ pub struct ProtegiConfig {
     /// [`crate::protegi_train_calls`] for the epochs it takes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_training_calls: Option<u64>,
+    /// Training budget in answered calls or tokens (see [`Budget`]); `max_training_calls = N`
+    /// is its alias `budget = { calls = N }`. Setting both is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// Shuffle the training users every epoch, seeded by the run's seed and the epoch, so that
+    /// a seed changes a learned method's run (with the users in file order and greedy decoding
+    /// two seeds repeat each other answer for answer). Off keeps the reference code's order.
+    #[serde(skip_serializing_if = "is_default")]
+    pub shuffle_train_users: bool,
+    /// `valid-lcb` also chooses an epoch by the lower confidence bound of its validation
+    /// NDCG@10 (see [`Selection::ValidLcb`]); `best-valid` (default) does not.
+    #[serde(skip_serializing_if = "is_default")]
+    pub select: Selection,
     pub missing_ids: MissingPolicy,
     pub duplicate_ids: DuplicatePolicy,
     pub unmarked_answers: UnmarkedAnswers,
@@ -732,6 +785,74 @@ impl Default for ProtegiConfig {
             edit_decoding: PROTEGI_DECODING,
             hit_at: 3,
             max_training_calls: None,
+            budget: None,
+            shuffle_train_users: false,
+            select: Selection::BestValid,
+            missing_ids: agp.missing_ids,
+            duplicate_ids: agp.duplicate_ids,
+            unmarked_answers: agp.unmarked_answers,
+            unparseable: agp.unparseable,
+        }
+    }
+}
+
+/// Settings of random search, the control of the prompt optimizers: on AGP's training loop
+/// with AGP's profile and rerank (Eqs. 2–3), each batch scores the current `p_gen`, asks the LLM
+/// once to apply one randomly drawn edit to it ([`crate::methods::random_search`] says which
+/// edits and how they are drawn), scores the result on the same users (stage `verify`, as AGP's
+/// verify step) and keeps it only if the batch's mean ground-truth rank strictly improves. No
+/// feedback, scores or examples reach the proposal: whatever an optimizer gains over this at
+/// the same budget is what its signal is worth. Training calls per batch of b users: 4b + 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RandomSearchConfig {
+    /// Row label in reports; default e.g. `RandomSearch-T100`.
+    pub label: Option<String>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub history_length: usize,
+    /// As [`AgpConfig::n_train_users`].
+    pub n_train_users: Option<usize>,
+    pub hist_mask: f64,
+    /// Initial `p_gen`; `None` is AGP's (empty).
+    pub initial_prompt: Option<String>,
+    /// As [`OproConfig::max_training_calls`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_training_calls: Option<u64>,
+    /// Training budget in answered calls or tokens (see [`Budget`]); `max_training_calls = N`
+    /// is its alias `budget = { calls = N }`. Setting both is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// Shuffle the training users every epoch, seeded by the run's seed and the epoch, so that
+    /// a seed changes a learned method's run (with the users in file order and greedy decoding
+    /// two seeds repeat each other answer for answer). Off keeps the reference code's order.
+    #[serde(skip_serializing_if = "is_default")]
+    pub shuffle_train_users: bool,
+    /// `valid-lcb` also chooses an epoch by the lower confidence bound of its validation
+    /// NDCG@10 (see [`Selection::ValidLcb`]); `best-valid` (default) does not.
+    #[serde(skip_serializing_if = "is_default")]
+    pub select: Selection,
+    pub missing_ids: MissingPolicy,
+    pub duplicate_ids: DuplicatePolicy,
+    pub unmarked_answers: UnmarkedAnswers,
+    pub unparseable: UnparseableRule,
+}
+
+impl Default for RandomSearchConfig {
+    fn default() -> Self {
+        let agp = AgpConfig::default();
+        Self {
+            label: None,
+            epochs: agp.epochs,
+            batch_size: agp.batch_size,
+            history_length: agp.history_length,
+            n_train_users: None,
+            hist_mask: 0.0,
+            initial_prompt: None,
+            max_training_calls: None,
+            budget: None,
+            shuffle_train_users: false,
+            select: Selection::BestValid,
             missing_ids: agp.missing_ids,
             duplicate_ids: agp.duplicate_ids,
             unmarked_answers: agp.unmarked_answers,
@@ -750,6 +871,16 @@ pub struct LoopSettings {
     pub parse: ParseOptions,
     pub unparseable: UnparseableRule,
     pub max_training_calls: Option<u64>,
+    pub budget: Option<Budget>,
+    pub shuffle_train_users: bool,
+    pub select: Selection,
+}
+
+impl LoopSettings {
+    /// The budget in force: `budget`, or `max_training_calls` as a budget in calls.
+    pub fn training_budget(&self) -> Option<Budget> {
+        Budget::resolve(self.budget, self.max_training_calls)
+    }
 }
 
 macro_rules! optimizer_config_common {
@@ -774,6 +905,9 @@ macro_rules! optimizer_config_common {
                     },
                     unparseable: self.unparseable,
                     max_training_calls: self.max_training_calls,
+                    budget: self.budget,
+                    shuffle_train_users: self.shuffle_train_users,
+                    select: self.select,
                 }
             }
         }
@@ -782,6 +916,7 @@ macro_rules! optimizer_config_common {
 
 optimizer_config_common!(OproConfig);
 optimizer_config_common!(ProtegiConfig);
+optimizer_config_common!(RandomSearchConfig);
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
@@ -863,14 +998,6 @@ fn check_mask(field: &'static str, v: f64) -> Result<(), AgpError> {
     }
 }
 
-/// A budget of 0 would train nothing: a method that does not learn is another row.
-fn check_budget(v: Option<u64>) -> Result<(), AgpError> {
-    match v {
-        Some(0) => Err(AgpError::config("max_training_calls", "1..", 0)),
-        _ => Ok(()),
-    }
-}
-
 /// The checks every prompt-optimizing method shares: its training loop against the candidate
 /// file, Eqs. 2–3's history and parser settings, and the budget.
 fn check_training(
@@ -891,7 +1018,15 @@ fn check_training(
     check_range("history_length", s.history_length, 1, 1000)?;
     check_parse(s.parse)?;
     check_mask("hist_mask", s.hist_mask)?;
-    check_budget(s.max_training_calls)
+    check_budget(s.budget, s.max_training_calls)?;
+    match s.select {
+        Selection::BestValid | Selection::ValidLcb => Ok(()),
+        other => Err(AgpError::config(
+            "select",
+            "\"best-valid\" or \"valid-lcb\"",
+            format!("\"{other}\""),
+        )),
+    }
 }
 
 impl MethodConfig {
@@ -911,6 +1046,7 @@ impl MethodConfig {
             MethodConfig::First(c) => &c.label,
             MethodConfig::Opro(c) => &c.label,
             MethodConfig::Protegi(c) => &c.label,
+            MethodConfig::RandomSearch(c) => &c.label,
         };
         if let Some(l) = given {
             return l.clone();
@@ -930,6 +1066,7 @@ impl MethodConfig {
             MethodConfig::First(_) => "FIRST".into(),
             MethodConfig::Opro(c) => format!("OPRO-T{}", c.train_users(cands)),
             MethodConfig::Protegi(c) => format!("ProTeGi-T{}", c.train_users(cands)),
+            MethodConfig::RandomSearch(c) => format!("RandomSearch-T{}", c.train_users(cands)),
         }
     }
 
@@ -972,6 +1109,9 @@ impl MethodConfig {
                     .validate(("edit_decoding.temperature", "edit_decoding.top_p"))?;
                 // A top-K hit would hold every user, leaving no error to learn from.
                 check_range("hit_at", c.hit_at, 1, cands.k.saturating_sub(1).max(1))
+            }
+            MethodConfig::RandomSearch(c) => {
+                check_training(cands, c.n_train_users, c.loop_settings())
             }
             MethodConfig::RankGpt(c) => {
                 check_range("history_length", c.history_length, 1, 1000)?;
@@ -1017,8 +1157,8 @@ impl MethodConfig {
     /// methods this is the evaluation of a learned prompt (profile and rerank), not training.
     ///
     /// With K = 10 and default settings: Base 0, LLM-Dir and LLM-CoT 1, LLM-Dir (pointwise) 10,
-    /// AGP, OPRO and ProTeGi 2, RerankOpt 1, AGP (pointwise) 11; RankGPT (w20/s10) 1, (w4/s2) 4
-    /// (1 + ⌈(K − w)/s⌉ windows); PRP-allpair 90 (K·(K − 1)); PRP-sort 48..=88 and Setwise (c3)
+    /// AGP, OPRO, ProTeGi and random search 2, RerankOpt 1, AGP (pointwise) 11; RankGPT (w20/s10) 1,
+    /// (w4/s2) 4 (1 + ⌈(K − w)/s⌉ windows); PRP-allpair 90 (K·(K − 1)); PRP-sort 48..=88 and Setwise (c3)
     /// 11..=17 (heapsort: the bounds of [`crate::methods::rankers::heapsort_calls`]); FIRST 1.
     /// Training calls per epoch are [`crate::eq7_api_calls`] (AGP), [`crate::opro_train_calls`]
     /// and [`crate::protegi_train_calls`].
@@ -1031,9 +1171,10 @@ impl MethodConfig {
                 CallsPerUser::exactly(1)
             }
             MethodConfig::LlmDirPointwise(_) => CallsPerUser::exactly(k64),
-            MethodConfig::Agp(_) | MethodConfig::Opro(_) | MethodConfig::Protegi(_) => {
-                CallsPerUser::exactly(2)
-            }
+            MethodConfig::Agp(_)
+            | MethodConfig::Opro(_)
+            | MethodConfig::Protegi(_)
+            | MethodConfig::RandomSearch(_) => CallsPerUser::exactly(2),
             MethodConfig::AgpPointwise(_) => CallsPerUser::exactly(1 + k64),
             MethodConfig::RankGpt(c) => {
                 CallsPerUser::exactly(rankers::rankgpt_windows(k, c.window, c.step).len() as u64)
@@ -1276,6 +1417,7 @@ impl MethodConfig {
             }
             MethodConfig::Opro(c) => c.epochs,
             MethodConfig::Protegi(c) => c.epochs,
+            MethodConfig::RandomSearch(c) => c.epochs,
             MethodConfig::Base(_)
             | MethodConfig::LlmDir(_)
             | MethodConfig::LlmCot(_)
@@ -1296,6 +1438,7 @@ impl MethodConfig {
             }
             MethodConfig::Opro(c) => Some(c.loop_settings()),
             MethodConfig::Protegi(c) => Some(c.loop_settings()),
+            MethodConfig::RandomSearch(c) => Some(c.loop_settings()),
             _ => None,
         }
     }
@@ -1315,6 +1458,7 @@ impl MethodConfig {
             MethodConfig::First(c) => Some(c.hist_mask),
             MethodConfig::Opro(c) => Some(c.hist_mask),
             MethodConfig::Protegi(c) => Some(c.hist_mask),
+            MethodConfig::RandomSearch(c) => Some(c.hist_mask),
         }
     }
 
@@ -1327,6 +1471,7 @@ impl MethodConfig {
             }
             MethodConfig::Opro(c) => Some(&mut c.n_train_users),
             MethodConfig::Protegi(c) => Some(&mut c.n_train_users),
+            MethodConfig::RandomSearch(c) => Some(&mut c.n_train_users),
             MethodConfig::Base(_)
             | MethodConfig::LlmDir(_)
             | MethodConfig::LlmCot(_)

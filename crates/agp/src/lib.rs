@@ -9,8 +9,11 @@
 //!   [`MethodConfig::calls_per_user`] gives each method's LLM requests per user.
 //! - Generic prompt optimizers learn AGP's `p_gen` on AGP's training loop as baselines:
 //!   [`methods::optimizers`] has OPRO and ProTeGi. Their training calls per epoch are
-//!   [`opro_train_calls`] and [`protegi_train_calls`]; a `max_training_calls` budget (on AGP
-//!   too) set to AGP's [`MethodRun::training_calls`] compares them at equal calls.
+//!   [`opro_train_calls`] and [`protegi_train_calls`]. Random search
+//!   ([`methods::random_search`]) is their control: blind edits at the same budget. Every
+//!   learned method takes a [`Budget`] in calls or tokens (`max_training_calls` is its alias in
+//!   calls), shuffles its training users per seed on request, and can report the epoch with the
+//!   best lower confidence bound on validation ([`Selection::ValidLcb`]).
 //! - A new method implements [`Reranker`] and runs under the same protocol with
 //!   [`run_reranker`].
 //! - The paper's equations are functions in [`methods::agp`]: [`methods::agp::generate_profile`]
@@ -75,6 +78,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod llm;
@@ -87,10 +91,12 @@ pub mod reranker;
 pub mod run;
 pub mod stage;
 
+pub use budget::{Budget, training_tokens};
 pub use config::{
     AgpConfig, BaseConfig, CallsPerUser, Decoding, EditExtraction, FeedbackListOrder,
     FeedbackPromptSource, FirstConfig, ListwiseConfig, LoopSettings, MethodConfig, OproConfig,
-    PointwiseConfig, ProtegiConfig, PrpConfig, PrpTies, RankGptConfig, SetwiseConfig,
+    PointwiseConfig, ProtegiConfig, PrpConfig, PrpTies, RandomSearchConfig, RankGptConfig,
+    SetwiseConfig,
 };
 pub use error::AgpError;
 pub use llm::{
@@ -109,6 +115,6 @@ pub use prompts::OutputConstraint;
 pub use reranker::{BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase};
 pub use run::{
     EpochMetrics, MethodRun, RunOptions, SelectedEpoch, Selection, build_reranker, check_inputs,
-    run_method, run_reranker,
+    lower_confidence_bound, run_method, run_reranker,
 };
 pub use stage::Stage;

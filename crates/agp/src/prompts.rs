@@ -816,7 +816,11 @@ pub fn templates() -> Vec<(&'static str, String)> {
         ("protegi_gradient", protegi_gradient(p, &errors, 3)),
         ("protegi_edit", protegi_edit(p, &errors, 3, "{gradient}", 1)),
         ("protegi_paraphrase", protegi_paraphrase(p)),
-        ("first_listwise_bracketed", first_listwise_bracketed(h, c, 10)),
+        (
+            "first_listwise_bracketed",
+            first_listwise_bracketed(h, c, 10),
+        ),
+        ("random_edit", random_edit(p, RANDOM_EDITS[0])),
     ]
 }
 
@@ -834,6 +838,37 @@ Generate a variation of the following instruction while keeping the semantic mea
 \n\
 [Expected Output]\n\
 The variation. It MUST start with {BOS} and end with {EOS}.",
+        shown_prompt(prompt)
+    )
+}
+
+/// The edits random search draws from, one per proposal: generic changes to a prompt's text
+/// that carry no information about users, scores or errors.
+pub const RANDOM_EDITS: [&str; 6] = [
+    "Rephrase the prompt: say the same in other words.",
+    "Add one instruction the prompt does not have yet.",
+    "Remove one of the prompt's instructions, or merge two of them.",
+    "Make one of the prompt's instructions more specific.",
+    "Make the prompt shorter.",
+    "Change the order of the prompt's instructions.",
+];
+
+/// Random search's proposal: `prompt` with the drawn `change` (one of [`RANDOM_EDITS`]) applied,
+/// between the answer markers. The request shows neither scores nor users, so what it returns
+/// is a blind perturbation of the text.
+pub fn random_edit(prompt: &str, change: &str) -> String {
+    format!(
+        "[Task]\n\
+Rewrite a user profile generation prompt by making one change to it. {PROFILE_PROMPT_JOB}\n\
+\n\
+[Current User Generation Prompt]\n\
+{}\n\
+\n\
+[Instruction]\n\
+{change}\n\
+\n\
+[Expected Output]\n\
+Write only the new prompt. It MUST start with {BOS} and end with {EOS}.",
         shown_prompt(prompt)
     )
 }

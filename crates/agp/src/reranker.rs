@@ -13,6 +13,7 @@ use crate::llm::Llm;
 use crate::log::EventLog;
 use crate::metrics::{UnparseableRule, UserResult};
 use crate::parse::ParsedRanking;
+use crate::run::Selection;
 
 /// What a method sees for one user at rerank time. It never holds the ground truth.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,7 +130,20 @@ pub trait Reranker: Send + Sync {
         UnparseableRule::Zero
     }
 
-    /// One training step on a batch (the same batches every epoch).
+    /// Draw the training users' order anew each epoch from the run's seed (see
+    /// [`crate::AgpConfig::shuffle_train_users`]); off, every epoch has the same batches.
+    fn shuffle_train_users(&self) -> bool {
+        false
+    }
+
+    /// The validation rule reported besides `best-valid`: [`Selection::ValidLcb`] adds the
+    /// epoch with the best lower confidence bound to the run; anything else adds nothing.
+    fn selection(&self) -> Selection {
+        Selection::BestValid
+    }
+
+    /// One training step on a batch (the same batches every epoch unless the method shuffles
+    /// them).
     async fn train_batch(
         &mut self,
         _step: TrainStep,

@@ -39,7 +39,7 @@ use crate::llm::{FailurePolicy, Llm, RunCalls, StageTally, eq7_api_calls, traini
 use crate::log::EventLog;
 use crate::methods::{
     Base, First, ListwiseBaseline, Opro, PointwiseBaseline, PromptOptimizer, Protegi, PrpAllpair,
-    PrpSort, RankGpt, Route, Setwise,
+    PrpSort, RandomSearch, RankGpt, Route, Setwise,
 };
 use crate::metrics::{
     AnswerScoring, MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_ordering,
@@ -109,17 +109,26 @@ pub struct EpochMetrics {
 }
 
 /// How an epoch was chosen for reporting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Selection {
     /// The epoch with the highest NDCG@10 on the separate validation users (what reports lead
     /// with).
+    #[default]
     BestValid,
     /// The epoch with the highest test NDCG@10: the paper's apparent choice, optimistic because
     /// it is chosen on the test users themselves.
     BestTest,
     /// The final epoch.
     Last,
+    /// The epoch whose validation NDCG@10 has the highest one-sided 95% lower confidence bound,
+    /// mean − t(0.95, n − 1)·sd/√n over the n validation users ([`lower_confidence_bound`]): an
+    /// epoch that is best on a few lucky users loses to one almost as good on all of them. Only
+    /// a learned method with `select = "valid-lcb"` reports it, beside `best-valid`; it is not
+    /// in [`Selection::ALL`], so reports that do not ask for it are unchanged.
+    ValidLcb,
 }
 
 impl Selection {
@@ -132,6 +141,7 @@ impl Selection {
             Selection::BestValid => "best-valid",
             Selection::BestTest => "best-test",
             Selection::Last => "last",
+            Selection::ValidLcb => "valid-lcb",
         }
     }
 }
@@ -148,8 +158,11 @@ impl std::str::FromStr for Selection {
     fn from_str(s: &str) -> Result<Self, AgpError> {
         Selection::ALL
             .into_iter()
+            .chain([Selection::ValidLcb])
             .find(|x| x.name() == s)
-            .ok_or_else(|| AgpError::config("selection", "best-valid, best-test or last", s))
+            .ok_or_else(|| {
+                AgpError::config("selection", "best-valid, best-test, last or valid-lcb", s)
+            })
     }
 }
 
@@ -183,6 +196,10 @@ pub struct MethodRun {
     /// validation users are not evaluated); `None` when several epochs ran but the candidate
     /// file has no validation users.
     pub best_valid: Option<SelectedEpoch>,
+    /// The epoch chosen by [`Selection::ValidLcb`], for a method that asks for it (`None`
+    /// otherwise, and without validation users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_lcb: Option<SelectedEpoch>,
     /// Requests, tokens and failed calls per stage. Training calls are `profile`, `rerank`,
     /// `feedback`, `summarize`, `edit` and `verify` (the re-evaluation of an edit); every
     /// evaluation call of test and validation users is `test`. A pointwise request of n
@@ -225,6 +242,7 @@ impl MethodRun {
             Selection::Last => Some(&self.last),
             Selection::BestTest => Some(&self.best_test),
             Selection::BestValid => self.best_valid.as_ref(),
+            Selection::ValidLcb => self.valid_lcb.as_ref(),
         }
     }
 
@@ -270,6 +288,9 @@ pub fn build_reranker(cfg: &MethodConfig, cands: &CandidateFile) -> Box<dyn Rera
         MethodConfig::First(c) => Box::new(First { cfg: c.clone() }),
         MethodConfig::Opro(c) => Box::new(Opro::new(c.clone(), c.train_users(cands))),
         MethodConfig::Protegi(c) => Box::new(Protegi::new(c.clone(), c.train_users(cands))),
+        MethodConfig::RandomSearch(c) => {
+            Box::new(RandomSearch::new(c.clone(), c.train_users(cands)))
+        }
     }
 }
 
@@ -566,9 +587,35 @@ struct Selected {
     last: SelectedEpoch,
     best_test: SelectedEpoch,
     best_valid: Option<SelectedEpoch>,
+    valid_lcb: Option<SelectedEpoch>,
 }
 
-fn select_epochs(done: &[EpochRecord], has_valid: bool) -> Selected {
+/// One-sided 95% Student-t quantiles t(0.95, df) for df = 1..=30; past 30 the normal 1.645.
+const T95: [f64; 30] = [
+    6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771,
+    1.761, 1.753, 1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706,
+    1.703, 1.701, 1.699, 1.697,
+];
+
+/// One-sided 95% lower confidence bound of the mean of `xs`: mean − t(0.95, n − 1)·sd/√n with
+/// the sample standard deviation. A t bound rather than a bootstrap percentile: it needs no
+/// resampling seed and is the same number wherever it is recomputed. One value (or none) has no
+/// spread to bound, so its bound is its mean (0 for none).
+pub fn lower_confidence_bound(xs: &[f64]) -> f64 {
+    let n = xs.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return mean;
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let t = T95.get(n - 2).copied().unwrap_or(1.645);
+    mean - t * var.sqrt() / (n as f64).sqrt()
+}
+
+fn select_epochs(done: &[EpochRecord], has_valid: bool, lcb: bool) -> Selected {
     let select = |selection: Selection, idx: usize| {
         let rec = &done[idx];
         SelectedEpoch {
@@ -600,10 +647,18 @@ fn select_epochs(done: &[EpochRecord], has_valid: bool) -> Selected {
             )
         })
     };
+    let valid_lcb = (lcb && has_valid && done.len() > 1).then(|| {
+        let ndcgs = |e: &EpochRecord| e.valid.iter().map(|u| u.ndcg).collect::<Vec<_>>();
+        select(
+            Selection::ValidLcb,
+            argmax(&|e| lower_confidence_bound(&ndcgs(e))),
+        )
+    });
     Selected {
         last,
         best_test,
         best_valid,
+        valid_lcb,
     }
 }
 
@@ -627,8 +682,21 @@ fn backbone_order(test_cases: &[UserCase]) -> MeanMetrics {
     MeanMetrics::of(&results)
 }
 
-/// Run any [`Reranker`] under the protocol: training users in batches (same batches every
-/// epoch), test users (and validation users, with several epochs) evaluated after every epoch.
+/// The training users of `epoch` in an order drawn from the run's seed and the epoch: a resumed
+/// run draws the same order, so it picks up at the same batch.
+fn shuffled(cases: &[UserCase], seed: u64, epoch: usize) -> Vec<UserCase> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let key = seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(key);
+    let mut out = cases.to_vec();
+    out.shuffle(&mut rng);
+    out
+}
+
+/// Run any [`Reranker`] under the protocol: training users in batches (the same batches every
+/// epoch unless [`Reranker::shuffle_train_users`]), test users (and validation users, with
+/// several epochs) evaluated after every epoch.
 pub async fn run_reranker(
     r: &mut dyn Reranker,
     label: &str,
@@ -651,10 +719,11 @@ pub async fn run_reranker(
     } = protocol_cases(ds, cands, n_train, n_epochs)?;
     let eval_cases: Vec<UserCase> = test_cases.iter().chain(&valid_cases).cloned().collect();
     let batch_size = r.batch_size().max(1);
-    let batches: Vec<&[UserCase]> = if n_epochs > 0 {
-        train_cases.chunks(batch_size).collect()
+    let shuffle = r.shuffle_train_users();
+    let n_batches = if n_epochs > 0 {
+        train_cases.len().div_ceil(batch_size)
     } else {
-        Vec::new()
+        0
     };
 
     let llm = Llm {
@@ -729,9 +798,19 @@ pub async fn run_reranker(
     };
 
     let eval_epochs = n_epochs.max(1);
-    let total_steps = eval_epochs * batches.len();
+    let total_steps = eval_epochs * n_batches;
     while ck.epoch <= eval_epochs {
         let epoch = ck.epoch;
+        let epoch_cases = if shuffle {
+            shuffled(&train_cases, opts.seed, epoch)
+        } else {
+            train_cases.clone()
+        };
+        let batches: Vec<&[UserCase]> = if n_epochs > 0 {
+            epoch_cases.chunks(batch_size).collect()
+        } else {
+            Vec::new()
+        };
         if ck.batches_done < batches.len() {
             let pb = bar(
                 opts.progress,
@@ -798,7 +877,12 @@ pub async fn run_reranker(
         last,
         best_test,
         best_valid,
-    } = select_epochs(&ck.done, !valid_cases.is_empty());
+        valid_lcb,
+    } = select_epochs(
+        &ck.done,
+        !valid_cases.is_empty(),
+        r.selection() == Selection::ValidLcb,
+    );
     let calls = llm.calls.snapshot();
     Ok(MethodRun {
         label: label.to_string(),
@@ -812,6 +896,7 @@ pub async fn run_reranker(
         last,
         best_test,
         best_valid,
+        valid_lcb,
         total_calls: calls.values().map(|t| t.calls).sum(),
         prompt_tokens: calls.values().map(|t| t.prompt_tokens).sum(),
         completion_tokens: calls.values().map(|t| t.completion_tokens).sum(),
@@ -830,6 +915,92 @@ pub async fn run_reranker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An epoch whose validation users have these NDCGs (ranks are not read by the selection).
+    fn epoch(n: usize, valid: &[f64], test: f64) -> EpochRecord {
+        let users = |xs: &[f64]| -> Vec<UserResult> {
+            xs.iter()
+                .enumerate()
+                .map(|(i, &ndcg)| UserResult {
+                    user: i as u32,
+                    rank: 1,
+                    ndcg,
+                    parse: ParseOutcome::Exact,
+                    failure: None,
+                })
+                .collect()
+        };
+        let (valid, test) = (users(valid), users(&[test]));
+        EpochRecord {
+            metrics: EpochMetrics {
+                epoch: n,
+                train: None,
+                test: MeanMetrics::of(&test),
+                valid: Some(MeanMetrics::of(&valid)),
+                accepted_edits: 0,
+                discarded_edits: 0,
+            },
+            test,
+            valid,
+        }
+    }
+
+    #[test]
+    fn the_lower_bound_is_the_one_sided_t_bound() {
+        // n = 4: mean − t(0.95, 3) · sd / √4.
+        let xs = [0.4, 0.5, 0.6, 0.5];
+        let mean = xs.iter().sum::<f64>() / 4.0;
+        let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 3.0).sqrt();
+        assert!((lower_confidence_bound(&xs) - (mean - 2.353 * sd / 2.0)).abs() < 1e-12);
+        assert_eq!(lower_confidence_bound(&[0.7]), 0.7);
+        assert_eq!(lower_confidence_bound(&[]), 0.0);
+        // Past 31 values the normal quantile.
+        let many: Vec<f64> = (0..40).map(|i| (i % 2) as f64).collect();
+        let sd = (many.iter().map(|x| (x - 0.5f64).powi(2)).sum::<f64>() / 39.0).sqrt();
+        assert!((lower_confidence_bound(&many) - (0.5 - 1.645 * sd / 40f64.sqrt())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn valid_lcb_prefers_the_epoch_good_on_every_user_to_the_lucky_one() {
+        // Epoch 2 has the best validation mean from two users; epoch 3 is a little lower on
+        // all eight.
+        let done = [
+            epoch(1, &[0.1; 8], 0.1),
+            epoch(2, &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 0.2),
+            epoch(3, &[0.45, 0.5, 0.45, 0.5, 0.45, 0.5, 0.45, 0.5], 0.3),
+        ];
+        let s = select_epochs(&done, true, true);
+        assert_eq!(s.best_valid.as_ref().unwrap().epoch, 2);
+        let lcb = s.valid_lcb.expect("asked for");
+        assert_eq!((lcb.epoch, lcb.selection), (3, Selection::ValidLcb));
+        assert_eq!(lcb.test.ndcg10, 0.3);
+        // Not asked for, or nothing to choose from: none.
+        assert!(select_epochs(&done, true, false).valid_lcb.is_none());
+        assert!(select_epochs(&done[..1], true, true).valid_lcb.is_none());
+        assert!(select_epochs(&done, false, true).valid_lcb.is_none());
+        // Equal bounds: the first epoch wins, as for the other rules.
+        let flat = [epoch(1, &[0.5; 4], 0.1), epoch(2, &[0.5; 4], 0.2)];
+        assert_eq!(select_epochs(&flat, true, true).valid_lcb.unwrap().epoch, 1);
+    }
+
+    #[test]
+    fn selection_names_parse_and_all_stays_the_three_reported() {
+        assert_eq!(
+            "valid-lcb".parse::<Selection>().unwrap(),
+            Selection::ValidLcb
+        );
+        assert_eq!(Selection::ALL.len(), 3);
+        assert_eq!(Selection::default(), Selection::BestValid);
+        let json = serde_json::to_string(&Selection::ValidLcb).unwrap();
+        assert_eq!(json, "\"valid-lcb\"");
+        assert!(
+            "lcb"
+                .parse::<Selection>()
+                .unwrap_err()
+                .to_string()
+                .contains("valid-lcb")
+        );
+    }
 
     #[test]
     fn checkpoint_without_failures_keeps_the_older_format() {

@@ -251,6 +251,7 @@ fn all_prompts() -> Vec<String> {
         prompts::opro_meta(&[("<p>", 0.5)], &[prompts::opro_example(1, "<h>", "<g>")]),
         prompts::protegi_gradient("<p>", &["<e>".to_string()], 3),
         prompts::protegi_edit("<p>", &["<e>".to_string()], 3, "<g>", 1),
+        prompts::random_edit("<p>", prompts::RANDOM_EDITS[0]),
     ]);
     v
 }

@@ -256,6 +256,20 @@ fn prompt_optimizers() {
     insta::assert_snapshot!("protegi_paraphrase_empty", prompts::protegi_paraphrase(""));
 }
 
+/// Random search's proposal: the drawn change applied to the current prompt (an empty one shows
+/// as `(empty)`).
+#[test]
+fn random_search_edit() {
+    insta::assert_snapshot!(
+        "random_edit",
+        prompts::random_edit("<learned p_gen>", prompts::RANDOM_EDITS[1])
+    );
+    insta::assert_snapshot!(
+        "random_edit_empty",
+        prompts::random_edit("", prompts::RANDOM_EDITS[0])
+    );
+}
+
 #[test]
 fn system_message() {
     insta::assert_snapshot!("system", prompts::SYSTEM);

@@ -110,6 +110,10 @@ pub struct ScaleSettings {
     /// Cap on generated tokens per LLM call (`None`: provider default, as the reference code).
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Seeds the experiment runs at this scale (1..=seeds, each a backbone seed and user draw,
+    /// and the seed of every learned method); `--seeds` replaces it. `None` is one seed.
+    #[serde(default)]
+    pub seeds: Option<u64>,
 }
 
 /// An experiment resolved for one scale.

@@ -39,8 +39,9 @@ fn forward_requests(cfg: &MethodConfig, k: usize) -> f64 {
 /// from) are evaluated after every epoch.
 pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize, k: usize) -> f64 {
     let fwd = forward_requests(cfg, k);
-    // `epochs` of training at `per_epoch` requests; under a `max_training_calls` budget a batch
-    // that starts below it runs to its end, so training passes it by at most `per_batch`.
+    // `epochs` of training at `per_epoch` requests; under a budget in calls a batch that starts
+    // below it runs to its end, so training passes it by at most `per_batch`. A budget in tokens
+    // bounds no count of requests, so it plans every epoch.
     let trained = |per_epoch: f64, per_batch: f64, epochs: usize, budget: Option<u64>| {
         let all = per_epoch * epochs.max(1) as f64;
         budget.map_or(all, |b| all.min(b as f64 + per_batch))
@@ -50,6 +51,10 @@ pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize
         let users = test + if epochs > 1 { valid } else { 0 };
         fwd * users as f64 * epochs.max(1) as f64
     };
+    let budget = cfg
+        .loop_settings()
+        .and_then(|s| s.training_budget())
+        .and_then(|b| b.calls);
     match cfg {
         MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) => {
             let n = c.n_train_users.unwrap_or(train) as f64;
@@ -59,19 +64,14 @@ pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize
             let train_step = fwd * n + n + 2.0 * batches + fwd * n;
             let b = (c.batch_size as f64).min(n);
             let per_batch = verify * (fwd * b + b + 2.0 + fwd * b);
-            trained(
-                verify * train_step,
-                per_batch,
-                c.epochs,
-                c.max_training_calls,
-            ) + evaluated(c.epochs)
+            trained(verify * train_step, per_batch, c.epochs, budget) + evaluated(c.epochs)
         }
         MethodConfig::Opro(c) => {
             let n = c.n_train_users.unwrap_or(train);
             let b = c.batch_size.min(n);
             let per_epoch = agp::opro_train_calls(c.batch_size, n, c.n_candidates) as f64;
             let per_batch = agp::opro_train_calls(b, b, c.n_candidates) as f64;
-            trained(per_epoch, per_batch, c.epochs, c.max_training_calls) + evaluated(c.epochs)
+            trained(per_epoch, per_batch, c.epochs, budget) + evaluated(c.epochs)
         }
         MethodConfig::Protegi(c) => {
             let n = c.n_train_users.unwrap_or(train);
@@ -86,12 +86,15 @@ pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize
                     c.n_paraphrases,
                 ) as f64
             };
-            trained(
-                calls(c.batch_size, n),
-                calls(b, b),
-                c.epochs,
-                c.max_training_calls,
-            ) + evaluated(c.epochs)
+            trained(calls(c.batch_size, n), calls(b, b), c.epochs, budget) + evaluated(c.epochs)
+        }
+        MethodConfig::RandomSearch(c) => {
+            let n = c.n_train_users.unwrap_or(train);
+            let b = c.batch_size.min(n);
+            // Per batch of b users: score the prompt (2b), one edit call, verify (2b).
+            let per_epoch = (4 * n + n.div_ceil(c.batch_size.max(1))) as f64;
+            let per_batch = (4 * b + 1) as f64;
+            trained(per_epoch, per_batch, c.epochs, budget) + evaluated(c.epochs)
         }
         // Methods that do not learn: one forward pass per test user.
         _ => fwd * test as f64,
@@ -231,6 +234,27 @@ mod tests {
         assert_eq!(requests("AGP"), 79_200.0);
         let text = plan.render();
         assert!(text.contains("total ~$"), "{text}");
+    }
+
+    #[test]
+    fn random_search_and_budgets_in_calls_or_tokens_are_planned() {
+        let cfg = |extra: &str| -> MethodConfig {
+            toml::from_str(&format!(
+                "kind = \"random-search\"\nepochs = 2\nbatch_size = 5\nn_train_users = 18\n{extra}"
+            ))
+            .unwrap()
+        };
+        // 2 epochs of 4·18 + 4 batches, and 20 test + 10 valid users × 2 calls after each.
+        let eval = 2.0 * 30.0 * 2.0;
+        assert_eq!(cell_requests(&cfg(""), 20, 10, 20, 10), 2.0 * 76.0 + eval);
+        // A budget of 30 calls: at most 30 plus one batch of 4·5 + 1.
+        let calls = cfg("budget = { calls = 30 }");
+        assert_eq!(cell_requests(&calls, 20, 10, 20, 10), 30.0 + 21.0 + eval);
+        let alias = cfg("max_training_calls = 30");
+        assert_eq!(cell_requests(&alias, 20, 10, 20, 10), 30.0 + 21.0 + eval);
+        // Tokens bound no count of requests: every epoch is planned.
+        let tokens = cfg("budget = { tokens = 30 }");
+        assert_eq!(cell_requests(&tokens, 20, 10, 20, 10), 2.0 * 76.0 + eval);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The experiments `all` runs, in this order.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     "table1",
     "fig2-summarization",
     "fig2-grid",
@@ -27,6 +27,7 @@ pub const ALL: [&str; 9] = [
     "external",
     "baselines",
     "open-questions",
+    "learned-budget",
 ];
 
 /// How to run an experiment; the defaults are the bundled default's.
@@ -37,8 +38,9 @@ pub struct ReproduceOptions {
     pub llm: Option<String>,
     /// Record into the bundled recordings and the committed candidate files.
     pub record: bool,
-    /// Repeat the whole pipeline (backbone seed and user draw) with seeds 1..=seeds.
-    pub seeds: u64,
+    /// Repeat the whole pipeline (backbone seed and user draw) with seeds 1..=seeds; `None` runs
+    /// the experiment's own `seeds` for the scale (1 where it sets none).
+    pub seeds: Option<u64>,
     /// LLM calls in flight at once.
     pub jobs: usize,
     /// Threads of an in-process model.
@@ -67,7 +69,7 @@ impl Default for ReproduceOptions {
             scale: Scale::Fixture,
             llm: None,
             record: false,
-            seeds: 1,
+            seeds: None,
             jobs: 4,
             threads: None,
             check: false,
@@ -215,8 +217,17 @@ fn build_llms(ws: &Workspace, specs: &[String], args: &ReproduceOptions) -> Resu
         .collect()
 }
 
+/// Seeds a run repeats the experiment with: `--seeds`, else the experiment's own, else 1.
+fn seeds_of(exp: &Experiment, args: &ReproduceOptions) -> u64 {
+    args.seeds.or(exp.settings.seeds).unwrap_or(1)
+}
+
 fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<ExperimentRun> {
     let exp = &exp;
+    let n_seeds = seeds_of(exp, args);
+    if n_seeds == 0 {
+        bail!("{}: seeds must be 1 or more", exp.name);
+    }
     let t0 = Instant::now();
     let progress = args.progress;
     let llm_specs: Vec<String> = match &args.llm {
@@ -228,7 +239,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         .any(|s| s.starts_with("openai:") || s.starts_with("deepseek:"));
     let live = llm_specs.iter().any(|s| s != "replay");
     let plan = if live {
-        let plan = plan::plan(exp, &llm_specs, args.seeds)?;
+        let plan = plan::plan(exp, &llm_specs, n_seeds)?;
         eprintln!("{}", plan.render());
         Some(plan)
     } else {
@@ -254,7 +265,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
     let mut backbone_facts = Vec::new();
     let mut data_s = 0.0;
     let mut backbone_s = 0.0;
-    for seed in 1..=args.seeds {
+    for seed in 1..=n_seeds {
         for dataset in &exp.settings.datasets {
             let t = Instant::now();
             let ds = pipeline::load_dataset(ws, dataset)?;
@@ -439,7 +450,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         scale: exp.scale.name().to_string(),
         llm_provenance: provenance,
         backbones: backbone_facts,
-        seeds: (1..=args.seeds).collect(),
+        seeds: (1..=n_seeds).collect(),
         flags: rerun_flags(ws, exp, args),
         recordings: llms
             .iter()
@@ -629,8 +640,10 @@ fn rerun_flags(ws: &Workspace, exp: &Experiment, args: &ReproduceOptions) -> Str
     for m in &args.methods {
         f.push(format!("--method {}", shell_word(m)));
     }
-    if args.seeds > 1 {
-        f.push(format!("--seeds {}", args.seeds));
+    // Only a count other than the experiment's own is a flag to repeat.
+    let n_seeds = seeds_of(exp, args);
+    if n_seeds != exp.settings.seeds.unwrap_or(1) {
+        f.push(format!("--seeds {n_seeds}"));
     }
     f.join(" ")
 }
@@ -758,6 +771,30 @@ mod tests {
                 assert!(!exp.methods.is_empty(), "{name} at {scale:?}");
             }
         }
+    }
+
+    #[test]
+    fn an_experiment_sets_its_seeds_and_only_another_count_is_a_flag() {
+        let ws = Workspace::discover();
+        let exp = Experiment::load(&ws.experiment_path("learned-budget"), Scale::Fixture).unwrap();
+        let with = |seeds| ReproduceOptions {
+            seeds,
+            out: Some(ws.reports()),
+            recordings: Some(ws.recordings()),
+            ..ReproduceOptions::default()
+        };
+        assert_eq!(exp.settings.seeds, Some(2));
+        assert_eq!(seeds_of(&exp, &with(None)), 2);
+        assert_eq!(rerun_flags(&ws, &exp, &with(None)), "");
+        assert_eq!(rerun_flags(&ws, &exp, &with(Some(2))), "");
+        assert_eq!(seeds_of(&exp, &with(Some(1))), 1);
+        assert_eq!(rerun_flags(&ws, &exp, &with(Some(1))), "--seeds 1");
+        let table1 = Experiment::load(&ws.experiment_path("table1"), Scale::Fixture).unwrap();
+        assert_eq!(seeds_of(&table1, &with(None)), 1);
+        assert_eq!(rerun_flags(&ws, &table1, &with(Some(3))), "--seeds 3");
+        // Other scales of the experiment run one seed unless asked.
+        let small = Experiment::load(&ws.experiment_path("learned-budget"), Scale::Small).unwrap();
+        assert_eq!(seeds_of(&small, &with(None)), 1);
     }
 
     #[test]

@@ -385,9 +385,51 @@ pub fn across_seeds(xs: &[f64]) -> (f64, f64) {
     (m, t * (var / n).sqrt())
 }
 
+/// How a result spreads over repeated runs (seeds): count, mean, sample standard deviation (0
+/// for one run), minimum and maximum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub n: usize,
+    pub mean: f64,
+    pub sd: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The [`Spread`] of `xs`; `None` for no values.
+pub fn spread(xs: &[f64]) -> Option<Spread> {
+    if xs.is_empty() {
+        return None;
+    }
+    let m = mean(xs);
+    let sd = if xs.len() < 2 {
+        0.0
+    } else {
+        (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+    };
+    Some(Spread {
+        n: xs.len(),
+        mean: m,
+        sd,
+        min: xs.iter().copied().fold(f64::INFINITY, f64::min),
+        max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_over_seeds() {
+        let s = spread(&[0.2, 0.4, 0.6]).unwrap();
+        assert_eq!((s.n, s.min, s.max), (3, 0.2, 0.6));
+        assert!((s.mean - 0.4).abs() < 1e-12);
+        assert!((s.sd - 0.2).abs() < 1e-12);
+        let one = spread(&[0.3]).unwrap();
+        assert_eq!((one.mean, one.sd, one.min, one.max), (0.3, 0.0, 0.3, 0.3));
+        assert!(spread(&[]).is_none());
+    }
 
     #[test]
     fn random_reference_rank_and_ndcg() {

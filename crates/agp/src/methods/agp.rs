@@ -10,8 +10,9 @@
 //! - summarize (Eq. 5), edit (Eq. 6) or any call of the verify pass: the batch's edit is
 //!   discarded (counted in `discarded`, logged with the failed stage) and the prompt stays.
 //!
-//! With [`AgpConfig::max_training_calls`] set, a batch that starts with the budget spent is
-//! skipped (as OPRO's and ProTeGi's, [`super::optimizers`]).
+//! With a training budget ([`AgpConfig::budget`] or its alias
+//! [`AgpConfig::max_training_calls`]), a batch that starts with the budget spent is skipped (as
+//! every learned method's, [`crate::budget`]).
 
 use agp_llm::FailureReason;
 
@@ -503,6 +504,14 @@ impl Reranker for PromptOptimizer {
         self.cfg.unparseable
     }
 
+    fn shuffle_train_users(&self) -> bool {
+        self.cfg.shuffle_train_users
+    }
+
+    fn selection(&self) -> crate::Selection {
+        self.cfg.select
+    }
+
     /// The §3.4 loop for one batch: `verify_steps` times, forward → feedback → (summarize) →
     /// edit → re-run the same batch with the edit, keeping it only if the mean rank strictly
     /// improves.
@@ -513,7 +522,7 @@ impl Reranker for PromptOptimizer {
         env: &Env,
     ) -> Result<BatchOutcome, AgpError> {
         let mut out = BatchOutcome::default();
-        if super::budget_spent(self.cfg.max_training_calls, step, env)? {
+        if super::budget_spent(self.cfg.loop_settings().training_budget(), step, env)? {
             return Ok(out);
         }
         for attempt in 0..self.cfg.verify_steps {

@@ -3,51 +3,16 @@
 pub mod agp;
 pub mod baselines;
 pub mod optimizers;
+pub mod random_search;
 pub mod rankers;
 
 pub use agp::{PromptOptimizer, Route};
 pub use baselines::{Base, ListwiseBaseline, PointwiseBaseline};
 pub use optimizers::{Opro, Protegi};
+pub use random_search::RandomSearch;
 pub use rankers::{First, PrpAllpair, PrpSort, RankGpt, Setwise};
 
-use serde::Serialize;
-
-use crate::error::AgpError;
-use crate::llm::training_calls;
-use crate::reranker::{Env, TrainStep};
-
-#[derive(Serialize)]
-struct BudgetEvent {
-    event: &'static str,
-    status: &'static str,
-    epoch: usize,
-    batch: usize,
-    training_calls: u64,
-    max_training_calls: u64,
-}
-
-/// Whether a prompt optimizer's training-call budget is spent before `step`, measured on the
-/// run's ledger (so a resumed run counts the calls of its checkpoint); a skipped step is logged.
-pub(crate) fn budget_spent(
-    budget: Option<u64>,
-    step: TrainStep,
-    env: &Env,
-) -> Result<bool, AgpError> {
-    let Some(max) = budget else { return Ok(false) };
-    let spent = training_calls(&env.llm.calls.snapshot());
-    if spent < max {
-        return Ok(false);
-    }
-    env.log_event(&BudgetEvent {
-        event: "train_step",
-        status: "skipped: max_training_calls reached",
-        epoch: step.epoch,
-        batch: step.batch,
-        training_calls: spent,
-        max_training_calls: max,
-    })?;
-    Ok(true)
-}
+pub(crate) use crate::budget::budget_spent;
 
 /// Candidate indices sorted by descending score; ties (and NaN, treated as lowest) keep backbone
 /// order, so the result never depends on anything but the scores.

@@ -21,8 +21,9 @@
 //! - a proposal or gradient call: that proposal (a gradient's edits) is discarded.
 //!
 //! Every discarded or accepted proposal is one `prompt` event in the log and one count in the
-//! epoch's `discarded_edits` / `accepted_edits`. With `max_training_calls` set, a batch that
-//! starts with the budget spent is skipped (see [`OproConfig::max_training_calls`]).
+//! epoch's `discarded_edits` / `accepted_edits`. With a training budget (`budget` or
+//! `max_training_calls`), a batch that starts with the budget spent is skipped (see
+//! [`crate::budget`]).
 
 use agp_llm::FailureReason;
 
@@ -457,6 +458,14 @@ impl Reranker for Opro {
         self.cfg.unparseable
     }
 
+    fn shuffle_train_users(&self) -> bool {
+        self.cfg.shuffle_train_users
+    }
+
+    fn selection(&self) -> crate::Selection {
+        self.cfg.select
+    }
+
     /// One OPRO step: score the current prompt on the batch and add it to the history, ask
     /// `n_candidates` meta-prompts for a new prompt, score each on the batch (into the history
     /// too), and keep the best if it beats the current prompt on the same users.
@@ -466,7 +475,7 @@ impl Reranker for Opro {
         batch: &[UserCase],
         env: &Env,
     ) -> Result<BatchOutcome, AgpError> {
-        if budget_spent(self.cfg.max_training_calls, step, env)? {
+        if budget_spent(self.cfg.loop_settings().training_budget(), step, env)? {
             return Ok(BatchOutcome::default());
         }
         let s = self.cfg.loop_settings();
@@ -727,6 +736,14 @@ impl Reranker for Protegi {
         self.cfg.unparseable
     }
 
+    fn shuffle_train_users(&self) -> bool {
+        self.cfg.shuffle_train_users
+    }
+
+    fn selection(&self) -> crate::Selection {
+        self.cfg.select
+    }
+
     /// One ProTeGi step: score every beam prompt on the batch, expand each (gradients from
     /// groups of its failing users, edits from the gradients), score the new prompts, and keep
     /// the `beam_width` best of old and new on the users every beam prompt was scored on (an
@@ -737,7 +754,7 @@ impl Reranker for Protegi {
         batch: &[UserCase],
         env: &Env,
     ) -> Result<BatchOutcome, AgpError> {
-        if budget_spent(self.cfg.max_training_calls, step, env)? {
+        if budget_spent(self.cfg.loop_settings().training_budget(), step, env)? {
             return Ok(BatchOutcome::default());
         }
         let s = self.cfg.loop_settings();

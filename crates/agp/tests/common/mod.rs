@@ -178,10 +178,11 @@ pub enum RankerAnswers {
 /// Rules: a profile echoes the instructions and the first history line; a listwise rerank
 /// answers the identity when the prompt mentions "genre" and the reversed order otherwise;
 /// feedback, summaries and edits are fixed sentences; OPRO's and ProTeGi's proposals alternate
-/// between a prompt with "genre" and one without (see [`opro_proposal`], [`protegi_edit`]); a pointwise score prefers candidates whose
-/// genre matches the first history item; RankGPT, PRP and Setwise prompts as [`RankerAnswers`]
-/// says. Answers arrive after a delay derived from the prompt
-/// so concurrent calls complete out of order.
+/// between a prompt with "genre" and one without (see [`opro_proposal`], [`protegi_edit`]); random
+/// search's edits follow the change asked for (see [`random_edit`]); a pointwise score prefers
+/// candidates whose genre matches the first history item; RankGPT, PRP and Setwise prompts as
+/// [`RankerAnswers`] says. Answers arrive after a delay derived from the prompt so concurrent
+/// calls complete out of order.
 #[derive(Default)]
 pub struct FakeModel {
     pub calls: AtomicUsize,
@@ -315,6 +316,9 @@ fn answer(prompt: &str, ranker: RankerAnswers) -> String {
             first.unwrap_or("")
         );
     }
+    if prompt.starts_with("[Task]\nRewrite a user profile generation prompt") {
+        return random_edit(prompt);
+    }
     if prompt.starts_with("[Task]\nYour task is to write the instructions") {
         return opro_proposal(prompt);
     }
@@ -375,6 +379,24 @@ fn opro_proposal(prompt: &str) -> String {
         format!("List the user's favourite genre first, like {example}.")
     };
     format!("A better one: |beginoftext|{new}|endoftext|")
+}
+
+/// Random search's edit: a genre prompt when the drawn change adds or sharpens an instruction,
+/// another prompt otherwise, each named after the change's first word so that different draws
+/// give different prompts.
+fn random_edit(prompt: &str) -> String {
+    let change = prompt
+        .split("[Instruction]\n")
+        .nth(1)
+        .and_then(|t| t.lines().next())
+        .unwrap_or("");
+    let word = change.split_whitespace().next().unwrap_or("none");
+    let new = if change.contains("Add") || change.contains("specific") {
+        format!("Describe the user's favourite genre ({word}).")
+    } else {
+        format!("Summarize the user's tastes ({word}).")
+    };
+    format!("|beginoftext|{new}|endoftext|")
 }
 
 /// ProTeGi's edit: the genre prompt's opposite (a prompt without "genre" if the current one has

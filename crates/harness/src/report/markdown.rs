@@ -522,3 +522,67 @@ pub(super) fn across_seeds(cells: &[Cell]) -> String {
     md.push('\n');
     md
 }
+
+/// Per learned method, how its result moves with the seed: mean, sample sd, min and max over
+/// seeds of the test NDCG@10 at the epoch chosen on validation (and at the `valid-lcb` epoch
+/// where the method asks for it), with its mean training calls and tokens, so rows trained at
+/// one budget are compared by their spread and not by one lucky run.
+pub(super) fn learned_spread(cells: &[Cell]) -> String {
+    let learned: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.run.final_prompt.is_some())
+        .collect();
+    if learned.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "## Learned methods across seeds\n\nTest NDCG@10 of the epoch each rule chose, over \
+         seeds (sd is the sample standard deviation); training calls and tokens are the mean \
+         per seed over every stage but evaluation.\n\n| Cell | chosen by | seeds | mean | sd | \
+         min | max | training calls | training tokens |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut keys: Vec<String> = learned.iter().map(|c| c.key()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let runs: Vec<&Cell> = learned.iter().copied().filter(|c| c.key() == key).collect();
+        let calls: Vec<f64> = runs.iter().map(|c| c.run.training_calls() as f64).collect();
+        let tokens: Vec<f64> = runs
+            .iter()
+            .map(|c| agp::training_tokens(&c.run.calls) as f64)
+            .collect();
+        for rule in [Selection::BestValid, Selection::ValidLcb] {
+            let ndcgs: Vec<f64> = runs
+                .iter()
+                .filter_map(|c| c.run.selected(rule).or_else(|| fallback(c, rule)))
+                .map(|e| e.test.ndcg10)
+                .collect();
+            // A rule none of the seeds reported is not a row.
+            if ndcgs.len() < runs.len() {
+                continue;
+            }
+            let Some(s) = stats::spread(&ndcgs) else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "| {key} | {rule} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
+                s.n,
+                f4(s.mean),
+                f4(s.sd),
+                f4(s.min),
+                f4(s.max),
+                stats::mean(&calls),
+                stats::mean(&tokens),
+            );
+        }
+    }
+    md.push('\n');
+    md
+}
+
+/// `best-valid` of a run evaluated without validation users falls back to its last epoch, as
+/// the rest of the report reads it; `valid-lcb` has no fallback.
+fn fallback(c: &Cell, rule: Selection) -> Option<&SelectedEpoch> {
+    (rule == Selection::BestValid).then(|| c.selected(rule))
+}

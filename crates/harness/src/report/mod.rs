@@ -24,7 +24,7 @@ pub(crate) use csv::csv_field;
 use csv::{cells_csv, per_user_csv};
 use figures::figures;
 use latex::latex;
-use markdown::{across_seeds, markdown};
+use markdown::{across_seeds, learned_spread, markdown};
 
 /// Candidate-list length in every experiment (the paper's K).
 pub const K: usize = 10;
@@ -284,6 +284,11 @@ pub fn render(exp: &Experiment, facts: &RunFacts, all_cells: &[Cell]) -> Report 
     if facts.seeds.len() > 1 {
         md.push_str(&across_seeds(all_cells));
     }
+    // With one seed the section still carries the `valid-lcb` choice of the rows that ask for
+    // it; a one-seed report of rows that do not is left as it was.
+    if facts.seeds.len() > 1 || all_cells.iter().any(|c| c.run.valid_lcb.is_some()) {
+        md.push_str(&learned_spread(all_cells));
+    }
     files.insert("README.md".to_string(), md);
     files.insert("cells.csv".to_string(), cells_csv(all_cells));
     files.insert("per_user.csv".to_string(), per_user_csv(all_cells));
@@ -371,6 +376,7 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
             last: epoch(Selection::Last),
             best_test: epoch(Selection::BestTest),
             best_valid: Some(epoch(Selection::BestValid)),
+            valid_lcb: None,
             calls,
             total_calls: if base { 0 } else { users.len() as u64 },
             prompt_tokens: 0,
@@ -423,6 +429,7 @@ mod tests {
                 method_overrides: BTreeMap::new(),
                 all_methods: toml::Table::new(),
                 max_tokens: None,
+                seeds: None,
             },
             methods: vec![],
             left_out: vec![],
@@ -499,5 +506,57 @@ mod tests {
         );
         assert_eq!(two.files["per_user.csv"].lines().count(), 1 + 2 * 2 * 3 * 4);
         assert!(a.files.keys().any(|k| k.starts_with("bars-")));
+        // No learned row, no section on learned methods.
+        assert!(!md2.contains("## Learned methods across seeds"), "{md2}");
+    }
+
+    #[test]
+    fn learned_methods_show_their_spread_over_seeds() {
+        // One AGP cell per seed, its users' NDCG means 0.2, 0.4 and 0.6; the third seed also
+        // chose an epoch on the lower bound.
+        let cells: Vec<Cell> = [(1, 0.2), (2, 0.4), (3, 0.6)]
+            .into_iter()
+            .map(|(seed, x)| {
+                let mut c = test_cell("AGP", "agp", &[1, 2], &[x, x]);
+                c.seed = seed;
+                c.run.final_prompt = Some(format!("p{seed}"));
+                c.run.calls.insert(
+                    agp::Stage::Edit,
+                    agp::StageTally {
+                        calls: 10 * seed,
+                        prompt_tokens: 100,
+                        completion_tokens: 20,
+                        ..Default::default()
+                    },
+                );
+                c
+            })
+            .chain([test_cell("Base", "base", &[1, 2], &[0.5, 0.5])])
+            .collect();
+        let md = markdown::learned_spread(&cells);
+        assert!(md.starts_with("## Learned methods across seeds"), "{md}");
+        assert!(
+            md.contains(
+                "| ml-latest-small/lightgcn/replay/AGP | best-valid | 3 | 0.4000 | 0.2000 | \
+                 0.2000 | 0.6000 | 20 | 120 |"
+            ),
+            "{md}"
+        );
+        // valid-lcb only where every seed reported it; Base learns nothing.
+        assert!(!md.contains("valid-lcb"), "{md}");
+        assert!(!md.contains("/Base"), "{md}");
+        assert_eq!(markdown::learned_spread(&cells[3..]), "");
+        // Every seed chose on the lower bound too: a second row for that rule.
+        let mut lcb = cells.clone();
+        for c in &mut lcb[..3] {
+            let mut e = c.run.last.clone();
+            e.selection = Selection::ValidLcb;
+            c.run.valid_lcb = Some(e);
+        }
+        let md = markdown::learned_spread(&lcb);
+        assert!(
+            md.contains("| ml-latest-small/lightgcn/replay/AGP | valid-lcb | 3 | 0.4000 |"),
+            "{md}"
+        );
     }
 }
