@@ -963,8 +963,16 @@ fn loop_departures(differs: &mut impl FnMut(bool, String), s: &LoopSettings, n: 
          instead of 0"
             .into(),
     );
-    if let Some(b) = s.max_training_calls {
-        differs(true, format!("training stops after {b} calls"));
+    match s.training_budget() {
+        Some(Budget {
+            calls: Some(n),
+            tokens: None,
+        }) => differs(true, format!("training stops after {n} calls")),
+        Some(Budget {
+            calls: None,
+            tokens: Some(n),
+        }) => differs(true, format!("training stops after {n} tokens")),
+        _ => {}
     }
 }
 
@@ -1311,6 +1319,9 @@ impl MethodConfig {
                         ),
                     );
                 }
+            }
+            MethodConfig::RandomSearch(c) => {
+                loop_departures(&mut differs, &c.loop_settings(), c.n_train_users);
             }
             MethodConfig::Opro(c) => {
                 loop_departures(&mut differs, &c.loop_settings(), c.n_train_users);

@@ -927,6 +927,7 @@ mod tests {
                     ndcg,
                     parse: ParseOutcome::Exact,
                     failure: None,
+                    other_rule: None,
                 })
                 .collect()
         };

@@ -320,6 +320,7 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
             ndcg,
             parse: ParseOutcome::Exact,
             failure: None,
+            other_rule: None,
         })
         .collect();
     let test = MeanMetrics::of(&users);
@@ -388,6 +389,7 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
             parse_counts: BTreeMap::new(),
             failures: BTreeMap::new(),
             final_prompt: None,
+            scoring: agp::AnswerScoring::RankK,
         },
         eq7_training_calls: None,
         formula_calls: None,
