@@ -13,6 +13,9 @@
 //!   too) set to AGP's [`MethodRun::training_calls`] compares them at equal calls.
 //! - A new method implements [`Reranker`] and runs under the same protocol with
 //!   [`run_reranker`].
+//! - [`run_method_in_order`] shows a method its candidates reversed or in seeded shuffles
+//!   (aggregated by Borda count) instead of the backbone's order: [`order`] has the wrapper,
+//!   [`CandidateOrder`], and the first-shown statistic [`FirstShown`].
 //! - The paper's equations are functions in [`methods::agp`]: [`methods::agp::generate_profile`]
 //!   (Eq. 2), [`methods::agp::rerank_by_profile`] (Eq. 3), [`methods::agp::position_feedback`]
 //!   (Eq. 4), [`methods::agp::summarize_feedback`] (Eq. 5), [`methods::agp::edit_prompt`]
@@ -81,6 +84,7 @@ pub mod llm;
 pub mod log;
 pub mod methods;
 pub mod metrics;
+pub mod order;
 pub mod parse;
 pub mod prompts;
 pub mod reranker;
@@ -100,6 +104,7 @@ pub use llm::{
 pub use metrics::{
     MeanMetrics, UnparseableRule, UserResult, ndcg_at_10, random_order_ndcg, score_failed_call,
 };
+pub use order::{CandidateOrder, FirstShown, Ordered};
 pub use parse::{
     DuplicatePolicy, MissingPolicy, ParseOptions, ParseOutcome, ParsedRanking, UnmarkedAnswers,
     parse_choice, parse_rerank,
@@ -108,6 +113,6 @@ pub use prompts::OutputConstraint;
 pub use reranker::{BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase};
 pub use run::{
     EpochMetrics, MethodRun, RunOptions, SelectedEpoch, Selection, build_reranker, check_inputs,
-    run_method, run_reranker,
+    run_method, run_method_in_order, run_reranker,
 };
 pub use stage::Stage;

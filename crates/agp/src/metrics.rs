@@ -3,6 +3,7 @@
 use agp_llm::FailureReason;
 use serde::{Deserialize, Serialize};
 
+use crate::order::FirstShown;
 use crate::parse::ParseOutcome;
 
 /// What an unparseable answer scores.
@@ -37,6 +38,10 @@ pub struct UserResult {
     /// Why the user's call failed, when `parse` is [`ParseOutcome::CallFailed`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReason>,
+    /// How often the answers put the item shown first on top, for a method run under a
+    /// candidate order ([`crate::order`]); absent otherwise, as in files written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_shown: Option<FirstShown>,
 }
 
 /// Score an ordering of candidate indices against the ground-truth index `gt`.
@@ -58,6 +63,7 @@ pub fn score_ordering(
             ndcg: ndcg_at_10(p + 1),
             parse,
             failure: None,
+            first_shown: None,
         },
         None => {
             let ndcg = if parse == ParseOutcome::Unparseable && rule == UnparseableRule::Deepseek {
@@ -71,6 +77,7 @@ pub fn score_ordering(
                 ndcg,
                 parse,
                 failure: None,
+                first_shown: None,
             }
         }
     }

@@ -44,6 +44,7 @@ use crate::methods::{
 use crate::metrics::{
     MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_failed_call, score_ordering,
 };
+use crate::order::{CandidateOrder, Ordered};
 use crate::parse::ParseOutcome;
 use crate::reranker::{Env, RerankInput, Reranker, TrainStep, UserCase, join_ordered};
 
@@ -271,20 +272,45 @@ pub async fn run_method(
     llm: Arc<dyn ChatModel>,
     opts: &RunOptions,
 ) -> Result<MethodRun, AgpError> {
+    run_configured(cfg, None, ds, cands, llm, opts).await
+}
+
+/// [`run_method`] with the candidates shown in `order` ([`Ordered`]): the run's label is
+/// [`CandidateOrder::label`] of the method's, every evaluated user's result carries its
+/// [`crate::FirstShown`], and the config echo (so a checkpoint) names the order. Base, whose
+/// order is the backbone's by definition, runs as it is.
+pub async fn run_method_in_order(
+    cfg: &MethodConfig,
+    order: CandidateOrder,
+    ds: &Dataset,
+    cands: &CandidateFile,
+    llm: Arc<dyn ChatModel>,
+    opts: &RunOptions,
+) -> Result<MethodRun, AgpError> {
+    run_configured(cfg, Some(order), ds, cands, llm, opts).await
+}
+
+async fn run_configured(
+    cfg: &MethodConfig,
+    order: Option<CandidateOrder>,
+    ds: &Dataset,
+    cands: &CandidateFile,
+    llm: Arc<dyn ChatModel>,
+    opts: &RunOptions,
+) -> Result<MethodRun, AgpError> {
     cfg.validate(cands)?;
-    let echo =
+    let mut echo =
         serde_json::to_value(cfg).map_err(|e| AgpError::Data(format!("config echo: {e}")))?;
     let mut reranker = build_reranker(cfg, cands);
-    let mut run = run_reranker(
-        reranker.as_mut(),
-        &cfg.label(cands),
-        echo,
-        ds,
-        cands,
-        llm,
-        opts,
-    )
-    .await?;
+    let mut label = cfg.label(cands);
+    if let Some(order) = order.filter(|_| !matches!(cfg, MethodConfig::Base(_))) {
+        reranker = Box::new(Ordered::new(reranker, order));
+        label = order.label(&label);
+        if let Some(map) = echo.as_object_mut() {
+            map.insert("candidate_order".into(), order.to_string().into());
+        }
+    }
+    let mut run = run_reranker(reranker.as_mut(), &label, echo, ds, cands, llm, opts).await?;
     if let MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) = cfg {
         run.eq7_calls_per_epoch = Some(eq7_api_calls(c.batch_size, c.train_users(cands)));
         let modelled = [
@@ -437,18 +463,21 @@ async fn evaluate(
         .iter()
         .map(|c| {
             async move {
-                let ranking = env.llm.tolerate(r.rerank(&c.input, env).await)?;
+                let ranking = env.llm.tolerate(r.rerank_shown(&c.input, env).await)?;
                 pb.inc(1);
                 let k = c.input.candidates.len();
                 Ok(match ranking {
-                    Ok(ranking) => score_ordering(
-                        c.input.user,
-                        &ranking.order,
-                        c.gt_index,
-                        k,
-                        ranking.outcome,
-                        rule,
-                    ),
+                    Ok((ranking, first_shown)) => UserResult {
+                        first_shown,
+                        ..score_ordering(
+                            c.input.user,
+                            &ranking.order,
+                            c.gt_index,
+                            k,
+                            ranking.outcome,
+                            rule,
+                        )
+                    },
                     Err(reason) => score_failed_call(c.input.user, k, reason),
                 })
             }
