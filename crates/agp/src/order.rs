@@ -216,13 +216,13 @@ pub fn combine_shows(outcomes: &[ParseOutcome]) -> ParseOutcome {
 
 /// A [`Reranker`] shown its candidates in a [`CandidateOrder`]; its answers come back in
 /// backbone indices.
-pub struct Ordered {
-    inner: Box<dyn Reranker>,
+pub struct Ordered<'a> {
+    inner: Box<dyn Reranker + 'a>,
     order: CandidateOrder,
 }
 
-impl Ordered {
-    pub fn new(inner: Box<dyn Reranker>, order: CandidateOrder) -> Self {
+impl<'a> Ordered<'a> {
+    pub fn new(inner: Box<dyn Reranker + 'a>, order: CandidateOrder) -> Self {
         Self { inner, order }
     }
 
@@ -254,7 +254,7 @@ impl Ordered {
 }
 
 #[async_trait]
-impl Reranker for Ordered {
+impl Reranker for Ordered<'_> {
     fn epochs(&self) -> usize {
         self.inner.epochs()
     }

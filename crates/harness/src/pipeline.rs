@@ -338,6 +338,12 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         job.llm_identity,
         &serde_json::to_string(&sampling)?,
         &format!("item text rich: {}", job.row.item_text == ItemText::Rich),
+        // Only where an order is declared, so the runs before order controls keep their
+        // directories.
+        &job.row
+            .order
+            .map(|o| format!("candidate order: {o}"))
+            .unwrap_or_default(),
     ]);
     let opts = RunOptions {
         sampling,
@@ -366,19 +372,36 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     let mut round = 1;
     loop {
         let run = match &cfg {
-            MethodSpec::Builtin(c) => {
-                agp::run_method(c, job.ds, &job.backbone.candidates, llm.clone(), &opts).await
-            }
+            MethodSpec::Builtin(c) => match job.row.order {
+                Some(order) => {
+                    agp::run_method_in_order(
+                        c,
+                        order,
+                        job.ds,
+                        &job.backbone.candidates,
+                        llm.clone(),
+                        &opts,
+                    )
+                    .await
+                }
+                None => {
+                    agp::run_method(c, job.ds, &job.backbone.candidates, llm.clone(), &opts).await
+                }
+            },
             MethodSpec::External(c) => {
-                let mut r = ExternalReranker::new(
+                let external = ExternalReranker::new(
                     c.clone(),
                     job.cwd.to_path_buf(),
                     job.ds,
                     &job.backbone.candidates,
                 );
+                let mut r: Box<dyn agp::Reranker> = match job.row.order {
+                    Some(order) => Box::new(agp::Ordered::new(Box::new(external), order)),
+                    None => Box::new(external),
+                };
                 agp::run_reranker(
-                    &mut r,
-                    &c.label,
+                    r.as_mut(),
+                    &job.row.label,
                     serde_json::to_value(c)?,
                     job.ds,
                     &job.backbone.candidates,
@@ -438,7 +461,10 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
         eq7_training_calls: run.eq7_calls_per_epoch.map(|x| x * n_epochs),
         formula_calls: match cfg {
             MethodSpec::Builtin(c) if c.training_epochs() == 0 => {
-                let per = c.calls_per_user(K);
+                let per = match job.row.order {
+                    Some(order) if uses_llm => order.calls_per_user(c.calls_per_user(K)),
+                    _ => c.calls_per_user(K),
+                };
                 let users = run.last.users.len() as u64;
                 Some((per.min * users, per.max * users))
             }

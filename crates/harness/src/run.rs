@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The experiments `all` runs, in this order.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     "table1",
     "fig2-summarization",
     "fig2-grid",
@@ -27,6 +27,7 @@ pub const ALL: [&str; 9] = [
     "external",
     "baselines",
     "open-questions",
+    "order-controls",
 ];
 
 /// How to run an experiment; the defaults are the bundled default's.

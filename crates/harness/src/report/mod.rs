@@ -290,6 +290,7 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
             ndcg,
             parse: ParseOutcome::Exact,
             failure: None,
+            first_shown: None,
         })
         .collect();
     let test = MeanMetrics::of(&users);
