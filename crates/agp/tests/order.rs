@@ -142,7 +142,7 @@ struct SometimesUnreadable;
 #[async_trait]
 impl Reranker for SometimesUnreadable {
     async fn rerank(&self, input: &RerankInput, _env: &Env) -> Result<Ranking, AgpError> {
-        if hidden_score(&input.candidates[0]) % 2 == 0 {
+        if hidden_score(&input.candidates[0]).is_multiple_of(2) {
             return Ok(Ranking {
                 order: vec![],
                 outcome: ParseOutcome::Unparseable,
