@@ -331,20 +331,22 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         "{}/{}/{}/{}",
         job.ds.name, job.backbone.facts.backbone, job.llm_spec, job.row.label
     );
-    let fingerprint = sha256_hex(&[
-        &cands_json,
-        &serde_json::to_string(&cfg)?,
+    let cfg_json = serde_json::to_string(&cfg)?;
+    let sampling_json = serde_json::to_string(&sampling)?;
+    let item_text = format!("item text rich: {}", job.row.item_text == ItemText::Rich);
+    let order = job.row.order.map(|o| format!("candidate order: {o}"));
+    let mut parts = vec![
+        cands_json.as_str(),
+        cfg_json.as_str(),
         job.llm_spec,
         job.llm_identity,
-        &serde_json::to_string(&sampling)?,
-        &format!("item text rich: {}", job.row.item_text == ItemText::Rich),
-        // Only where an order is declared, so the runs before order controls keep their
-        // directories.
-        &job.row
-            .order
-            .map(|o| format!("candidate order: {o}"))
-            .unwrap_or_default(),
-    ]);
+        sampling_json.as_str(),
+        item_text.as_str(),
+    ];
+    // Only where an order is declared, so the runs made before order controls keep their
+    // directories.
+    parts.extend(order.as_deref());
+    let fingerprint = sha256_hex(&parts);
     let opts = RunOptions {
         sampling,
         log_dir: Some(run_dir(job.runs, job.exp, job.seed, &key, &fingerprint)),
