@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct ReproduceArgs {
-    /// table1 | fig2-summarization | fig2-grid | fig3-pbf | scaling | reference-code | all, or the
-    /// name of any file under experiments/ (without `.toml`), or a path to an experiment file.
+    /// table1 | fig2-summarization | fig2-grid | fig3-pbf | scaling | reference-code |
+    /// order-controls | all, or the name of any file under experiments/ (without `.toml`), or a
+    /// path to an experiment file.
     #[arg(default_value = "table1")]
     pub experiment: String,
     /// fixture: the bundled default (minutes, recorded LLM); small: more users on the same data;

@@ -16,6 +16,9 @@
 //!   best lower confidence bound on validation ([`Selection::ValidLcb`]).
 //! - A new method implements [`Reranker`] and runs under the same protocol with
 //!   [`run_reranker`].
+//! - [`run_method_in_order`] shows a method its candidates reversed or in seeded shuffles
+//!   (aggregated by Borda count) instead of the backbone's order: [`order`] has the wrapper,
+//!   [`CandidateOrder`], and the first-shown statistic [`FirstShown`].
 //! - The paper's equations are functions in [`methods::agp`]: [`methods::agp::generate_profile`]
 //!   (Eq. 2), [`methods::agp::rerank_by_profile`] (Eq. 3), [`methods::agp::position_feedback`]
 //!   (Eq. 4), [`methods::agp::summarize_feedback`] (Eq. 5), [`methods::agp::edit_prompt`]
@@ -85,6 +88,7 @@ pub mod llm;
 pub mod log;
 pub mod methods;
 pub mod metrics;
+pub mod order;
 pub mod parse;
 pub mod prompts;
 pub mod reranker;
@@ -107,6 +111,7 @@ pub use metrics::{
     AnswerScoring, MeanMetrics, RuleScore, UnparseableRule, UserResult, ndcg_at_10,
     random_order_ndcg, score_failed_call,
 };
+pub use order::{CandidateOrder, FirstShown, Ordered};
 pub use parse::{
     DuplicatePolicy, MissingPolicy, ParseOptions, ParseOutcome, ParsedRanking, UnmarkedAnswers,
     parse_choice, parse_rankgpt, parse_rerank,
@@ -115,6 +120,6 @@ pub use prompts::OutputConstraint;
 pub use reranker::{BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase};
 pub use run::{
     EpochMetrics, MethodRun, RunOptions, SelectedEpoch, Selection, build_reranker, check_inputs,
-    lower_confidence_bound, run_method, run_reranker,
+    lower_confidence_bound, run_method, run_method_in_order, run_reranker,
 };
 pub use stage::Stage;

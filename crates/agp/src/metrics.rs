@@ -3,6 +3,7 @@
 use agp_llm::FailureReason;
 use serde::{Deserialize, Serialize};
 
+use crate::order::FirstShown;
 use crate::parse::ParseOutcome;
 
 /// What an unparseable answer scores.
@@ -42,6 +43,10 @@ pub struct UserResult {
     /// (training steps, and results written before the rule existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_rule: Option<RuleScore>,
+    /// How often the answers put the item shown first on top, for a method run under a
+    /// candidate order ([`crate::order`]); absent otherwise, as in files written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_shown: Option<FirstShown>,
 }
 
 /// A user's rank and NDCG@10 under one [`AnswerScoring`] rule.
@@ -204,6 +209,7 @@ pub fn score_ordering(
             parse,
             failure: None,
             other_rule: None,
+            first_shown: None,
         },
         None => {
             let ndcg = if parse == ParseOutcome::Unparseable && rule == UnparseableRule::Deepseek {
@@ -218,6 +224,7 @@ pub fn score_ordering(
                 parse,
                 failure: None,
                 other_rule: None,
+                first_shown: None,
             }
         }
     }

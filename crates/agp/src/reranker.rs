@@ -12,6 +12,7 @@ use crate::error::AgpError;
 use crate::llm::Llm;
 use crate::log::EventLog;
 use crate::metrics::{UnparseableRule, UserResult};
+use crate::order::FirstShown;
 use crate::parse::ParsedRanking;
 use crate::run::Selection;
 
@@ -155,6 +156,17 @@ pub trait Reranker: Send + Sync {
 
     /// Order one user's candidates.
     async fn rerank(&self, input: &RerankInput, env: &Env) -> Result<Ranking, AgpError>;
+
+    /// [`Reranker::rerank`], with how often its answers put the item shown first on top where
+    /// the method shows the candidates itself ([`crate::order::Ordered`]); the driver scores
+    /// test and validation users through this.
+    async fn rerank_shown(
+        &self,
+        input: &RerankInput,
+        env: &Env,
+    ) -> Result<(Ranking, Option<FirstShown>), AgpError> {
+        Ok((self.rerank(input, env).await?, None))
+    }
 
     /// Learned state to checkpoint (`null` for stateless methods).
     fn state(&self) -> serde_json::Value {

@@ -45,6 +45,7 @@ use crate::metrics::{
     AnswerScoring, MeanMetrics, UnparseableRule, UserResult, random_order_ndcg, score_ordering,
     score_under_rule,
 };
+use crate::order::{CandidateOrder, Ordered};
 use crate::parse::ParseOutcome;
 use crate::reranker::{Env, RerankInput, Reranker, TrainStep, UserCase, join_ordered};
 
@@ -302,20 +303,45 @@ pub async fn run_method(
     llm: Arc<dyn ChatModel>,
     opts: &RunOptions,
 ) -> Result<MethodRun, AgpError> {
+    run_configured(cfg, None, ds, cands, llm, opts).await
+}
+
+/// [`run_method`] with the candidates shown in `order` ([`Ordered`]): the run's label is
+/// [`CandidateOrder::label`] of the method's, every evaluated user's result carries its
+/// [`crate::FirstShown`], and the config echo (so a checkpoint) names the order. Base, whose
+/// order is the backbone's by definition, runs as it is.
+pub async fn run_method_in_order(
+    cfg: &MethodConfig,
+    order: CandidateOrder,
+    ds: &Dataset,
+    cands: &CandidateFile,
+    llm: Arc<dyn ChatModel>,
+    opts: &RunOptions,
+) -> Result<MethodRun, AgpError> {
+    run_configured(cfg, Some(order), ds, cands, llm, opts).await
+}
+
+async fn run_configured(
+    cfg: &MethodConfig,
+    order: Option<CandidateOrder>,
+    ds: &Dataset,
+    cands: &CandidateFile,
+    llm: Arc<dyn ChatModel>,
+    opts: &RunOptions,
+) -> Result<MethodRun, AgpError> {
     cfg.validate(cands)?;
-    let echo =
+    let mut echo =
         serde_json::to_value(cfg).map_err(|e| AgpError::Data(format!("config echo: {e}")))?;
     let mut reranker = build_reranker(cfg, cands);
-    let mut run = run_reranker(
-        reranker.as_mut(),
-        &cfg.label(cands),
-        echo,
-        ds,
-        cands,
-        llm,
-        opts,
-    )
-    .await?;
+    let mut label = cfg.label(cands);
+    if let Some(order) = order.filter(|_| !matches!(cfg, MethodConfig::Base(_))) {
+        reranker = Box::new(Ordered::new(reranker, order));
+        label = order.label(&label);
+        if let Some(map) = echo.as_object_mut() {
+            map.insert("candidate_order".into(), order.to_string().into());
+        }
+    }
+    let mut run = run_reranker(reranker.as_mut(), &label, echo, ds, cands, llm, opts).await?;
     if let MethodConfig::Agp(c) | MethodConfig::AgpPointwise(c) | MethodConfig::RerankOpt(c) = cfg {
         run.eq7_calls_per_epoch = Some(eq7_api_calls(c.batch_size, c.train_users(cands)));
         let modelled = [
@@ -469,23 +495,28 @@ async fn evaluate(
         .iter()
         .map(|c| {
             async move {
-                let ranking = env.llm.tolerate(r.rerank(&c.input, env).await)?;
+                let ranking = env.llm.tolerate(r.rerank_shown(&c.input, env).await)?;
                 pb.inc(1);
                 let k = c.input.candidates.len();
-                let (order, outcome, failure) = match ranking {
-                    Ok(ranking) => (ranking.order, ranking.outcome, None),
-                    Err(reason) => (Vec::new(), ParseOutcome::CallFailed, Some(reason)),
+                let (order, outcome, failure, first_shown) = match ranking {
+                    Ok((ranking, first_shown)) => {
+                        (ranking.order, ranking.outcome, None, first_shown)
+                    }
+                    Err(reason) => (Vec::new(), ParseOutcome::CallFailed, Some(reason), None),
                 };
-                Ok(score_under_rule(
-                    c.input.user,
-                    &order,
-                    c.gt_index,
-                    k,
-                    outcome,
-                    rule,
-                    failure,
-                    scoring,
-                ))
+                Ok(UserResult {
+                    first_shown,
+                    ..score_under_rule(
+                        c.input.user,
+                        &order,
+                        c.gt_index,
+                        k,
+                        outcome,
+                        rule,
+                        failure,
+                        scoring,
+                    )
+                })
             }
             .boxed()
         })
@@ -928,6 +959,7 @@ mod tests {
                     parse: ParseOutcome::Exact,
                     failure: None,
                     other_rule: None,
+                    first_shown: None,
                 })
                 .collect()
         };

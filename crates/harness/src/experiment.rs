@@ -76,6 +76,12 @@ pub struct ExperimentFile {
     /// other rule's table too.
     #[serde(default)]
     pub unusable_answers: agp::AnswerScoring,
+    /// The order every method row but Base is shown its candidates in (`backbone`,
+    /// `reversed` or `shuffled:<n>`), or a list of them: each row then runs once per order, as
+    /// a report cell of its own (see [`agp::order`]). Absent: the backbone's order, without
+    /// the first-shown statistic.
+    #[serde(default)]
+    pub candidate_order: Option<toml::Value>,
     /// Per scale, keys merged over `scales.toml` beside the experiment file.
     #[serde(default)]
     pub scales: BTreeMap<String, toml::Table>,
@@ -166,6 +172,41 @@ pub struct MethodRow {
     pub config: MethodSpec,
     /// The row as merged, every key it ran with (reports list them).
     pub table: toml::Table,
+    /// The candidate order the row runs under, when the experiment declares one (the label
+    /// then carries it, and `table` has it as `candidate_order`).
+    pub order: Option<agp::CandidateOrder>,
+}
+
+/// The key under which a row's table records its candidate order.
+pub const CANDIDATE_ORDER_KEY: &str = "candidate_order";
+
+/// The experiment's `candidate_order`: one order or a non-empty list of distinct ones.
+fn candidate_orders(value: &toml::Value, path: &Path) -> Result<Vec<agp::CandidateOrder>> {
+    let bad = |got: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "{}: {CANDIDATE_ORDER_KEY} = {got}: expected \"backbone\", \"reversed\", \
+             \"shuffled:<n>\" with n ≥ 1, or a non-empty list of distinct ones",
+            path.display()
+        )
+    };
+    let items = match value {
+        toml::Value::Array(a) if !a.is_empty() => a.clone(),
+        toml::Value::String(_) => vec![value.clone()],
+        other => return Err(bad(other)),
+    };
+    let mut orders = Vec::new();
+    for item in &items {
+        let order: agp::CandidateOrder = item
+            .as_str()
+            .ok_or_else(|| bad(item))?
+            .parse()
+            .map_err(|_| bad(item))?;
+        if orders.contains(&order) {
+            return Err(bad(value));
+        }
+        orders.push(order);
+    }
+    Ok(orders)
 }
 
 impl MethodRow {
@@ -198,6 +239,7 @@ impl MethodRow {
             item_text,
             config,
             table,
+            order: None,
         })
     }
 
@@ -246,6 +288,11 @@ impl Experiment {
         let settings: ScaleSettings = toml::Value::Table(table)
             .try_into()
             .with_context(|| format!("{}: settings of scale {}", path.display(), scale.name()))?;
+        let orders = file
+            .candidate_order
+            .as_ref()
+            .map(|v| candidate_orders(v, path))
+            .transpose()?;
         let mut methods = Vec::new();
         for (i, m) in file.methods.iter().enumerate() {
             let kind = m.get("kind").and_then(|v| v.as_str()).with_context(|| {
@@ -291,7 +338,20 @@ impl Experiment {
                 ),
                 None => {}
             }
-            methods.push(MethodRow::parse(merged, path, i)?);
+            let row = MethodRow::parse(merged, path, i)?;
+            match &orders {
+                Some(orders) if !row.is_llm_free() => {
+                    for &order in orders {
+                        let mut r = row.clone();
+                        r.label = order.label(&row.label);
+                        r.order = Some(order);
+                        r.table
+                            .insert(CANDIDATE_ORDER_KEY.into(), order.to_string().into());
+                        methods.push(r);
+                    }
+                }
+                _ => methods.push(row),
+            }
         }
         let labels: Vec<&str> = methods.iter().map(|m| m.label.as_str()).collect();
         for (i, l) in labels.iter().enumerate() {
@@ -435,6 +495,80 @@ method_overrides.agp = { epochs = 2 }
             msg.contains("methods[0] \"Base\"") && msg.contains("\"rich\""),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn candidate_order_runs_every_row_but_base_once_per_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = BASE.replace(
+            "layout = \"table1\"",
+            "layout = \"table1\"\ncandidate_order = [\"backbone\", \"reversed\", \"shuffled:3\"]",
+        );
+        let e = Experiment::load(&write(dir.path(), &text), Scale::Fixture).unwrap();
+        let rows: Vec<(&str, Option<String>)> = e
+            .methods
+            .iter()
+            .map(|m| (m.label.as_str(), m.order.map(|o| o.to_string())))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("Base", None),
+                ("AGP b5", Some("backbone".into())),
+                ("AGP b5 [reversed]", Some("reversed".into())),
+                ("AGP b5 [shuffled:3]", Some("shuffled:3".into())),
+            ]
+        );
+        let shuffled = &e.methods[3];
+        assert_eq!(
+            shuffled.table[CANDIDATE_ORDER_KEY].as_str(),
+            Some("shuffled:3")
+        );
+        assert_eq!(
+            shuffled.config, e.methods[1].config,
+            "the method's own settings are the same"
+        );
+        let one = BASE.replace(
+            "layout = \"table1\"",
+            "layout = \"table1\"\ncandidate_order = \"reversed\"",
+        );
+        let e = Experiment::load(&write(dir.path(), &one), Scale::Fixture).unwrap();
+        let labels: Vec<&str> = e.methods.iter().map(|m| m.label.as_str()).collect();
+        assert_eq!(labels, ["Base", "AGP b5 [reversed]"]);
+        let plain = Experiment::load(&write(dir.path(), BASE), Scale::Fixture).unwrap();
+        assert!(plain.methods.iter().all(|m| m.order.is_none()));
+        assert!(
+            !plain.methods[1].table.contains_key(CANDIDATE_ORDER_KEY),
+            "no order declared, no key"
+        );
+    }
+
+    #[test]
+    fn a_bad_candidate_order_names_the_key_and_the_allowed_values() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "\"shuffled:0\"",
+            "\"shuffled\"",
+            "\"random\"",
+            "3",
+            "[]",
+            "[\"reversed\", \"reversed\"]",
+            "[\"backbone\", 2]",
+        ] {
+            let text = BASE.replace(
+                "layout = \"table1\"",
+                &format!("layout = \"table1\"\ncandidate_order = {bad}"),
+            );
+            let msg = format!(
+                "{:#}",
+                Experiment::load(&write(dir.path(), &text), Scale::Fixture).unwrap_err()
+            );
+            assert!(
+                msg.contains("e.toml: candidate_order = ")
+                    && msg.contains("\"shuffled:<n>\" with n ≥ 1"),
+                "{bad}: {msg}"
+            );
+        }
     }
 
     #[test]

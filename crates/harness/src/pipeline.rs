@@ -331,15 +331,23 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         "{}/{}/{}/{}",
         job.ds.name, job.backbone.facts.backbone, job.llm_spec, job.row.label
     );
-    let fingerprint = sha256_hex(&[
-        &cands_json,
-        &serde_json::to_string(&cfg)?,
+    let cfg_json = serde_json::to_string(&cfg)?;
+    let sampling_json = serde_json::to_string(&sampling)?;
+    let item_text = format!("item text rich: {}", job.row.item_text == ItemText::Rich);
+    let order = job.row.order.map(|o| format!("candidate order: {o}"));
+    let mut parts = vec![
+        cands_json.as_str(),
+        cfg_json.as_str(),
         job.llm_spec,
         job.llm_identity,
-        &serde_json::to_string(&sampling)?,
-        &format!("item text rich: {}", job.row.item_text == ItemText::Rich),
+        sampling_json.as_str(),
+        item_text.as_str(),
         job.exp.scoring.name(),
-    ]);
+    ];
+    // Only where an order is declared, so the runs made before order controls keep their
+    // directories.
+    parts.extend(order.as_deref());
+    let fingerprint = sha256_hex(&parts);
     let opts = RunOptions {
         sampling,
         log_dir: Some(run_dir(job.runs, job.exp, job.seed, &key, &fingerprint)),
@@ -368,19 +376,36 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     let mut round = 1;
     loop {
         let run = match &cfg {
-            MethodSpec::Builtin(c) => {
-                agp::run_method(c, job.ds, &job.backbone.candidates, llm.clone(), &opts).await
-            }
+            MethodSpec::Builtin(c) => match job.row.order {
+                Some(order) => {
+                    agp::run_method_in_order(
+                        c,
+                        order,
+                        job.ds,
+                        &job.backbone.candidates,
+                        llm.clone(),
+                        &opts,
+                    )
+                    .await
+                }
+                None => {
+                    agp::run_method(c, job.ds, &job.backbone.candidates, llm.clone(), &opts).await
+                }
+            },
             MethodSpec::External(c) => {
-                let mut r = ExternalReranker::new(
+                let external = ExternalReranker::new(
                     c.clone(),
                     job.cwd.to_path_buf(),
                     job.ds,
                     &job.backbone.candidates,
                 );
+                let mut r: Box<dyn agp::Reranker> = match job.row.order {
+                    Some(order) => Box::new(agp::Ordered::new(Box::new(external), order)),
+                    None => Box::new(external),
+                };
                 agp::run_reranker(
-                    &mut r,
-                    &c.label,
+                    r.as_mut(),
+                    &job.row.label,
                     serde_json::to_value(c)?,
                     job.ds,
                     &job.backbone.candidates,
@@ -440,7 +465,10 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
         eq7_training_calls: run.eq7_calls_per_epoch.map(|x| x * n_epochs),
         formula_calls: match cfg {
             MethodSpec::Builtin(c) if c.training_epochs() == 0 => {
-                let per = c.calls_per_user(K);
+                let per = match job.row.order {
+                    Some(order) if uses_llm => order.calls_per_user(c.calls_per_user(K)),
+                    _ => c.calls_per_user(K),
+                };
                 let users = run.last.users.len() as u64;
                 Some((per.min * users, per.max * users))
             }

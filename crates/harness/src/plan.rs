@@ -101,6 +101,29 @@ pub fn cell_requests(cfg: &MethodConfig, test: usize, valid: usize, train: usize
     }
 }
 
+/// One cell's evaluation requests: test users (and validation users, with several epochs to
+/// choose from) after every epoch. A candidate order shows each of them
+/// [`agp::CandidateOrder::shows`] times; training is shown once.
+pub fn evaluation_requests(cfg: &MethodConfig, test: usize, valid: usize, k: usize) -> f64 {
+    let epochs = cfg.training_epochs();
+    let users = test + if epochs > 1 { valid } else { 0 };
+    forward_requests(cfg, k) * users as f64 * epochs.max(1) as f64
+}
+
+/// [`cell_requests`] of a row run under `order`: the evaluation requests once per show.
+pub fn ordered_cell_requests(
+    cfg: &MethodConfig,
+    order: Option<agp::CandidateOrder>,
+    test: usize,
+    valid: usize,
+    train: usize,
+    k: usize,
+) -> f64 {
+    let extra_shows = order.map_or(0, |o| o.shows() - 1) as f64;
+    cell_requests(cfg, test, valid, train, k)
+        + extra_shows * evaluation_requests(cfg, test, valid, k)
+}
+
 pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
     let s = &exp.settings;
     let cells = (s.datasets.len() * s.backbones.len()) as f64 * seeds as f64;
@@ -124,8 +147,14 @@ pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
             let crate::experiment::MethodSpec::Builtin(cfg) = &row.config else {
                 continue;
             };
-            let requests =
-                cell_requests(cfg, s.test_users, s.valid_users, s.train_users, pipeline::K) * cells;
+            let requests = ordered_cell_requests(
+                cfg,
+                row.order,
+                s.test_users,
+                s.valid_users,
+                s.train_users,
+                pipeline::K,
+            ) * cells;
             let usd = prices.get(model).map(|p| {
                 requests
                     * (EST_PROMPT_TOKENS * p.input_per_mtok
@@ -255,6 +284,39 @@ mod tests {
         // Tokens bound no count of requests: every epoch is planned.
         let tokens = cfg("budget = { tokens = 30 }");
         assert_eq!(cell_requests(&tokens, 20, 10, 20, 10), 2.0 * 76.0 + eval);
+    }
+
+    #[test]
+    fn a_candidate_order_multiplies_the_evaluation_requests_by_its_shows() {
+        let path = crate::Workspace::discover().experiment_path("order-controls");
+        let exp = Experiment::load(&path, Scale::Fixture).unwrap();
+        let plan = plan(&exp, &["replay".to_string()], 1).unwrap();
+        let requests = |label: &str| {
+            plan.rows
+                .iter()
+                .find(|r| r.label == label)
+                .unwrap_or_else(|| panic!("no row {label}: {}", plan.render()))
+                .requests
+        };
+        let test = exp.settings.test_users as f64;
+        for (label, per_user) in [("LLM-Dir", 1.0), ("LLM-Dir (pointwise)", 10.0)] {
+            assert_eq!(requests(label), per_user * test);
+            assert_eq!(requests(&format!("{label} [reversed]")), per_user * test);
+            assert_eq!(
+                requests(&format!("{label} [shuffled:3]")),
+                3.0 * per_user * test
+            );
+        }
+        // A learned method trains once under the first show and is evaluated under all three.
+        let agp: MethodConfig = toml::from_str("kind = \"agp\"\nepochs = 2").unwrap();
+        let order = Some(agp::CandidateOrder::Shuffled(3));
+        let once = cell_requests(&agp, 20, 10, 10, 10);
+        let evaluated = evaluation_requests(&agp, 20, 10, 10);
+        assert_eq!(evaluated, 2.0 * 30.0 * 2.0);
+        assert_eq!(
+            ordered_cell_requests(&agp, order, 20, 10, 10, 10),
+            once + 2.0 * evaluated
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The experiments `all` runs, in this order.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "table1",
     "fig2-summarization",
     "fig2-grid",
@@ -28,6 +28,7 @@ pub const ALL: [&str; 10] = [
     "baselines",
     "open-questions",
     "learned-budget",
+    "order-controls",
 ];
 
 /// How to run an experiment; the defaults are the bundled default's.

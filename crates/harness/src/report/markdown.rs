@@ -195,6 +195,7 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
     if exp.layout == Layout::Table1 {
         md.push_str(&paper_table1());
     }
+    md.push_str(&order_section(cells));
     md.push_str(&figure_section(exp, cells));
     md.push_str(&run_summary(cells));
     md

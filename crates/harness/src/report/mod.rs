@@ -18,6 +18,7 @@ mod csv;
 mod figures;
 mod latex;
 mod markdown;
+mod order;
 pub mod terminal;
 
 pub(crate) use csv::csv_field;
@@ -25,6 +26,7 @@ use csv::{cells_csv, per_user_csv};
 use figures::figures;
 use latex::latex;
 use markdown::{across_seeds, learned_spread, markdown};
+use order::{order_section, orders_csv};
 
 /// Candidate-list length in every experiment (the paper's K).
 pub const K: usize = 10;
@@ -292,6 +294,9 @@ pub fn render(exp: &Experiment, facts: &RunFacts, all_cells: &[Cell]) -> Report 
     files.insert("README.md".to_string(), md);
     files.insert("cells.csv".to_string(), cells_csv(all_cells));
     files.insert("per_user.csv".to_string(), per_user_csv(all_cells));
+    if let Some(csv) = orders_csv(all_cells) {
+        files.insert("orders.csv".to_string(), csv);
+    }
     files.insert(
         "cells.json".to_string(),
         serde_json::to_string_pretty(&serde_json::json!({ "run": facts, "cells": all_cells }))
@@ -321,6 +326,7 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
             parse: ParseOutcome::Exact,
             failure: None,
             other_rule: None,
+            first_shown: None,
         })
         .collect();
     let test = MeanMetrics::of(&users);
