@@ -51,7 +51,7 @@ fn opro(epochs: usize, n_train: usize) -> OproConfig {
         epochs,
         batch_size: BATCH,
         n_train_users: Some(n_train),
-        ..OproConfig::default()
+        ..OproConfig::one_proposal()
     }
 }
 
@@ -137,7 +137,7 @@ async fn a_budget_in_calls_stops_every_learned_method() {
             batch_size: BATCH,
             n_train_users: Some(20),
             budget: b,
-            ..ProtegiConfig::default()
+            ..ProtegiConfig::beam_one()
         }),
         MethodConfig::RandomSearch(RandomSearchConfig {
             budget: b,

@@ -327,11 +327,25 @@ async fn position_bias_gives_no_preference() {
 
 #[tokio::test]
 async fn unreadable_answers_keep_the_backbone_order() {
+    // The method's own fallback leaves the backbone's list; the experiment's rule decides what
+    // that scores: the backbone's ranks under `backbone`, rank K under `rank-k` (the default).
+    let (ds, cands) = fixture();
     for cfg in all_methods() {
         let model = Arc::new(FakeModel::answering(RankerAnswers::Unreadable));
-        let r = run(&cfg, model.clone()).await;
+        let opts = RunOptions {
+            scoring: agp::AnswerScoring::Backbone,
+            ..opts()
+        };
+        let r = run_method(&cfg, &ds, &cands, model.clone(), &opts)
+            .await
+            .unwrap();
         assert_ranks(&r, &backbone());
         assert_outcomes(&r, ParseOutcome::Unparseable);
+        assert!(
+            r.last.users.iter().all(|u| u.other_rule.unwrap().rank == K),
+            "{}: rank K under rank-k",
+            r.label
+        );
         let calls = model.calls.load(Ordering::SeqCst) as u64;
         let CallsPerUser { min, max } = cfg.calls_per_user(K);
         let n = N_TEST as u64;

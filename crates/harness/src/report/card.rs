@@ -99,6 +99,49 @@ pub(super) fn card(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String
             pct(count(agp::ParseOutcome::CallFailed), users.len()),
         );
     }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut decoding = Vec::new();
+    let mut departures = Vec::new();
+    for c in cells {
+        let Some(cfg) = c.builtin() else { continue };
+        if !seen.insert(c.label.clone()) {
+            continue;
+        }
+        let stages: Vec<String> = cfg
+            .decoding()
+            .iter()
+            .map(|(stage, d)| format!("{} at {}", stage.as_str(), d.describe()))
+            .collect();
+        if !stages.is_empty() {
+            decoding.push(format!("{}: {}", c.label, stages.join(", ")));
+        }
+        let d = cfg.departures();
+        if !d.is_empty() {
+            departures.push(format!("{}: {}", c.label, d.join("; ")));
+        }
+    }
+    if !decoding.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nDecoding a method sets for its own stages (every other call is sent with the \
+             run's sampling above):\n"
+        );
+        for d in &decoding {
+            let _ = writeln!(md, "- {d}.");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nDepartures from each method's published settings (the paper's for AGP and its \
+         variants, LLM-Dir and LLM-CoT; the released code's for the other baselines), read from \
+         the rows' configs:\n"
+    );
+    if departures.is_empty() {
+        let _ = writeln!(md, "- None: every row runs at its published settings.");
+    }
+    for d in &departures {
+        let _ = writeln!(md, "- {d}.");
+    }
     md
 }
 
