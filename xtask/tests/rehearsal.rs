@@ -12,6 +12,11 @@ use agp_sim_api::{FaultRates, SimConfig, SimServer};
 const JOBS: u64 = 8;
 
 fn reproduce(llm: &str, dir: &Path, name: &str) -> Command {
+    reproduce_into(llm, dir, name, &format!("{name}.jsonl"))
+}
+
+/// As [`reproduce`], with the recordings file named apart from the run.
+fn reproduce_into(llm: &str, dir: &Path, name: &str, recordings: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.args(["reproduce", "rehearsal", "--scale", "fixture", "--quiet"])
         .args(["--jobs", &JOBS.to_string(), "--llm", llm])
@@ -20,7 +25,7 @@ fn reproduce(llm: &str, dir: &Path, name: &str) -> Command {
         .arg("--runs")
         .arg(dir.join(format!("{name}-runs")))
         .arg("--recordings")
-        .arg(dir.join(format!("{name}.jsonl")))
+        .arg(dir.join(recordings))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -166,4 +171,66 @@ fn a_refused_prompt_is_counted_in_the_report_and_the_run_finishes() {
         .filter_map(|c| c["run"]["failures"]["refusal"].as_u64())
         .sum();
     assert!(refused > 0, "refusals are counted in the report");
+}
+
+#[test]
+fn a_server_answering_empty_content_is_asked_each_request_at_most_twice() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let server = rt
+        .block_on(SimServer::start(SimConfig {
+            // Every chat request: a 200 with nothing in it.
+            empty_containing: vec![String::new()],
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let llm = format!("http:{}#sim", server.base_url());
+    run_to_end(reproduce(&llm, tmp.path(), "empty"));
+    let stats = server.stats();
+    assert!(
+        stats.faults.get("empty").is_some_and(|&n| n > 0),
+        "{stats:?}"
+    );
+    assert!(stats.most_answered <= 2, "{stats:?}");
+    let cells = std::fs::read_to_string(tmp.path().join("empty-out/rehearsal/cells.json"))
+        .expect("a report was written");
+    let cells: serde_json::Value = serde_json::from_str(&cells).unwrap();
+    let empty: u64 = cells["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .filter_map(|c| c["run"]["failures"]["empty"].as_u64())
+        .sum();
+    assert!(empty > 0, "empty answers are counted in the report");
+    // A resumed run over the same recordings and checkpoints asks nothing again.
+    let before = server.stats().attempts;
+    run_to_end(reproduce(&llm, tmp.path(), "empty"));
+    assert_eq!(server.stats().attempts, before);
+}
+
+#[test]
+fn a_new_recordings_file_does_not_reuse_another_files_checkpoints() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = rt.block_on(SimServer::start(SimConfig::default())).unwrap();
+    let llm = format!("http:{}#sim", server.base_url());
+    // Two runs that share the checkpoint directory and differ only in the recordings file.
+    let run = |recordings: &str| run_to_end(reproduce_into(&llm, dir, "shared", recordings));
+    run("first.jsonl");
+    let first = server.stats().answered;
+    assert!(first > 0);
+    run("second.jsonl");
+    let second = server.stats().answered - first;
+    assert_eq!(
+        second, first,
+        "the second recordings file was filled by asking the model again"
+    );
+    let lines = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(lines("second.jsonl"), lines("first.jsonl"));
 }

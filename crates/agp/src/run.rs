@@ -17,8 +17,8 @@
 //! server error, timeout, ...) is not resumed: the run starts over from epoch 1 so that those
 //! calls are asked again. With recordings (an `agp_llm::Recorder` in `auto` mode, as every paid
 //! run has) each answered call replays for free and only the failed ones are paid again.
-//! Permanent failures (refusal, content filter) are answers: a checkpoint holding only those
-//! resumes as usual.
+//! Permanent failures (refusal, content filter, empty answer) are answers: a checkpoint holding
+//! only those resumes as usual.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

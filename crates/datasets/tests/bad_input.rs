@@ -375,6 +375,91 @@ fn integer_timestamps_reject_fractions_and_overflow() {
 }
 
 #[test]
+fn movielens_negative_timestamps_name_file_line_and_field() {
+    let (e, _t) = ml_latest("1,2,3.0,-5\n");
+    assert_names(
+        &e,
+        "ratings.csv",
+        3,
+        &["`timestamp`", "-5", "negative Unix timestamp"],
+    );
+    let item = "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n";
+    let (e, _t) = load_err(
+        "ml-100k",
+        &[("u.data", "1\t1\t4\t100\n2\t1\t4\t-1\n"), ("u.item", item)],
+    );
+    assert_names(&e, "u.data", 2, &["`timestamp`", "-1", "negative"]);
+    let (e, _t) = load_err(
+        "ml-1m",
+        &[
+            ("ratings.dat", "1::1::4::-978300760\n"),
+            ("movies.dat", "1::Toy Story (1995)::Comedy\n"),
+        ],
+    );
+    assert_names(
+        &e,
+        "ratings.dat",
+        1,
+        &["`Timestamp`", "-978300760", "negative"],
+    );
+}
+
+#[test]
+fn amazon_negative_timestamps_name_file_line_and_field() {
+    let (e, _t) = load_err(
+        "amazon-movies-tv",
+        &[(
+            "ratings_Movies_and_TV.csv",
+            "A1,B1,4.0,1200\nA2,B1,5.0,-1\n",
+        )],
+    );
+    assert_names(
+        &e,
+        "ratings_Movies_and_TV.csv",
+        2,
+        &["`timestamp`", "-1", "negative Unix timestamp"],
+    );
+    let line = "{\"reviewerID\": \"A1\", \"asin\": \"B1\", \"overall\": 5.0, \"unixReviewTime\": -86400}\n";
+    let (e, _t) = load_err("amazon-movies-tv", &[("reviews_Movies_and_TV.json", line)]);
+    assert_names(
+        &e,
+        "reviews_Movies_and_TV.json",
+        1,
+        &["`unixReviewTime`", "-86400", "negative"],
+    );
+    let line =
+        "{\"user_id\": \"A1\", \"parent_asin\": \"B1\", \"rating\": 5.0, \"timestamp\": -1000}\n";
+    let (e, _t) = load_err("amazon-movies-tv", &[("Movies_and_TV.jsonl", line)]);
+    assert_names(
+        &e,
+        "Movies_and_TV.jsonl",
+        1,
+        &["`timestamp`", "-1000", "negative"],
+    );
+}
+
+#[test]
+fn goodreads_dates_before_1970_name_file_line_and_field() {
+    let inter = "{\"user_id\": \"U1\", \"book_id\": \"B1\", \"rating\": 5, \
+                 \"date_added\": \"Mon Aug 01 13:41:57 -0700 2016\"}\n\
+                 {\"user_id\": \"U1\", \"book_id\": \"B1\", \"rating\": 5, \
+                 \"date_added\": \"Mon Aug 01 13:41:57 -0700 1969\"}\n";
+    let (e, _t) = load_err(
+        "goodreads",
+        &[
+            ("goodreads_interactions_dedup.json", inter),
+            ("goodreads_books.json", GR_BOOKS),
+        ],
+    );
+    assert_names(
+        &e,
+        "goodreads_interactions_dedup.json",
+        2,
+        &["`date_added`", "1969", "negative Unix timestamp"],
+    );
+}
+
+#[test]
 fn absurd_years_in_dates_are_errors_not_overflows() {
     let review = "{\"user_id\": \"u\", \"business_id\": \"b\", \"stars\": 5, \"date\": \"9223372036854775807-01-01\"}\n";
     let (e, _t) = load_err("yelp", &[("review.json", review), ("business.json", "")]);

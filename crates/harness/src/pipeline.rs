@@ -368,7 +368,9 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
         training: if trains { 3 } else { 1 },
         evaluation: if trains { 2 } else { 1 },
     });
-    // A call that still failed after its retries is asked again in another round: the cell
+    // A call that still failed transiently after its retries (transport, 429, 5xx, timeout, a
+    // malformed body: `FailureReason::is_transient`) is asked again in another round; a
+    // refusal, a filter or an empty answer is the model's answer and is not. The cell
     // starts over (its checkpoint holds the failure, so it is not resumed), every answered call
     // replays from the recordings for nothing, and only the failed ones go out again, with a
     // fresh retry budget. A storm that beats one budget by bad luck (at 20% transient faults per

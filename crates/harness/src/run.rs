@@ -168,12 +168,75 @@ struct LlmUse {
     text: String,
     handle: agp_llm::LlmHandle,
     recordings: PathBuf,
-    /// Replay: the recordings' sha256 (their answers are the run's inputs). Live: empty; the
-    /// recordings grow during the run and a resume must find its checkpoints.
+    /// What the cells' checkpoints are keyed on besides the spec text (see [`llm_identity`]).
     identity: String,
 }
 
-fn build_llms(ws: &Workspace, specs: &[String], args: &ReproduceOptions) -> Result<Vec<LlmUse>> {
+/// Everything a model's answers depend on that the `--llm` text does not say, so a checkpoint
+/// is only resumed by a run that would have asked the same model the same way.
+///
+/// Replay: the recordings' sha256 (their answers are the run's inputs). Live: the recordings
+/// grow during the run, so their content cannot key it (a resume must find its checkpoints);
+/// their path does, canonicalised, so a run with a new `--recordings` file asks its model
+/// afresh instead of showing another file's answers. With it go the model's identity (a local
+/// GGUF's sha256: a replaced file under the same name), the in-process backend's settings (its
+/// resolved thread count, context and token caps change greedy answers) and the experiment's
+/// max-tokens setting.
+pub fn llm_identity(
+    live: bool,
+    recordings: &std::path::Path,
+    model: &agp_llm::ModelInfo,
+    backend_settings: &serde_json::Value,
+    max_tokens: Option<u32>,
+) -> Result<String> {
+    if !live {
+        let bytes = std::fs::read(recordings)
+            .with_context(|| format!("reading {}", recordings.display()))?;
+        return Ok(format!(
+            "recordings sha256 {}",
+            pipeline::sha256_hex_bytes(&bytes)
+        ));
+    }
+    let path = canonical_path(recordings)
+        .with_context(|| format!("resolving the recordings path {}", recordings.display()))?;
+    // Only the in-process backend's settings shape its answers; an API client's (its URL,
+    // timeout, retries) do not, and a server on another port must still find the checkpoints.
+    let local = if model.backend == "local" {
+        backend_settings.clone()
+    } else {
+        serde_json::Value::Null
+    };
+    Ok(serde_json::json!({
+        "recordings": path,
+        "model": model,
+        "local settings": local,
+        "max_tokens": max_tokens,
+    })
+    .to_string())
+}
+
+/// `p` made absolute with its links resolved; a file not made yet is named through its
+/// directory, the file name as given.
+fn canonical_path(p: &std::path::Path) -> std::io::Result<PathBuf> {
+    match std::fs::canonicalize(p) {
+        Ok(c) => Ok(c),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                Some(d) => std::fs::canonicalize(d)?,
+                None => std::env::current_dir()?,
+            };
+            Ok(dir.join(p.file_name().unwrap_or(p.as_os_str())))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn build_llms(
+    ws: &Workspace,
+    specs: &[String],
+    args: &ReproduceOptions,
+    max_tokens: Option<u32>,
+) -> Result<Vec<LlmUse>> {
     specs
         .iter()
         .map(|text| {
@@ -201,13 +264,13 @@ fn build_llms(ws: &Workspace, specs: &[String], args: &ReproduceOptions) -> Resu
             if live {
                 eprintln!("{text}: answers are stored in {}", recordings.display());
             }
-            let identity = if live {
-                String::new()
-            } else {
-                let bytes = std::fs::read(&recordings)
-                    .with_context(|| format!("reading {}", recordings.display()))?;
-                format!("recordings sha256 {}", pipeline::sha256_hex_bytes(&bytes))
-            };
+            let identity = llm_identity(
+                live,
+                &recordings,
+                &handle.model.info(),
+                &handle.model.settings(),
+                max_tokens,
+            )?;
             Ok(LlmUse {
                 text: text.clone(),
                 handle,
@@ -319,7 +382,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         }
     }
 
-    let llms = build_llms(ws, &llm_specs, args)?;
+    let llms = build_llms(ws, &llm_specs, args, exp.settings.max_tokens)?;
     let runs = args.runs.clone().unwrap_or_else(|| ws.runs());
     // Every (seed, dataset, backbone, LLM, method) cell, in report order.
     let mut jobs = Vec::new();
@@ -727,6 +790,77 @@ fn check_report(dir: &Path, files: &BTreeMap<String, String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_identity_names_the_recordings_model_threads_and_max_tokens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a.jsonl");
+        let b = tmp.path().join("b.jsonl");
+        std::fs::write(&a, "").unwrap();
+        let http = agp_llm::ModelInfo {
+            backend: "http".into(),
+            model: "m".into(),
+            file_sha256: None,
+        };
+        let local = |sha: &str| agp_llm::ModelInfo {
+            backend: "local".into(),
+            model: "m.gguf".into(),
+            file_sha256: Some(sha.into()),
+        };
+        let threads = |n: u32| serde_json::json!({"threads": n, "n_ctx": 4096});
+        let id = |rec: &Path, m: &agp_llm::ModelInfo, s: &serde_json::Value, mt| {
+            llm_identity(true, rec, m, s, mt).unwrap()
+        };
+        let base = id(&a, &http, &serde_json::Value::Null, Some(300));
+        // The same file however it is spelled, made yet or not.
+        let dotted = tmp.path().join("sub/../a.jsonl");
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        assert_eq!(
+            id(&dotted, &http, &serde_json::Value::Null, Some(300)),
+            base
+        );
+        assert_eq!(
+            id(&b, &http, &serde_json::Value::Null, Some(300)),
+            id(
+                &tmp.path().join("sub/../b.jsonl"),
+                &http,
+                &serde_json::Value::Null,
+                Some(300)
+            )
+        );
+        // Each input on its own changes it.
+        for other in [
+            id(&b, &http, &serde_json::Value::Null, Some(300)),
+            id(&a, &http, &serde_json::Value::Null, Some(301)),
+            id(&a, &local("x"), &threads(1), Some(300)),
+        ] {
+            assert_ne!(other, base);
+        }
+        assert_ne!(
+            id(&a, &local("x"), &threads(1), Some(300)),
+            id(&a, &local("x"), &threads(2), Some(300))
+        );
+        assert_ne!(
+            id(&a, &local("x"), &threads(1), Some(300)),
+            id(&a, &local("y"), &threads(1), Some(300))
+        );
+        // An API client's settings (its URL: a server on another port) do not.
+        assert_eq!(
+            id(
+                &a,
+                &http,
+                &serde_json::json!({"base_url": "http://h:1/v1"}),
+                Some(300)
+            ),
+            base
+        );
+        // Replay keeps the identity committed reports were made under.
+        std::fs::write(&a, "{}\n").unwrap();
+        assert_eq!(
+            llm_identity(false, &a, &http, &serde_json::Value::Null, Some(300)).unwrap(),
+            format!("recordings sha256 {}", pipeline::sha256_hex_bytes(b"{}\n"))
+        );
+    }
 
     #[test]
     fn the_scaling_rows_differ_in_training_users_only() {

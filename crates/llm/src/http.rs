@@ -3,9 +3,10 @@
 //!
 //! Every call is bounded (a semaphore for concurrency, a sliding one-minute window for
 //! requests and tokens per minute) and retried with exponential backoff and jitter on 429,
-//! 5xx, timeouts, connection errors, unparsable bodies and empty answers, honouring
-//! `Retry-After`. Errors that retrying cannot fix (4xx, refusals, truncation at `max_tokens`)
-//! are reported at once with the request id and HTTP status. The API key is sent only in the
+//! 5xx, timeouts, connection errors and unparsable bodies, honouring `Retry-After`. An empty
+//! answer is asked once more at most (a provider bills every one, and at temperature 0 it is
+//! as permanent as a refusal). Errors that retrying cannot fix (4xx, refusals, an empty answer
+//! cut at `max_tokens`) are reported at once with the request id and HTTP status. The API key is sent only in the
 //! `Authorization` header: it is redacted from every error and log line, and never reaches a
 //! recording because [`ChatModel::settings`] leaves it out.
 
@@ -446,7 +447,7 @@ impl OpenAiClient {
             transport(&request_id, what, e)
         })?;
         let fail = |reason: FailureReason, message: String| Failure {
-            retryable: reason.is_transient(),
+            retryable: reason.immediate_retries() != Some(0),
             reason,
             status,
             request_id: request_id.clone(),
@@ -500,17 +501,21 @@ impl OpenAiClient {
                 .unwrap_or("");
             // A cut answer that still has text is kept, as the reference code keeps it: the
             // parser decides whether it holds a ranking. With no text at all it is an empty
-            // answer, which a retry may fix.
+            // answer: one retry may get past a server hiccup, but one cut at max_tokens before
+            // any text (a reasoning model thinking past the cap) would be cut again.
             if content.trim().is_empty() {
-                let why = if choice.finish_reason.as_deref() == Some("length") {
+                if choice.finish_reason.as_deref() == Some("length") {
                     let cap = max_tokens.map_or("the provider's limit".to_string(), |n| {
                         format!("max_tokens={n}")
                     });
-                    format!("empty content, cut at {cap} (finish_reason=length)")
-                } else {
-                    "empty content".to_string()
-                };
-                return Err(fail(FailureReason::Empty, why));
+                    let mut f = fail(
+                        FailureReason::Empty,
+                        format!("empty content, cut at {cap} (finish_reason=length)"),
+                    );
+                    f.retryable = false;
+                    return Err(f);
+                }
+                return Err(fail(FailureReason::Empty, "empty content".to_string()));
             }
         }
         Ok(Reply {
@@ -535,6 +540,8 @@ impl OpenAiClient {
         let limits = self.cfg.pool;
         let mut spent = 0u32;
         let mut attempts = 0u32;
+        // Failures by reason, for the reasons with a retry limit of their own.
+        let mut failed: std::collections::HashMap<FailureReason, u32> = Default::default();
         let mut rate_waited = Duration::ZERO;
         loop {
             self.pool.ready().await;
@@ -576,6 +583,14 @@ impl OpenAiClient {
             };
             if !f.retryable {
                 return give_up(f, String::new());
+            }
+            let n = failed.entry(f.reason).or_default();
+            *n += 1;
+            if let Some(limit) = f.reason.immediate_retries()
+                && *n > limit
+            {
+                let why = format!(" ({n} attempts answered so; final, not asked again)");
+                return give_up(f, why);
             }
             if f.reason == FailureReason::RateLimited
                 && let Some(told) = f.retry_after

@@ -246,7 +246,8 @@ pub enum FailureReason {
     Transport,
     /// A 200 whose body is not a completion (bad JSON, no choices, no logprobs).
     Malformed,
-    /// A completion with no content.
+    /// A completion with no content. At temperature 0 the same request gets the same nothing,
+    /// so after at most one immediate retry it is an answer, recorded like a refusal.
     Empty,
     /// The model declined (`refusal` field).
     Refusal,
@@ -259,7 +260,9 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    /// Worth asking again later (a resumed run retries these); the others are answers.
+    /// Worth asking again later (a resumed run and the harness's cell rounds retry these); the
+    /// others are answers. An empty completion is not: the provider billed it and would give it
+    /// again (see [`FailureReason::immediate_retries`]).
     pub fn is_transient(self) -> bool {
         matches!(
             self,
@@ -268,8 +271,19 @@ impl FailureReason {
                 | Self::Timeout
                 | Self::Transport
                 | Self::Malformed
-                | Self::Empty
         )
+    }
+
+    /// How many times an HTTP client may ask again at once before the failure is final:
+    /// unbounded (its retry budget) for transient reasons, one for an empty completion (a
+    /// server hiccup now and then answers 200 with nothing; a second empty answer is the
+    /// model's), none for the rest.
+    pub fn immediate_retries(self) -> Option<u32> {
+        match self {
+            Self::Empty => Some(1),
+            r if r.is_transient() => None,
+            _ => Some(0),
+        }
     }
 
     /// Ends the run whatever the failure policy: retrying or scoring it as a user outcome would

@@ -184,8 +184,9 @@ pub fn label_key(info: &ModelInfo, req: &LabelRequest) -> String {
     sha256_hex(&serde_json::to_vec(&c).expect("canonical request serialises"))
 }
 
-/// A call the provider answered without a usable result (a refusal, a content filter): kept so
-/// a resumed run does not pay to be refused again. Transient failures are never recorded.
+/// A call the provider answered without a usable result (a refusal, a content filter, an empty
+/// completion): kept so a resumed run does not pay to be refused again. Transient failures are
+/// never recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedFailure {
     pub reason: FailureReason,
@@ -214,7 +215,7 @@ impl RecordedFailure {
                 message,
             } if matches!(
                 reason,
-                FailureReason::Refusal | FailureReason::ContentFilter
+                FailureReason::Refusal | FailureReason::ContentFilter | FailureReason::Empty
             ) =>
             {
                 Some(Self {

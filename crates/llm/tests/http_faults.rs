@@ -771,6 +771,97 @@ async fn a_refusal_is_recorded_and_not_asked_again() {
     assert_eq!(s.received_requests().await.unwrap().len(), 1);
 }
 
+/// Counts the requests it sees per distinct body and answers every one with a 200 whose
+/// content is empty (cut at the token limit when `length` is set).
+#[derive(Clone, Default)]
+struct EmptyAnswers {
+    seen: Arc<Mutex<HashMap<Vec<u8>, usize>>>,
+    length: bool,
+}
+impl Respond for EmptyAnswers {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        *self
+            .seen
+            .lock()
+            .unwrap()
+            .entry(req.body.clone())
+            .or_insert(0) += 1;
+        let finish = if self.length { "length" } else { "stop" };
+        ResponseTemplate::new(200)
+            .insert_header("x-request-id", "req_empty")
+            .set_body_json(completion("", finish))
+    }
+}
+
+#[tokio::test]
+async fn an_empty_answer_is_asked_at_most_twice_then_recorded_and_not_asked_again() {
+    let server = EmptyAnswers::default();
+    let s = server_with(server.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    let recorder = || {
+        let (c, _) = client(&s.uri(), "gpt-4o");
+        let store = Arc::new(Store::open(&path).unwrap());
+        Recorder::new(Arc::new(c), Some(store), RecordMode::Auto).unwrap()
+    };
+    let asks = ["Alien (1979)", "Heat (1995)", "Up (2009)"];
+    let rec = recorder();
+    let reqs: Vec<ChatRequest> = asks.iter().map(|a| req(a)).collect();
+    let errors = futures::future::join_all(reqs.iter().map(|r| rec.chat(r))).await;
+    for e in errors {
+        let e = e.unwrap_err();
+        assert_eq!(e.reason(), agp_llm::FailureReason::Empty, "{e}");
+        assert!(!e.reason().is_transient(), "{e}");
+        let (id, status, msg) = http_err(e);
+        assert_eq!((id.as_str(), status), ("req_empty", 200));
+        assert!(msg.contains("empty content"), "{msg}");
+    }
+    {
+        let seen = server.seen.lock().unwrap();
+        assert_eq!(seen.len(), asks.len());
+        assert!(seen.values().all(|&n| n == 2), "{seen:?}");
+    }
+    // Each is a recorded failure, in place of an answer.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.len(), asks.len());
+    let info = agp_llm::ModelInfo {
+        backend: "http".into(),
+        model: "gpt-4o".into(),
+        file_sha256: None,
+    };
+    for a in asks {
+        let r = store.get(&agp_llm::chat_key(&info, &req(a))).unwrap();
+        assert!(r.chat.is_none());
+        assert_eq!(
+            r.failure.unwrap().reason,
+            agp_llm::FailureReason::Empty,
+            "{a}"
+        );
+    }
+    // A second run over the same recordings sends nothing and gets the same failures.
+    let before = s.received_requests().await.unwrap().len();
+    let rec = recorder();
+    for a in asks {
+        let e = rec.chat(&req(a)).await.unwrap_err();
+        assert_eq!(e.reason(), agp_llm::FailureReason::Empty, "{e}");
+    }
+    assert_eq!(s.received_requests().await.unwrap().len(), before);
+
+    // Empty because the answer was cut at max_tokens before any text: the same cap cuts it
+    // again, so it is final at once.
+    let server = EmptyAnswers {
+        length: true,
+        ..EmptyAnswers::default()
+    };
+    let s = server_with(server.clone()).await;
+    let (c, _) = client(&s.uri(), "gpt-4o");
+    let mut r = req("x");
+    r.sampling.max_tokens = Some(4);
+    let (_, _, msg) = http_err(c.chat(&r).await.unwrap_err());
+    assert!(msg.contains("max_tokens=4"), "{msg}");
+    assert_eq!(s.received_requests().await.unwrap().len(), 1);
+}
+
 /// Scores by logprobs; fails (400, permanent) every request whose last message contains
 /// `poison`.
 struct Scorer {

@@ -57,6 +57,9 @@ pub struct SimConfig {
     pub refuse_containing: Vec<String>,
     /// Requests whose last user message contains any of these end with `content_filter`.
     pub content_filter_containing: Vec<String>,
+    /// Requests whose last user message contains any of these get a 200 with empty content
+    /// (as some OpenAI-compatible servers answer); an empty string matches every request.
+    pub empty_containing: Vec<String>,
     /// Cut answers longer than the request's `max_tokens` (≈ chars/4) with `finish_reason:
     /// "length"`, as real providers do; off keeps every answer whole.
     pub length_cut: bool,
@@ -148,7 +151,7 @@ pub struct SimStats {
     pub by_status: BTreeMap<u16, u64>,
     /// Faults by kind: `rate_limited`, `server_error`, `malformed`, `dropped` (random);
     /// `outage`, `over_limit` (rpm/tpm), `bad_request`, `refusal`, `content_filter`,
-    /// `length_cut`.
+    /// `length_cut`, `empty`.
     pub faults: BTreeMap<String, u64>,
     /// 200s with a well-formed completion (refusals and cut answers included: a provider
     /// bills them).
@@ -163,6 +166,9 @@ pub struct SimStats {
     pub answered_twice: u64,
     /// Fingerprints (sha256 of the canonical request JSON) of those bodies.
     pub answered_twice_fingerprints: Vec<String>,
+    /// The most times any one request body was answered.
+    #[serde(default)]
+    pub most_answered: u64,
 }
 
 /// The running simulator. Dropping it stops the server and closes its connections.

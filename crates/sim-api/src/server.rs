@@ -289,6 +289,7 @@ impl Shared {
             distinct_answered: st.answered_bodies.len() as u64,
             answered_twice: twice.len() as u64,
             answered_twice_fingerprints: twice,
+            most_answered: st.answered_bodies.values().copied().max().unwrap_or(0),
         }
     }
 
@@ -537,6 +538,9 @@ impl Shared {
             content = None;
             finish_reason = "content_filter";
             fault = Some("content_filter");
+        } else if hit(&cfg.empty_containing) {
+            content = Some(String::new());
+            fault = Some("empty");
         } else if cfg.length_cut
             && let Some(max) = req.max_tokens
             && let Some(text) = content.as_mut()

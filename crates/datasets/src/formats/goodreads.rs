@@ -12,8 +12,8 @@
 //! reason to prefer the JSON). Rich item text: "title; publisher; top shelves".
 
 use super::{
-    Sep, exact_columns, files_with_prefix, find_file, json_rating, parse_num, parse_rating,
-    parse_ruby_date, require_nonempty,
+    Sep, exact_columns, files_with_prefix, find_file, json_rating, non_negative_ts, parse_num,
+    parse_rating, parse_ruby_date, require_nonempty,
 };
 use crate::error::excerpt;
 use crate::formats::amazon::json_line;
@@ -141,6 +141,7 @@ fn load_json(path: &Path, opts: &PrepareOptions, raw: &mut RawData) -> Result<()
                 ),
             )
         })?;
+        let ts = non_negative_ts(ts, &format!("`{}`", excerpt(&date)), path, ln, "date_added")?;
         if opts.keeps(rating) {
             raw.push(&user, &book, ts);
         } else {

@@ -75,10 +75,33 @@ pub(crate) fn parse_rating(s: &str, path: &Path, line: u64, field: &str) -> Resu
     ))
 }
 
-/// An integer timestamp as text: anything but a whole number that fits `i64` is an error.
+/// A Unix timestamp must not be negative: these files are ratings collected since the 1990s,
+/// so a date before 1970 is corruption (a sign flipped, a field shifted), and taken as given it
+/// would silently move the interaction to the start of the user's history.
+pub(crate) fn non_negative_ts(
+    ts: i64,
+    shown: &str,
+    path: &Path,
+    line: u64,
+    field: &str,
+) -> Result<i64, DataError> {
+    if ts < 0 {
+        return Err(DataError::parse(
+            path,
+            line,
+            format!(
+                "field `{field}`: {shown} is a negative Unix timestamp (before 1970); expected \
+                 0 or more"
+            ),
+        ));
+    }
+    Ok(ts)
+}
+
+/// A Unix timestamp as text: anything but a whole number in `0..=i64::MAX` is an error.
 pub(crate) fn parse_int_ts(s: &str, path: &Path, line: u64, field: &str) -> Result<i64, DataError> {
     let t = s.trim();
-    t.parse().map_err(|_| {
+    let ts = t.parse().map_err(|_| {
         let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
         let why = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             "does not fit a 64-bit timestamp"
@@ -90,7 +113,8 @@ pub(crate) fn parse_int_ts(s: &str, path: &Path, line: u64, field: &str) -> Resu
             line,
             format!("field `{field}`: `{}` {why}", excerpt(s)),
         )
-    })
+    })?;
+    non_negative_ts(ts, &format!("`{}`", excerpt(s)), path, line, field)
 }
 
 /// A float timestamp (RecBole writes `timestamp:float`) truncated toward zero. A plain `as`
@@ -154,8 +178,8 @@ pub(crate) fn json_rating(
     }
 }
 
-/// An integer timestamp from a JSON line, with the field named when it is not one or does not
-/// fit `i64`.
+/// A Unix timestamp from a JSON line, with the field named when it is not an integer, does not
+/// fit `i64` or is negative.
 pub(crate) fn json_int_ts(
     v: Option<serde_json::Value>,
     path: &Path,
@@ -164,7 +188,7 @@ pub(crate) fn json_int_ts(
 ) -> Result<i64, DataError> {
     let v = v.ok_or_else(|| DataError::missing(path, line, field))?;
     if let Some(t) = v.as_i64() {
-        return Ok(t);
+        return non_negative_ts(t, &json_shown(&v), path, line, field);
     }
     let why = if v.is_u64() {
         "does not fit a 64-bit timestamp"
