@@ -57,11 +57,11 @@ pub(super) fn card(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String
             let _ = writeln!(md, "  - Runtime: `{r}`.");
         }
         for s in &served.samplings {
+            let (kind, sampling) = s.split_once(": ").unwrap_or(("", s));
             let _ = writeln!(
                 md,
-                "  - Sent with every `{}` request (`null`: not sent, the provider's default; \
-                 greedy in the local runtime).",
-                s.replacen(": ", "` request: `", 1)
+                "  - Sampling of the `{kind}` requests: `{sampling}` (`null`: not sent, the \
+                 provider's default, which the local runtime reads as greedy)."
             );
         }
     }
