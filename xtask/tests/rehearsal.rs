@@ -140,9 +140,15 @@ fn a_fault_storm_and_a_kill_leave_the_report_of_a_clean_run() {
     assert_eq!(want.len(), got.len());
     for ((wn, wt), (gn, gt)) in want.iter().zip(&got) {
         assert_eq!(wn, gn);
+        let first = wt
+            .lines()
+            .zip(gt.lines())
+            .find(|(w, g)| w != g)
+            .map(|(w, g)| format!("clean: {w}\nstorm: {g}"))
+            .unwrap_or_default();
         assert!(
             wt == gt,
-            "{} differs between the clean and the storm run",
+            "{} differs between the clean and the storm run\n{first}",
             wn.display()
         );
     }

@@ -518,7 +518,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         flags: rerun_flags(ws, exp, args),
         recordings: llms
             .iter()
-            .filter_map(|l| Some((l.text.clone(), l.handle.store.as_ref()?.served_summary())))
+            .filter_map(|l| Some((l.text.clone(), l.handle.store.as_ref()?.summary())))
             .collect(),
     };
     let rendered = report::render(exp, &facts, &cells);

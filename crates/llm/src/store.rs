@@ -257,19 +257,16 @@ pub struct Record {
 
 struct StoreInner {
     index: HashMap<String, Record>,
-    /// Keys of the records this store has answered from or written since it was opened: what
-    /// one run used, for the report's reproducibility card.
-    served: std::collections::HashSet<String>,
     /// Length of the valid prefix of the file (everything up to the last newline).
     valid_len: u64,
     file: Option<File>,
 }
 
-/// See [`Store::served_summary`].
+/// See [`Store::summary`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ServedSummary {
+pub struct RecordsSummary {
     pub records: usize,
-    /// Seconds since the Unix epoch of the oldest and newest record served.
+    /// Seconds since the Unix epoch of the oldest and newest record.
     pub first_recorded: Option<u64>,
     pub last_recorded: Option<u64>,
     pub models: Vec<ModelInfo>,
@@ -339,7 +336,6 @@ impl Store {
             torn_bytes,
             inner: Mutex::new(StoreInner {
                 index,
-                served: Default::default(),
                 valid_len,
                 file: None,
             }),
@@ -364,20 +360,17 @@ impl Store {
     }
 
     pub fn get(&self, key: &str) -> Option<Record> {
-        let mut inner = self.lock();
-        let rec = inner.index.get(key).cloned();
-        if rec.is_some() {
-            inner.served.insert(key.to_string());
-        }
-        rec
+        self.lock().index.get(key).cloned()
     }
 
-    /// What the records this store has served or written since it was opened have in common
-    /// and where they differ: their models, runtime settings, request sampling and dates.
-    pub fn served_summary(&self) -> ServedSummary {
+    /// What the store's records have in common and where they differ: their models, runtime
+    /// settings, request sampling and dates (every record, served in this run or not).
+    pub fn summary(&self) -> RecordsSummary {
         let inner = self.lock();
-        let mut sum = ServedSummary::default();
-        for rec in inner.served.iter().filter_map(|k| inner.index.get(k)) {
+        let mut sum = RecordsSummary::default();
+        // Every record of the file, not only those this run asked for: a run resumed from its
+        // checkpoints asks for less, and a report must not depend on whether it was resumed.
+        for rec in inner.index.values() {
             sum.records += 1;
             sum.first_recorded = Some(
                 sum.first_recorded
@@ -391,9 +384,20 @@ impl Store {
                 sum.models.push(rec.model.clone());
             }
             if !rec.settings.is_null() {
-                sum.runtimes.insert(rec.settings.to_string());
+                // Where the server was says nothing about what answered, and differs between
+                // two runs of the same model (another port), so it stays out of the summary.
+                let mut settings = rec.settings.clone();
+                if let Some(m) = settings.as_object_mut() {
+                    m.remove("base_url");
+                }
+                sum.runtimes.insert(settings.to_string());
             }
-            let sampling = rec.request.get("sampling").cloned().unwrap_or_default();
+            let mut sampling = rec.request.get("sampling").cloned().unwrap_or_default();
+            // Seeds differ per request where a method draws several samples; that one was
+            // sent is what a reader needs.
+            if let Some(seed) = sampling.get_mut("seed").filter(|v| !v.is_null()) {
+                *seed = serde_json::Value::from("one per request");
+            }
             sum.samplings
                 .insert(format!("{:?}: {sampling}", rec.kind).to_lowercase());
         }
@@ -466,7 +470,6 @@ impl Store {
         f.write_all(&line).map_err(io)?;
         f.sync_data().map_err(io)?;
         inner.valid_len += line.len() as u64;
-        inner.served.insert(rec.key.clone());
         inner.index.insert(rec.key.clone(), rec);
         Ok(())
     }

@@ -32,7 +32,11 @@ pub(super) fn card(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String
         "\n## Reproducibility card\n\nGenerated from this run, not written by hand.\n\n",
     );
     for (spec, served) in &facts.recordings {
-        let _ = writeln!(md, "- **LLM `{spec}`**: {} answers used.", served.records);
+        let _ = writeln!(
+            md,
+            "- **LLM `{spec}`**: answered from a recordings file of {} answers.",
+            served.records
+        );
         for m in &served.models {
             let _ = writeln!(
                 md,
@@ -48,19 +52,22 @@ pub(super) fn card(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String
         if let (Some(a), Some(b)) = (served.first_recorded, served.last_recorded) {
             let (a, b) = (day(a), day(b));
             if a == b {
-                let _ = writeln!(md, "  - Recorded on {a} (UTC).");
+                let _ = writeln!(md, "  - Its answers were recorded on {a} (UTC).");
             } else {
-                let _ = writeln!(md, "  - Recorded between {a} and {b} (UTC).");
+                let _ = writeln!(
+                    md,
+                    "  - Its answers were recorded between {a} and {b} (UTC)."
+                );
             }
         }
         for r in &served.runtimes {
-            let _ = writeln!(md, "  - Runtime: `{r}`.");
+            let _ = writeln!(md, "  - Made with the runtime settings `{r}`.");
         }
         for s in &served.samplings {
             let (kind, sampling) = s.split_once(": ").unwrap_or(("", s));
             let _ = writeln!(
                 md,
-                "  - Sampling of the `{kind}` requests: `{sampling}` (`null`: not sent, the \
+                "  - Sampling its `{kind}` requests carried: `{sampling}` (`null`: not sent, the \
                  provider's default, which the local runtime reads as greedy)."
             );
         }

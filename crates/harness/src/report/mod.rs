@@ -158,9 +158,11 @@ pub struct RunFacts {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub flags: String,
     /// Per LLM spec, the recordings this run answered from or wrote (models, runtime settings,
-    /// request sampling, dates): the reproducibility card's source.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub recordings: BTreeMap<String, agp_llm::store::ServedSummary>,
+    /// request sampling, dates): the reproducibility card's source. Not written to
+    /// `cells.json`: its exact times and counts depend on whether a run was resumed, and the
+    /// card shows only what does not.
+    #[serde(skip)]
+    pub recordings: BTreeMap<String, agp_llm::store::RecordsSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
