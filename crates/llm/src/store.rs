@@ -855,14 +855,33 @@ impl ChatModel for Recorder {
         if self.mode == RecordMode::Auto
             && self.inner.as_ref().is_some_and(|m| m.scores_in_one_pass())
         {
-            let missing: Vec<usize> = (0..keys.len())
-                .filter(|&i| store.get(&keys[i]).is_none())
-                .collect();
+            let unseen = |i: &usize| store.get(&keys[*i]).is_none();
+            let missing: Vec<usize> = (0..keys.len()).filter(unseen).collect();
             if !missing.is_empty() {
-                self.score_missing_in_one_pass(req, &keys, &missing).await?;
-                for &i in &missing {
-                    live_now[i] = true;
+                // Hold every missing candidate's key lock, taken in key order so that two
+                // requests sharing candidates cannot wait on each other, then look again:
+                // another request may have scored some of them meanwhile, and a candidate must
+                // be paid for once, whichever request asks first.
+                let mut held: Vec<&String> = missing.iter().map(|&i| &keys[i]).collect();
+                held.sort();
+                held.dedup();
+                let locks: Vec<_> = held.iter().map(|k| self.key_lock(k)).collect();
+                let mut guards = Vec::with_capacity(locks.len());
+                for l in &locks {
+                    guards.push(l.lock().await);
                 }
+                let mut first_of_key = std::collections::HashSet::new();
+                let missing: Vec<usize> = missing
+                    .into_iter()
+                    .filter(|i| unseen(i) && first_of_key.insert(&keys[*i]))
+                    .collect();
+                if !missing.is_empty() {
+                    self.score_missing_in_one_pass(req, &keys, &missing).await?;
+                    for &i in &missing {
+                        live_now[i] = true;
+                    }
+                }
+                drop(guards);
             }
         }
         let parts =

@@ -367,3 +367,83 @@ async fn label_requests_need_a_backend_that_reads_them() {
     let json = serde_json::to_value(&req).unwrap();
     assert!(json.get("prefill").is_none(), "{json}");
 }
+
+/// A model that scores every candidate of a request in one pass, as the in-process backend
+/// does, counting the candidates it scores.
+struct OnePass {
+    scored: AtomicUsize,
+}
+
+#[async_trait]
+impl ChatModel for OnePass {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            backend: "test".into(),
+            model: "one-pass".into(),
+            file_sha256: None,
+        }
+    }
+    async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        Err(LlmError::Other("not used".into()))
+    }
+    async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        self.scored.fetch_add(req.suffixes.len(), Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok(ScoreResponse {
+            scores: req.suffixes.iter().map(|s| s.len() as f32).collect(),
+            usage: Usage::default(),
+        })
+    }
+    fn scores_in_one_pass(&self) -> bool {
+        true
+    }
+}
+
+/// Two pointwise requests sharing candidates (the same list shown in two orders) arrive at
+/// once: each shared candidate is scored, paid and recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scorings_sharing_candidates_pay_each_candidate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.jsonl");
+    let model = Arc::new(OnePass {
+        scored: AtomicUsize::new(0),
+    });
+    let store = Arc::new(Store::open(&path).unwrap());
+    let rec = Arc::new(Recorder::new(model.clone(), Some(store), RecordMode::Auto).unwrap());
+    let suffixes: Vec<String> = (0..10).map(|i| format!("candidate {i}")).collect();
+    let mut reversed = suffixes.clone();
+    reversed.reverse();
+    let ask = |suffixes: Vec<String>| {
+        let rec = rec.clone();
+        tokio::spawn(async move {
+            let req = ScoreRequest {
+                messages: vec![Message::system("sys")],
+                prefix: "history".into(),
+                suffixes,
+                account: None,
+                priority: 0,
+            };
+            rec.score(&req).await.unwrap()
+        })
+    };
+    let (a, b) = (ask(suffixes.clone()), ask(reversed));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let mut b_back = b.scores.clone();
+    b_back.reverse();
+    assert_eq!(
+        a.scores, b_back,
+        "the same candidate scores the same either way"
+    );
+    assert_eq!(
+        model.scored.load(Ordering::SeqCst),
+        10,
+        "each candidate scored once"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let keys: std::collections::HashSet<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Record>(l).unwrap().key)
+        .collect();
+    assert_eq!(text.lines().count(), 10, "one record per candidate");
+    assert_eq!(keys.len(), 10);
+}
