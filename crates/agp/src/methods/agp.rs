@@ -488,29 +488,7 @@ fn mean_rank(results: &[UserResult], keep: &[bool]) -> f64 {
 
 #[async_trait]
 impl Reranker for PromptOptimizer {
-    fn epochs(&self) -> usize {
-        self.cfg.epochs
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size
-    }
-
-    fn n_train_users(&self) -> usize {
-        self.n_train
-    }
-
-    fn unparseable_rule(&self) -> UnparseableRule {
-        self.cfg.unparseable
-    }
-
-    fn shuffle_train_users(&self) -> bool {
-        self.cfg.shuffle_train_users
-    }
-
-    fn selection(&self) -> crate::Selection {
-        self.cfg.select
-    }
+    loop_reranker_settings!();
 
     /// The §3.4 loop for one batch: `verify_steps` times, forward → feedback → (summarize) →
     /// edit → re-run the same batch with the edit, keeping it only if the mean rank strictly

@@ -1,5 +1,36 @@
 //! The built-in methods.
 
+/// The [`crate::Reranker`] settings every method on AGP's training loop reads from its config
+/// (`cfg` with the loop's fields, `n_train` resolved against the candidate file): written once
+/// for AGP, OPRO, ProTeGi and random search.
+macro_rules! loop_reranker_settings {
+    () => {
+        fn epochs(&self) -> usize {
+            self.cfg.epochs
+        }
+
+        fn batch_size(&self) -> usize {
+            self.cfg.batch_size
+        }
+
+        fn n_train_users(&self) -> usize {
+            self.n_train
+        }
+
+        fn unparseable_rule(&self) -> UnparseableRule {
+            self.cfg.unparseable
+        }
+
+        fn shuffle_train_users(&self) -> bool {
+            self.cfg.shuffle_train_users
+        }
+
+        fn selection(&self) -> $crate::Selection {
+            self.cfg.select
+        }
+    };
+}
+
 pub mod agp;
 pub mod baselines;
 pub mod optimizers;

@@ -442,29 +442,7 @@ impl Opro {
 
 #[async_trait]
 impl Reranker for Opro {
-    fn epochs(&self) -> usize {
-        self.cfg.epochs
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size
-    }
-
-    fn n_train_users(&self) -> usize {
-        self.n_train
-    }
-
-    fn unparseable_rule(&self) -> UnparseableRule {
-        self.cfg.unparseable
-    }
-
-    fn shuffle_train_users(&self) -> bool {
-        self.cfg.shuffle_train_users
-    }
-
-    fn selection(&self) -> crate::Selection {
-        self.cfg.select
-    }
+    loop_reranker_settings!();
 
     /// One OPRO step: score the current prompt on the batch and add it to the history, ask
     /// `n_candidates` meta-prompts for a new prompt, score each on the batch (into the history
@@ -720,29 +698,7 @@ impl Protegi {
 
 #[async_trait]
 impl Reranker for Protegi {
-    fn epochs(&self) -> usize {
-        self.cfg.epochs
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size
-    }
-
-    fn n_train_users(&self) -> usize {
-        self.n_train
-    }
-
-    fn unparseable_rule(&self) -> UnparseableRule {
-        self.cfg.unparseable
-    }
-
-    fn shuffle_train_users(&self) -> bool {
-        self.cfg.shuffle_train_users
-    }
-
-    fn selection(&self) -> crate::Selection {
-        self.cfg.select
-    }
+    loop_reranker_settings!();
 
     /// One ProTeGi step: score every beam prompt on the batch, expand each (gradients from
     /// groups of its failing users, edits from the gradients), score the new prompts, and keep

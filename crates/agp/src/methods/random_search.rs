@@ -179,29 +179,7 @@ impl RandomSearch {
 
 #[async_trait]
 impl Reranker for RandomSearch {
-    fn epochs(&self) -> usize {
-        self.cfg.epochs
-    }
-
-    fn batch_size(&self) -> usize {
-        self.cfg.batch_size
-    }
-
-    fn n_train_users(&self) -> usize {
-        self.n_train
-    }
-
-    fn unparseable_rule(&self) -> UnparseableRule {
-        self.cfg.unparseable
-    }
-
-    fn shuffle_train_users(&self) -> bool {
-        self.cfg.shuffle_train_users
-    }
-
-    fn selection(&self) -> crate::Selection {
-        self.cfg.select
-    }
+    loop_reranker_settings!();
 
     async fn train_batch(
         &mut self,
