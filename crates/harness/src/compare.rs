@@ -422,9 +422,8 @@ fn same_candidates(
         }
         checks.push("backbone facts equal".to_string());
     }
-    let is_base = |c: &&Cell| {
-        c.kind == "base" && c.dataset == dataset && c.backbone == backbone && c.seed == seed
-    };
+    let is_base =
+        |c: &&Cell| c.is_base() && c.dataset == dataset && c.backbone == backbone && c.seed == seed;
     if let (Some(xa), Some(xb)) = (ra.cells.iter().find(is_base), rb.cells.iter().find(is_base)) {
         // Base keeps the backbone's order, so its rank of each user's held-out item is where
         // that item sits in the user's candidate list.
@@ -745,12 +744,9 @@ pub fn power(
     }
     let mut rows = Vec::new();
     let mut missing = Vec::new();
-    for c in chosen.iter().filter(|c| c.kind != "base") {
+    for c in chosen.iter().filter(|c| !c.is_base()) {
         let base = run.cells.iter().find(|b| {
-            b.kind == "base"
-                && b.dataset == c.dataset
-                && b.backbone == c.backbone
-                && b.seed == c.seed
+            b.is_base() && b.dataset == c.dataset && b.backbone == c.backbone && b.seed == c.seed
         });
         let Some(base) = base else {
             missing.push(format!("{} (seed {}) has no Base", c.key(), c.seed));

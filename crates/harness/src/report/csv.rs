@@ -16,10 +16,10 @@ pub(super) fn cells_csv(cells: &[Cell]) -> String {
     for c in cells {
         let base = cells
             .iter()
-            .find(|b| b.kind == "base" && group_key(b) == group_key(c));
+            .find(|b| b.is_base() && group_key(b) == group_key(c));
         for s in Selection::ALL {
             let sum = summarize(c, s);
-            let p = if c.kind == "base" {
+            let p = if c.is_base() {
                 None
             } else {
                 versus_base(c, base, s)

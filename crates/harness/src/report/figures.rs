@@ -181,7 +181,7 @@ fn masking_sweep(cells: &[Cell], d: &str, b: &str) -> Option<(String, String)> {
         })
         .collect();
     let mut references = vec![("random order".to_string(), agp::random_order_ndcg(K))];
-    if let Some(base) = g.iter().find(|c| c.kind == "base") {
+    if let Some(base) = g.iter().find(|c| c.is_base()) {
         references.push((
             "Base".to_string(),
             summarize(base, Selection::BestValid).ndcg,

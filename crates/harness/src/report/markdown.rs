@@ -113,7 +113,7 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
             .iter()
             .filter(|c| c.dataset == *dataset && c.backbone == *backbone)
             .collect();
-        let base = group.iter().copied().find(|c| c.kind == "base");
+        let base = group.iter().copied().find(|c| c.is_base());
         let _ = writeln!(md, "## {dataset} / {backbone}\n");
         let _ = writeln!(
             md,
@@ -132,7 +132,7 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
         );
         for c in &group {
             let s = summarize(c, Selection::BestValid);
-            let mdd = match base.filter(|_| c.kind != "base") {
+            let mdd = match base.filter(|_| !c.is_base()) {
                 Some(b) => paired_ndcgs(c, Selection::BestValid, b)
                     .map(|(x, y)| {
                         let d: Vec<f64> = x.iter().zip(&y).map(|(x, y)| x - y).collect();
@@ -141,7 +141,7 @@ pub(super) fn markdown(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> St
                     .unwrap_or_else(|| "–".into()),
                 None => "–".into(),
             };
-            let d = if c.kind == "base" {
+            let d = if c.is_base() {
                 "–".to_string()
             } else {
                 match versus_base(c, base, Selection::BestValid) {
@@ -215,7 +215,7 @@ fn other_rule_table(exp: &Experiment, group: &[&Cell], base: Option<&Cell>) -> S
         let mean = stats::mean(&nd);
         let ci = stats::bootstrap_ci(&nd, cell_seed(&c.key()));
         let declared = summarize(c, Selection::BestValid).ndcg;
-        let d = match base.filter(|_| c.kind != "base") {
+        let d = match base.filter(|_| !c.is_base()) {
             Some(b) => paired_ndcgs_other_rule(c, Selection::BestValid, b)
                 .map(|(x, y)| {
                     let p = stats::paired(&x, &y, cell_seed(&c.key()) ^ 1);
@@ -491,10 +491,10 @@ pub(super) fn across_seeds(cells: &[Cell]) -> String {
             .collect();
         let (m, h) = stats::across_seeds(&means);
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        for c in runs.iter().filter(|c| c.kind != "base") {
+        for c in runs.iter().filter(|c| !c.is_base()) {
             let base = cells
                 .iter()
-                .find(|x| x.kind == "base" && x.seed == c.seed && group_key(x) == group_key(c));
+                .find(|x| x.is_base() && x.seed == c.seed && group_key(x) == group_key(c));
             if let Some((x, y)) = base.and_then(|b| paired_ndcgs(c, Selection::BestValid, b)) {
                 a.extend(x);
                 b.extend(y);

@@ -125,6 +125,12 @@ impl Cell {
             .collect()
     }
 
+    /// Base, the backbone's own order: what every other row of its group is measured against.
+    /// Read from the typed method, so a renamed kind cannot silently drop the reference row.
+    pub fn is_base(&self) -> bool {
+        matches!(self.method, MethodSpec::Builtin(agp::MethodConfig::Base(_)))
+    }
+
     /// The row's typed settings, when it is one of the built-in methods.
     pub fn builtin(&self) -> Option<&agp::MethodConfig> {
         match &self.method {

@@ -85,7 +85,7 @@ pub(super) fn order_section(cells: &[Cell]) -> String {
         let _ = writeln!(md, "|---{}|", "|---".repeat(2 * orders.len()));
         if let Some(base) = cells
             .iter()
-            .find(|c| c.kind == "base" && c.dataset == *dataset && c.backbone == *backbone)
+            .find(|c| c.is_base() && c.dataset == *dataset && c.backbone == *backbone)
         {
             let ndcg = f4(summarize(base, Selection::BestValid).ndcg);
             let first: Vec<&str> = orders

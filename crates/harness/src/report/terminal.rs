@@ -31,9 +31,9 @@ pub fn headline(title: &str, cells: &[Cell], rounded: bool) -> String {
         let s = summarize(c, Selection::BestValid);
         let base = cells
             .iter()
-            .find(|b| b.kind == "base" && group_key(b) == group_key(c))
+            .find(|b| b.is_base() && group_key(b) == group_key(c))
             .copied();
-        let vs = if c.kind == "base" {
+        let vs = if c.is_base() {
             None
         } else {
             versus_base(c, base, Selection::BestValid)
