@@ -576,19 +576,11 @@ else. The output MUST start with {BOS} and end with {EOS}.\n\
 /// answer that starts with the most likely item's id and nothing before it (no answer markers),
 /// because FIRST ranks by the log-probability of each id as the answer's first token.
 pub fn first_listwise(history: &str, candidates: &str, k: usize) -> String {
-    format!(
-        "[Instruction]\n\
-I will provide you with {k} items, each indicated by an item id. Rank the items by how likely the user is to \
-interact with each of them next, based on the user's Historical Item Profiles.\n\
-[User Historical Item Profiles]\n\
-{history}\n\
-[Pretrained Item Profile List in format of <item id: item profile>]\n\
-{candidates}\n\
-[Expected Output]\n\
-Rank the {k} items above by how likely the user is to interact with each of them next, the most likely first. \
-The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}, and MUST start with the id \
-of the most likely item, with nothing before it. Only respond with the ranking; do not explain.",
-        k.saturating_sub(1)
+    first_prompt(
+        history,
+        candidates,
+        k,
+        "and MUST start with the id of the most likely item, with nothing before it.",
     )
 }
 
@@ -596,6 +588,17 @@ of the most likely item, with nothing before it. Only respond with the ranking; 
 /// [`first_listwise`], but the ranking is asked for in square brackets, so that the prefill is
 /// the answer's own start and the token after it is the most likely item's id.
 pub fn first_listwise_bracketed(history: &str, candidates: &str, k: usize) -> String {
+    first_prompt(
+        history,
+        candidates,
+        k,
+        "inside square brackets, and MUST start with `[` followed at once by the id of the most \
+         likely item.",
+    )
+}
+
+/// The FIRST prompt around `answer_start`, the words that say how the answer opens.
+fn first_prompt(history: &str, candidates: &str, k: usize, answer_start: &str) -> String {
     format!(
         "[Instruction]\n\
 I will provide you with {k} items, each indicated by an item id. Rank the items by how likely the user is to \
@@ -606,9 +609,8 @@ interact with each of them next, based on the user's Historical Item Profiles.\n
 {candidates}\n\
 [Expected Output]\n\
 Rank the {k} items above by how likely the user is to interact with each of them next, the most likely first. \
-The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}, inside square brackets, and \
-MUST start with `[` followed at once by the id of the most likely item. Only respond with the ranking; do not \
-explain.",
+The output MUST be a list of integers from 0 to {}, comma-separated, of length {k}, {answer_start} Only respond \
+with the ranking; do not explain.",
         k.saturating_sub(1)
     )
 }
