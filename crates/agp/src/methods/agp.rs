@@ -234,12 +234,6 @@ pub async fn edit_prompt(
     Ok(extract_edit(&answer, extraction))
 }
 
-/// Learned state, checkpointed after every batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct State {
-    prompt: String,
-}
-
 /// AGP, pointwise AGP and direct rerank-prompt optimization.
 #[derive(Debug, Clone)]
 pub struct PromptOptimizer {
@@ -630,16 +624,11 @@ impl Reranker for PromptOptimizer {
     }
 
     fn state(&self) -> serde_json::Value {
-        serde_json::to_value(State {
-            prompt: self.prompt.clone(),
-        })
-        .unwrap_or(serde_json::Value::Null)
+        super::prompt_state(&self.prompt)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), AgpError> {
-        let s: State = serde_json::from_value(state)
-            .map_err(|e| AgpError::Data(format!("checkpointed prompt-optimizer state: {e}")))?;
-        self.prompt = s.prompt;
+        self.prompt = super::restored_prompt(state, "prompt-optimizer")?;
         Ok(())
     }
 

@@ -45,6 +45,30 @@ pub use rankers::{First, PrpAllpair, PrpSort, RankGpt, Setwise};
 
 pub(crate) use crate::budget::budget_spent;
 
+/// The checkpoint of a method whose only learned state is its prompt (AGP and its variants,
+/// random search).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PromptState {
+    prompt: String,
+}
+
+fn prompt_state(prompt: &str) -> serde_json::Value {
+    serde_json::to_value(PromptState {
+        prompt: prompt.to_string(),
+    })
+    .unwrap_or(serde_json::Value::Null)
+}
+
+/// The prompt a [`prompt_state`] checkpoint holds; `method` names it in the error.
+fn restored_prompt(
+    state: serde_json::Value,
+    method: &str,
+) -> Result<String, crate::error::AgpError> {
+    let s: PromptState = serde_json::from_value(state)
+        .map_err(|e| crate::error::AgpError::Data(format!("checkpointed {method} state: {e}")))?;
+    Ok(s.prompt)
+}
+
 /// Candidate indices sorted by descending score; ties (and NaN, treated as lowest) keep backbone
 /// order, so the result never depends on anything but the scores.
 pub fn order_by_scores(scores: &[f32]) -> Vec<usize> {

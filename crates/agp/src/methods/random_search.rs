@@ -26,7 +26,7 @@ use agp_llm::FailureReason;
 use async_trait::async_trait;
 use futures::FutureExt;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Stage;
 use crate::config::{EditExtraction, LoopSettings, RandomSearchConfig};
@@ -144,12 +144,6 @@ struct ProposalEvent<'a> {
     prompt: Option<&'a str>,
 }
 
-/// Learned state, checkpointed after every batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct State {
-    prompt: String,
-}
-
 /// Random search on AGP's `p_gen` (see [`RandomSearchConfig`]).
 #[derive(Debug, Clone)]
 pub struct RandomSearch {
@@ -256,16 +250,11 @@ impl Reranker for RandomSearch {
     }
 
     fn state(&self) -> serde_json::Value {
-        serde_json::to_value(State {
-            prompt: self.prompt.clone(),
-        })
-        .unwrap_or(serde_json::Value::Null)
+        super::prompt_state(&self.prompt)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), AgpError> {
-        let s: State = serde_json::from_value(state)
-            .map_err(|e| AgpError::Data(format!("checkpointed random-search state: {e}")))?;
-        self.prompt = s.prompt;
+        self.prompt = super::restored_prompt(state, "random-search")?;
         Ok(())
     }
 
