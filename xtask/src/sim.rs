@@ -65,6 +65,17 @@ pub struct SimArgs {
     /// Append one JSON line per attempt (time, body fingerprint, status, fault) here.
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Sample a fresh answer per attempt when a request sends no temperature (or one above 0
+    /// with no seed), as a real server does.
+    #[arg(long)]
+    pub sample_when_unset: bool,
+    /// Return at most this many top log-probabilities (OpenAI returns up to 20).
+    #[arg(long)]
+    pub max_top_logprobs: Option<u8>,
+    /// List this one model at `GET /v1/models` and name it in every completion, whatever was
+    /// asked (as llama-server names its GGUF).
+    #[arg(long)]
+    pub served_model: Option<String>,
     /// Model id shown in the printed `--llm` spec (the simulator answers any model id).
     #[arg(long, default_value = "gpt-4o-mini")]
     pub model: String,
@@ -97,6 +108,9 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
         storm_retry_after: Duration::from_millis(a.storm_retry_after_ms),
         signal: a.signal,
         log: a.log,
+        sample_when_unset: a.sample_when_unset,
+        max_top_logprobs: a.max_top_logprobs,
+        served_model: a.served_model,
         ..SimConfig::default()
     };
     let n_truth = match &a.truth {

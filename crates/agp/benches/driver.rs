@@ -27,6 +27,7 @@ impl ChatModel for Instant {
     }
     async fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         Ok(ChatResponse {
+            served: Default::default(),
             content: "|beginoftext|9, 8, 7, 6, 5, 4, 3, 2, 1, 0|endoftext|".into(),
             usage: Usage::default(),
             finish_reason: None,

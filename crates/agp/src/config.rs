@@ -33,10 +33,12 @@ fn is_true(v: &bool) -> bool {
     *v
 }
 
-/// What one stage of a method asks the provider for beyond the run's settings. A `None` field
-/// sends nothing (the provider's default), so a stage at [`Decoding::PROVIDER_DEFAULT`] sends
-/// exactly what every call sent before this setting existed. In TOML a table such as
-/// `proposal_decoding = { temperature = 1.0 }`; `{}` is the provider default.
+/// What one stage of a method asks the provider for in place of the run's decoding. A `None`
+/// field takes the run's value (greedy with seed 0 unless the experiment says otherwise: see
+/// `agp_llm::Sampling::DECLARED`), so a stage at [`Decoding::PROVIDER_DEFAULT`] sends exactly
+/// what every other call of the run sends. In TOML a table such as
+/// `proposal_decoding = { temperature = 1.0 }`; `{}` is the run's decoding. An experiment's
+/// `decoding = { temperature = 0.0, top_p = 1.0, seed = 0 }` is the run's.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Decoding {
@@ -46,13 +48,17 @@ pub struct Decoding {
     /// Nucleus sampling, 0.0 (exclusive)..=1.0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
+    /// The provider's sampling seed (OpenAI's `seed`, llama.cpp's sampler seed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Decoding {
-    /// Nothing sent: the provider's default.
+    /// Nothing of its own: the run's decoding.
     pub const PROVIDER_DEFAULT: Decoding = Decoding {
         temperature: None,
         top_p: None,
+        seed: None,
     };
 
     /// A temperature and nothing else.
@@ -60,6 +66,7 @@ impl Decoding {
         Self {
             temperature: Some(t),
             top_p: None,
+            seed: None,
         }
     }
 
@@ -69,7 +76,7 @@ impl Decoding {
 
     /// Check both fields; `fields` names them in the error (`"<stage>_decoding.temperature"`,
     /// `"<stage>_decoding.top_p"`), since the struct is shared by every stage.
-    fn validate(&self, fields: (&'static str, &'static str)) -> Result<(), AgpError> {
+    pub fn validate(&self, fields: (&'static str, &'static str)) -> Result<(), AgpError> {
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
@@ -92,8 +99,11 @@ impl Decoding {
         if let Some(p) = self.top_p {
             parts.push(format!("top_p {p}"));
         }
+        if let Some(s) = self.seed {
+            parts.push(format!("seed {s}"));
+        }
         if parts.is_empty() {
-            "provider default".into()
+            "the run's decoding".into()
         } else {
             parts.join(", ")
         }

@@ -57,6 +57,12 @@ pub struct StageTally {
     /// Answers cut at `max_tokens` (`finish_reason = length`), kept and parsed as they are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub truncated: u64,
+    /// Labels asked of log-probability calls (FIRST's identifiers, a yes/no per pointwise
+    /// candidate), and of those the ones the provider left out of its top log-probabilities.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub labels_asked: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub labels_missing: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +110,8 @@ impl RunCalls {
             s.completion_tokens += t.completion_tokens;
             s.failed += t.failed;
             s.truncated += t.truncated;
+            s.labels_asked += t.labels_asked;
+            s.labels_missing += t.labels_missing;
         }
         out
     }
@@ -200,7 +208,7 @@ impl Llm {
         if let Some(p) = decoding.top_p {
             sampling.top_p = Some(p);
         }
-        if let Some(s) = seed {
+        if let Some(s) = seed.or(decoding.seed) {
             sampling.seed = Some(s);
         }
         let req = ChatRequest {
@@ -221,7 +229,10 @@ impl Llm {
         user: Option<u32>,
         req: ChatRequest,
     ) -> Result<agp_llm::ChatResponse, AgpError> {
-        let req = req.with_account(stage.as_str());
+        let mut req = req.with_account(stage.as_str());
+        // Whatever built the request (a method's stage, an external method's own body), what
+        // it left unset goes out as the run's decoding, never as the provider's default.
+        req.sampling = req.sampling.resolved(&self.sampling);
         let resp = match self.model.chat(&req).await {
             Ok(r) => r,
             Err(source) => return Err(self.failed(stage, CallKind::Chat, user, source)),
@@ -300,7 +311,11 @@ impl Llm {
             Err(source) => return Err(self.failed(stage, CallKind::Score, user, source)),
         };
         let answered = CallOutcome::Answered { truncated: false };
-        self.book(stage, CallKind::Score, n as u64, answered, &resp.usage);
+        let usage = Usage {
+            labels_asked: n as u64,
+            ..resp.usage
+        };
+        self.book(stage, CallKind::Score, n as u64, answered, &usage);
         Ok(resp.scores)
     }
 }
@@ -341,7 +356,14 @@ impl Llm {
             Err(source) => return Err(self.failed(stage, CallKind::Labels, user, source)),
         };
         let answered = CallOutcome::Answered { truncated: false };
-        self.book(stage, CallKind::Labels, 1, answered, &resp.usage);
+        let usage = Usage {
+            labels_asked: n as u64,
+            // Counted here, not by the backend, so answers recorded before the count existed
+            // are counted on replay too.
+            labels_missing: resp.logprobs.iter().filter(|l| !l.is_finite()).count() as u64,
+            ..resp.usage
+        };
+        self.book(stage, CallKind::Labels, 1, answered, &usage);
         Ok(resp.logprobs)
     }
 }

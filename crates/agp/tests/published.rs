@@ -83,6 +83,7 @@ impl ChatModel for RankGptFormat {
             .collect::<Vec<_>>()
             .join(" > ");
         Ok(ChatResponse {
+            served: Default::default(),
             content,
             usage: Usage::default(),
             finish_reason: None,

@@ -113,13 +113,38 @@ pub struct ScaleSettings {
     /// Keys merged into every method table.
     #[serde(default)]
     pub all_methods: toml::Table,
-    /// Cap on generated tokens per LLM call (`None`: provider default, as the reference code).
+    /// Cap on generated tokens per LLM call; [`DEFAULT_MAX_TOKENS`] where a scale sets none
+    /// (the reference code sets none: the provider's default).
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// The decoding every call is sent with where its method's stage sets none, e.g.
+    /// `decoding = { temperature = 0.0, top_p = 1.0, seed = 0 }`. A field left out is
+    /// `agp_llm::Sampling::DECLARED`'s (greedy, top-p 1, seed 0): a field is never left to the
+    /// provider's default.
+    #[serde(default)]
+    pub decoding: agp::Decoding,
     /// Seeds the experiment runs at this scale (1..=seeds, each a backbone seed and user draw,
     /// and the seed of every learned method); `--seeds` replaces it. `None` is one seed.
     #[serde(default)]
     pub seeds: Option<u64>,
+}
+
+/// `max_tokens` where a scale sets none: room for a chain of thought or a reasoning model's
+/// hidden tokens, and a bound on what one answer can cost.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+impl ScaleSettings {
+    /// What every chat call is sent with unless its stage sets a field: nothing left unset.
+    pub fn sampling(&self) -> agp_llm::Sampling {
+        let d = &self.decoding;
+        agp_llm::Sampling {
+            temperature: d.temperature,
+            max_tokens: Some(self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+            seed: d.seed,
+            top_p: d.top_p,
+        }
+        .resolved(&agp_llm::Sampling::DECLARED)
+    }
 }
 
 /// An experiment resolved for one scale.
@@ -287,6 +312,11 @@ impl Experiment {
         }
         let settings: ScaleSettings = toml::Value::Table(table)
             .try_into()
+            .with_context(|| format!("{}: settings of scale {}", path.display(), scale.name()))?;
+        settings
+            .decoding
+            .validate(("decoding.temperature", "decoding.top_p"))
+            .map_err(anyhow::Error::msg)
             .with_context(|| format!("{}: settings of scale {}", path.display(), scale.name()))?;
         let orders = file
             .candidate_order

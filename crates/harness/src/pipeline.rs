@@ -9,7 +9,6 @@ use crate::train::{self, BackboneKind, TrainSettings};
 use agp::{MethodConfig, MethodRun, RunOptions};
 use agp_datasets::candidates::CandidateFile;
 use agp_datasets::{Dataset, DatasetSource, PrepareOptions};
-use agp_llm::Sampling;
 use agp_recommenders::eval::Split;
 use agp_recommenders::export::ExportOptions;
 use anyhow::{Context, Result, bail};
@@ -322,10 +321,7 @@ pub fn job_config(job: &MethodJob<'_>) -> Result<MethodSpec> {
 
 /// Run one cell with the config [`job_config`] resolved for it.
 pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
-    let sampling = Sampling {
-        max_tokens: job.exp.settings.max_tokens,
-        ..Sampling::default()
-    };
+    let sampling = job.exp.settings.sampling();
     let cands_json = serde_json::to_string(&job.backbone.candidates)?;
     let key = format!(
         "{}/{}/{}/{}",

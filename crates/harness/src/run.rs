@@ -236,6 +236,7 @@ fn build_llms(
     specs: &[String],
     args: &ReproduceOptions,
     max_tokens: Option<u32>,
+    rt: &tokio::runtime::Runtime,
 ) -> Result<Vec<LlmUse>> {
     specs
         .iter()
@@ -261,9 +262,12 @@ fn build_llms(
             };
             let handle = build_model(&spec, &opts)
                 .with_context(|| format!("LLM {text} (recordings {})", recordings.display()))?;
-            if live {
+            let served = if live {
                 eprintln!("{text}: answers are stored in {}", recordings.display());
-            }
+                served_model(text, &handle.model.info().model, rt.block_on(handle.model.served_models()))
+            } else {
+                None
+            };
             let identity = llm_identity(
                 live,
                 &recordings,
@@ -271,6 +275,12 @@ fn build_llms(
                 &handle.model.settings(),
                 max_tokens,
             )?;
+            // What the server says it serves is part of what a checkpoint depends on: another
+            // GGUF behind the same alias must not resume this one's cells.
+            let identity = match served {
+                Some(s) => format!("{identity} served {s}"),
+                None => identity,
+            };
             Ok(LlmUse {
                 text: text.clone(),
                 handle,
@@ -279,6 +289,24 @@ fn build_llms(
             })
         })
         .collect()
+}
+
+/// The model a live server says it serves, checked against the one the spec names before the
+/// first paid call: a warning when none of its models is that one (the report would name a
+/// model that did not answer). `None` where the server keeps no list.
+fn served_model(spec: &str, asked: &str, listed: Option<Vec<String>>) -> Option<String> {
+    let listed = listed?;
+    if let Some(m) = listed
+        .iter()
+        .find(|m| agp_llm::http::serves_model(asked, m))
+    {
+        return Some(m.clone());
+    }
+    eprintln!(
+        "warning: {spec}: the server lists {listed:?} and not {asked:?}; the report and the \
+         recordings name {asked:?} (each answer also records the model the server says served it)"
+    );
+    Some(listed.join(","))
 }
 
 /// Seeds a run repeats the experiment with: `--seeds`, else the experiment's own, else 1.
@@ -382,7 +410,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         }
     }
 
-    let llms = build_llms(ws, &llm_specs, args, exp.settings.max_tokens)?;
+    let llms = build_llms(ws, &llm_specs, args, exp.settings.max_tokens, &rt)?;
     let runs = args.runs.clone().unwrap_or_else(|| ws.runs());
     // Every (seed, dataset, backbone, LLM, method) cell, in report order.
     let mut jobs = Vec::new();

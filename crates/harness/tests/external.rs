@@ -34,6 +34,7 @@ impl ChatModel for Reverse {
             "the method's own max_tokens"
         );
         Ok(ChatResponse {
+            served: Default::default(),
             content: "9,8,7,6,5,4,3,2,1,0".into(),
             usage: Usage {
                 prompt_tokens: 10,

@@ -24,7 +24,7 @@ use crate::pool::{Pool, PoolLimits, Slots, Verdict, parse_reset};
 
 use crate::{
     ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
-    Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
+    Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Served, Usage,
 };
 
 /// Which service the client talks to; decides the env variables, defaults and quirks.
@@ -203,6 +203,11 @@ struct Completion {
     #[serde(default)]
     choices: Vec<Choice>,
     usage: Option<ApiUsage>,
+    /// The model that served the request, as the server names it.
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    system_fingerprint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -263,8 +268,26 @@ struct Reply {
     quota_reset: Option<Duration>,
 }
 
+/// Whether a server's name for the model it ran is the model a spec asked for: the same id, a
+/// dated snapshot of it (`gpt-4o` served as `gpt-4o-2024-08-06`), or a GGUF file of that name
+/// (llama-server names its model by path).
+pub fn serves_model(asked: &str, served: &str) -> bool {
+    let file = served
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(served)
+        .trim_end_matches(".gguf");
+    served == asked
+        || file.eq_ignore_ascii_case(asked)
+        || served
+            .strip_prefix(asked)
+            .is_some_and(|rest| rest.starts_with('-') && rest[1..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
 pub struct OpenAiClient {
     cfg: HttpConfig,
+    /// Set once a response named another model than the one asked for (warned once).
+    warned_served: std::sync::atomic::AtomicBool,
     http: reqwest::Client,
     slots: Arc<Slots>,
     pool: Pool,
@@ -309,6 +332,7 @@ impl OpenAiClient {
             },
             log: Arc::new(|l: &str| eprintln!("{l}")),
             next_id: AtomicU64::new(1),
+            warned_served: Default::default(),
             http,
             cfg,
         })
@@ -528,6 +552,23 @@ impl OpenAiClient {
     /// Runs attempts until success, a failure that retrying cannot fix, or the retry budget
     /// is spent. 429s that say when to come back and outages pause the whole pool and do not
     /// spend the request's retries; they are bounded by [`PoolLimits`] instead.
+    /// Warns (once per client) when a response names a model other than the one asked for:
+    /// the report would otherwise name a model that did not answer.
+    fn check_served(&self, reply: &Reply) {
+        let Some(served) = reply.completion.model.as_deref() else {
+            return;
+        };
+        if !serves_model(&self.cfg.model, served)
+            && !self.warned_served.swap(true, Ordering::Relaxed)
+        {
+            self.log(&format!(
+                "warning: asked for model {:?}, the server says {:?} answered (request {}); \
+                 the recordings keep both, the report names {:?}",
+                self.cfg.model, served, reply.request_id, self.cfg.model
+            ));
+        }
+    }
+
     async fn call(
         &self,
         messages: &[Message],
@@ -796,8 +837,9 @@ fn label_logprobs(top: &[TopLogprob], labels: &[String]) -> Vec<f32> {
 
 /// The pointwise score from the first token's `top_logprobs`: log p(Yes) − log p(No), equal to
 /// logit(Yes) − logit(No) because both share the softmax normaliser. A word absent from the
-/// top list is given the smallest listed logprob, an upper bound on its true value.
-fn yes_no_score(first: &TokenLogprob) -> f32 {
+/// top list is given the smallest listed logprob, an upper bound on its true value, and the
+/// second value says so (counted as a missing label).
+fn yes_no_score(first: &TokenLogprob) -> (f32, bool) {
     let mut top: Vec<TopLogprob> = first
         .top_logprobs
         .iter()
@@ -813,9 +855,9 @@ fn yes_no_score(first: &TokenLogprob) -> f32 {
         });
     }
     let floor = top.iter().map(|t| t.logprob).fold(f64::INFINITY, f64::min);
-    let yes = word_logprob(&top, "yes").unwrap_or(floor);
-    let no = word_logprob(&top, "no").unwrap_or(floor);
-    (yes - no) as f32
+    let (yes, no) = (word_logprob(&top, "yes"), word_logprob(&top, "no"));
+    let missing = yes.is_none() || no.is_none();
+    ((yes.unwrap_or(floor) - no.unwrap_or(floor)) as f32, missing)
 }
 
 #[async_trait]
@@ -826,6 +868,29 @@ impl ChatModel for OpenAiClient {
             model: self.cfg.model.clone(),
             file_sha256: None,
         }
+    }
+
+    async fn served_models(&self) -> Option<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: String,
+        }
+        #[derive(Deserialize)]
+        struct Models {
+            data: Vec<Listed>,
+        }
+        let url = format!("{}/models", self.cfg.base_url);
+        let mut rb = self.http.get(&url).timeout(self.cfg.timeout);
+        if let Some(ApiKey(k)) = &self.cfg.api_key {
+            rb = rb.bearer_auth(k);
+        }
+        // A server without the endpoint (or a refusal) only means nothing can be checked.
+        let resp = rb.send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let models: Models = resp.json().await.ok()?;
+        Some(models.data.into_iter().map(|m| m.id).collect())
     }
 
     fn settings(&self) -> serde_json::Value {
@@ -843,6 +908,11 @@ impl ChatModel for OpenAiClient {
         let (reply, retries) = self
             .call(&req.messages, &req.sampling, false, req.priority)
             .await?;
+        self.check_served(&reply);
+        let served = Served {
+            model: reply.completion.model.clone(),
+            system_fingerprint: reply.completion.system_fingerprint.clone(),
+        };
         let u = reply.completion.usage.unwrap_or_default();
         let choice = reply.completion.choices.into_iter().next();
         let finish_reason = choice
@@ -854,6 +924,7 @@ impl ChatModel for OpenAiClient {
             .and_then(|m| m.content)
             .unwrap_or_default();
         Ok(ChatResponse {
+            served,
             content,
             usage: Usage {
                 prompt_tokens: u.prompt_tokens,
@@ -873,12 +944,13 @@ impl ChatModel for OpenAiClient {
         let sampling = Sampling {
             temperature: Some(0.0),
             max_tokens: Some(1),
-            seed: None,
-            top_p: None,
+            seed: Some(0),
+            top_p: Some(1.0),
         };
         let (reply, retries) = self
             .call(&req.messages_with_prefill(), &sampling, true, req.priority)
             .await?;
+        self.check_served(&reply);
         let (top, (prompt_tokens, completion_tokens)) = first_token(&reply, "label scoring")?;
         Ok(LabelResponse {
             logprobs: label_logprobs(&top, &req.labels),
@@ -897,8 +969,8 @@ impl ChatModel for OpenAiClient {
         let sampling = Sampling {
             temperature: Some(0.0),
             max_tokens: Some(1),
-            seed: None,
-            top_p: None,
+            seed: Some(0),
+            top_p: Some(1.0),
         };
         let calls = (0..req.suffixes.len()).map(|i| {
             let messages = req.messages_for(i);
@@ -922,6 +994,7 @@ impl ChatModel for OpenAiClient {
                     });
                 };
                 let u = reply.completion.usage.as_ref();
+                self.check_served(&reply);
                 Ok((
                     yes_no_score(first),
                     u.map_or(0, |u| u.prompt_tokens),
@@ -934,8 +1007,9 @@ impl ChatModel for OpenAiClient {
         let mut usage = Usage::default();
         let mut scores = Vec::with_capacity(results.len());
         for r in results {
-            let (s, p, c, retries) = r?;
+            let ((s, missing), p, c, retries) = r?;
             scores.push(s);
+            usage.labels_missing += u64::from(missing);
             usage.prompt_tokens += p;
             usage.completion_tokens += c;
             usage.retries += retries;
@@ -1014,7 +1088,8 @@ mod tests {
                 },
             ],
         };
-        let s = yes_no_score(&first);
+        let (s, missing) = yes_no_score(&first);
+        assert!(!missing);
         assert!((s - (2.0f32).ln()).abs() < 1e-6, "{s}");
         let only_yes = TokenLogprob {
             token: "Yes".into(),
@@ -1030,6 +1105,8 @@ mod tests {
                 },
             ],
         };
-        assert!((yes_no_score(&only_yes) - 2.9).abs() < 1e-6);
+        let (s, missing) = yes_no_score(&only_yes);
+        assert!((s - 2.9).abs() < 1e-6);
+        assert!(missing, "\"No\" is outside the top list");
     }
 }

@@ -79,6 +79,12 @@ impl Role {
 }
 
 /// Sampling settings; part of the cache key.
+///
+/// A run resolves every field before a call goes out ([`Sampling::resolved`] over
+/// [`Sampling::DECLARED`]), so nothing is left to a provider's default: OpenAI samples at
+/// temperature 1 when none is sent, llama-server at 0.8, and a run would be a random draw that
+/// no report names. `None` survives only in recordings made before that rule, where the
+/// in-process backend read it as greedy (see [`Sampling::local_equivalents`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Sampling {
     /// `None` leaves the provider default (the reference code sets none).
@@ -89,6 +95,76 @@ pub struct Sampling {
     /// so every request recorded before it existed keeps its key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
+}
+
+impl Sampling {
+    /// What a run sends where neither the method nor the experiment sets a value: greedy
+    /// decoding (temperature 0, top-p 1) with seed 0. The reference code sets none of these and
+    /// so gets the provider's default (temperature 1 on OpenAI); greedy is the choice that makes
+    /// a live run repeatable, and a report's card says so. `max_tokens` has no declared default
+    /// here: the experiment's scale sets it.
+    pub const DECLARED: Sampling = Sampling {
+        temperature: Some(0.0),
+        max_tokens: None,
+        seed: Some(0),
+        top_p: Some(1.0),
+    };
+
+    /// This sampling with every unset field taken from `defaults`.
+    pub fn resolved(&self, defaults: &Sampling) -> Sampling {
+        Sampling {
+            temperature: self.temperature.or(defaults.temperature),
+            max_tokens: self.max_tokens.or(defaults.max_tokens),
+            seed: self.seed.or(defaults.seed),
+            top_p: self.top_p.or(defaults.top_p),
+        }
+    }
+
+    /// Greedy: no temperature above 0 (the in-process backend reads an unset one as greedy).
+    pub fn is_greedy(&self) -> bool {
+        self.temperature.is_none_or(|t| t <= 0.0)
+    }
+
+    /// Other ways of writing a request that the in-process backend answers identically to this
+    /// one, this one first: it reads an unset temperature as 0, an unset seed as 0 and an unset
+    /// top-p as 1, and at greedy decoding it reads neither seed nor top-p. Recordings made
+    /// before every field was sent are found under these (only for that backend: an API
+    /// samples where a field is unset).
+    pub fn local_equivalents(&self) -> Vec<Sampling> {
+        let greedy = self.is_greedy();
+        let temperatures = if greedy {
+            vec![self.temperature, Some(0.0), None]
+        } else {
+            vec![self.temperature]
+        };
+        let seeds = if greedy || self.seed.unwrap_or(0) == 0 {
+            vec![self.seed, Some(0), None]
+        } else {
+            vec![self.seed]
+        };
+        let top_ps = if greedy || self.top_p.is_none_or(|p| p >= 1.0) {
+            vec![self.top_p, Some(1.0), None]
+        } else {
+            vec![self.top_p]
+        };
+        let mut out: Vec<Sampling> = Vec::new();
+        for &temperature in &temperatures {
+            for &seed in &seeds {
+                for &top_p in &top_ps {
+                    let s = Sampling {
+                        temperature,
+                        max_tokens: self.max_tokens,
+                        seed,
+                        top_p,
+                    };
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +188,14 @@ pub struct Usage {
     pub completion_tokens: u64,
     pub latency_ms: u64,
     pub retries: u32,
+    /// Labels a log-probability call asked for (FIRST's identifiers, or a pointwise score's
+    /// yes/no per candidate). Booked by the caller, never stored.
+    #[serde(skip)]
+    pub labels_asked: u64,
+    /// Of those, labels the provider did not return (outside its top log-probabilities), so
+    /// read as the floor: a pointwise score missing "yes" or "no", a FIRST label at −∞.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub labels_missing: u64,
     /// What of this was answered from a recording, so nothing was spent on it now. Set by the
     /// [`Recorder`] as it replays; never stored, since a recording is live when it is made.
     #[serde(skip)]
@@ -138,10 +222,33 @@ impl Usage {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What an API says served a request, where it says: the model it ran (a dated snapshot for an
+/// alias, the GGUF a llama-server loaded) and OpenAI's `system_fingerprint`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Served {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+}
+
+impl Served {
+    pub fn is_empty(&self) -> bool {
+        self.model.is_none() && self.system_fingerprint.is_none()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
     pub content: String,
     pub usage: Usage,
+    /// Recorded with the answer; empty for the in-process backend.
+    #[serde(default, skip_serializing_if = "Served::is_empty")]
+    pub served: Served,
     /// The provider's `finish_reason` when it is not a plain `stop` (e.g. `length`: the answer
     /// was cut at `max_tokens` and is kept as it is, as the reference code keeps it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -469,12 +576,21 @@ pub trait ChatModel: Send + Sync {
     fn scores_in_one_pass(&self) -> bool {
         false
     }
+    /// The models a server says it serves (OpenAI's `GET /models`), asked before the first
+    /// paid call so a spec that names another model is a warning, not a report under the wrong
+    /// name. `None` where the backend has no such list or would not say.
+    async fn served_models(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 #[async_trait]
 impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
     fn info(&self) -> ModelInfo {
         (**self).info()
+    }
+    async fn served_models(&self) -> Option<Vec<String>> {
+        (**self).served_models().await
     }
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         (**self).chat(req).await
@@ -497,6 +613,9 @@ impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
 impl<T: ChatModel + ?Sized> ChatModel for Box<T> {
     fn info(&self) -> ModelInfo {
         (**self).info()
+    }
+    async fn served_models(&self) -> Option<Vec<String>> {
+        (**self).served_models().await
     }
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         (**self).chat(req).await

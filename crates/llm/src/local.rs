@@ -435,6 +435,7 @@ impl Worker<'_> {
             idx = 0;
         }
         Ok(ChatResponse {
+            served: Default::default(),
             content: String::from_utf8_lossy(&bytes).into_owned(),
             usage: Usage {
                 prompt_tokens: prompt.len() as u64,

@@ -578,6 +578,27 @@ impl Recorder {
         self.store.as_ref()
     }
 
+    /// The record of `req` (keyed `key`), or for the in-process backend the record of a
+    /// request it answers identically ([`Sampling::local_equivalents`]): recordings made
+    /// before every sampling field was sent left them unset, which that backend read as greedy
+    /// with seed 0. An API samples where a field is unset, so its records are found only by
+    /// their own key.
+    fn recorded_chat(&self, store: &Store, key: &str, req: &ChatRequest) -> Option<Record> {
+        if let Some(rec) = store.get(key) {
+            return Some(rec);
+        }
+        if self.info.backend != "local" {
+            return None;
+        }
+        req.sampling.local_equivalents().into_iter().find_map(|sampling| {
+            let alt = ChatRequest {
+                sampling,
+                ..req.clone()
+            };
+            store.get(&chat_key(&self.info, &alt))
+        })
+    }
+
     fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(key.to_string()).or_default().clone()
@@ -753,6 +774,14 @@ impl ChatModel for Recorder {
         self.settings.clone()
     }
 
+    async fn served_models(&self) -> Option<Vec<String>> {
+        match self.mode {
+            // Replay asks nothing of anyone.
+            RecordMode::Replay => None,
+            _ => self.inner().ok()?.served_models().await,
+        }
+    }
+
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         if self.mode == RecordMode::Off {
             return self.inner()?.chat(req).await;
@@ -762,7 +791,7 @@ impl ChatModel for Recorder {
         let lock = self.key_lock(&key);
         let _guard = lock.lock().await;
         if self.mode != RecordMode::Record
-            && let Some(rec) = store.get(&key)
+            && let Some(rec) = self.recorded_chat(store, &key, req)
         {
             if let Some(f) = &rec.failure {
                 return Err(f.to_error());

@@ -64,6 +64,11 @@ pub struct Totals {
     pub failed: u64,
     /// Answers cut at `max_tokens`.
     pub truncated: u64,
+    /// Labels asked of log-probability calls, and those the provider did not return.
+    #[serde(default)]
+    pub labels_asked: u64,
+    #[serde(default)]
+    pub labels_missing: u64,
     /// What all these calls cost (or cost when recorded) at list price.
     pub est_cost_usd: f64,
     /// What the live (not replayed) calls cost in this run.
@@ -92,6 +97,8 @@ impl Totals {
         self.latency_ms += u.latency_ms;
         self.retries += u64::from(u.retries);
         self.truncated += u64::from(truncated);
+        self.labels_asked += u.labels_asked;
+        self.labels_missing += u.labels_missing;
         match prices.get(&c.model) {
             Some(p) => {
                 self.est_cost_usd += p.cost_usd(u.prompt_tokens, u.completion_tokens);

@@ -33,6 +33,7 @@ impl ChatModel for Counting {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let last = &req.messages.last().unwrap().content;
         Ok(ChatResponse {
+            served: Default::default(),
             content: format!("len={}", last.len()),
             usage: Usage {
                 prompt_tokens: last.len() as u64,

@@ -83,6 +83,17 @@ pub struct SimConfig {
     pub held_out_texts: HashSet<String>,
     /// Append one JSON line per attempt here.
     pub log: Option<PathBuf>,
+    /// Sample as a real server does when a request leaves the temperature unset (llama-server
+    /// samples at 0.8, OpenAI at 1), or sets one above 0 without a seed: the answer is then
+    /// drawn anew per attempt instead of read from the prompt's hash. Off, every answer is a
+    /// function of the prompt.
+    pub sample_when_unset: bool,
+    /// The most top log-probabilities returned, whatever a request asks (`None`: OpenAI's 20).
+    /// A smaller cap rehearses a server whose top list leaves labels out.
+    pub max_top_logprobs: Option<u8>,
+    /// The one model `GET /v1/models` lists and every completion names, whatever the request
+    /// asked (as llama-server names its GGUF); `None` echoes the request's and lists nothing.
+    pub served_model: Option<String>,
 }
 
 /// One entry of a truth file.
@@ -169,6 +180,10 @@ pub struct SimStats {
     /// The most times any one request body was answered.
     #[serde(default)]
     pub most_answered: u64,
+    /// Chat requests that left the temperature or the seed unset (the seed only, for the
+    /// o-series, which take no temperature): answers the provider's default decided.
+    #[serde(default)]
+    pub undeclared_decoding: u64,
 }
 
 /// The running simulator. Dropping it stops the server and closes its connections.

@@ -35,6 +35,9 @@ struct State {
     answered: u64,
     answered_by_kind: BTreeMap<&'static str, u64>,
     signal_used: u64,
+    undeclared_decoding: u64,
+    /// Draws of a sampling answer so far (see [`SimConfig::sample_when_unset`]).
+    draws: u64,
     /// Body fingerprint → times answered.
     answered_bodies: HashMap<[u8; 32], u64>,
     /// Body fingerprint → attempts seen, the counter random faults are drawn from.
@@ -63,6 +66,24 @@ struct ChatReq {
     top_logprobs: u8,
     /// The content of a final assistant message: the start of the answer to continue.
     prefill: Option<String>,
+    temperature: Option<f64>,
+    seed: Option<u64>,
+}
+
+impl ChatReq {
+    /// Whether the provider's default, not the request, decides how this is decoded.
+    fn undeclared(&self) -> bool {
+        self.seed.is_none() || (self.temperature.is_none() && !is_o_series(&self.model))
+    }
+
+    /// Whether a real server would sample this answer: no temperature (a default above 0), or
+    /// one above 0 with no seed to fix the draw.
+    fn samples(&self) -> bool {
+        match self.temperature {
+            None => true,
+            Some(t) => t > 0.0 && self.seed.is_none(),
+        }
+    }
 }
 
 /// The outcome of one attempt, for the stats and the log.
@@ -223,7 +244,11 @@ fn parse_chat(body: &[u8]) -> Result<ChatReq, String> {
             return Err("logprobs is not supported with this model.".to_string());
         }
     }
+    let temperature = v.get("temperature").and_then(Value::as_f64);
+    let seed = v.get("seed").and_then(Value::as_u64);
     Ok(ChatReq {
+        temperature,
+        seed,
         model,
         prompt,
         prompt_tokens: chars.div_ceil(4),
@@ -290,6 +315,7 @@ impl Shared {
             answered_twice: twice.len() as u64,
             answered_twice_fingerprints: twice,
             most_answered: st.answered_bodies.values().copied().max().unwrap_or(0),
+            undeclared_decoding: st.undeclared_decoding,
         }
     }
 
@@ -354,6 +380,9 @@ impl Shared {
             let seen = st.seen.entry(fp).or_default();
             let n = *seen;
             *seen += 1;
+            if parsed.as_ref().is_ok_and(ChatReq::undeclared) {
+                st.undeclared_decoding += 1;
+            }
             match &parsed {
                 Ok(req) if !outage => {
                     let cost = req.prompt_tokens + req.max_tokens.unwrap_or(0);
@@ -507,17 +536,26 @@ impl Shared {
             truth: &cfg.truth,
             held_out_texts: &cfg.held_out_texts,
         };
+        // A sampled answer is the answer to the same prompt under another draw: the model name
+        // salted with a counter keeps its format and changes its content.
+        let drawn;
+        let model = if cfg.sample_when_unset && req.samples() {
+            let n = {
+                let mut st = lock(&self.state);
+                st.draws += 1;
+                st.draws
+            };
+            drawn = format!("{}\u{0}draw {n}", req.model);
+            drawn.as_str()
+        } else {
+            req.model.as_str()
+        };
+        let top = cfg.max_top_logprobs.map_or(req.top_logprobs, |m| req.top_logprobs.min(m));
         let a = match &req.prefill {
             Some(prefill) if req.logprobs => {
-                answer::answer_labels(&req.model, &req.prompt, prefill, req.top_logprobs, &signal)
+                answer::answer_labels(model, &req.prompt, prefill, top, &signal)
             }
-            _ => answer::answer(
-                &req.model,
-                &req.prompt,
-                req.logprobs,
-                req.top_logprobs,
-                &signal,
-            ),
+            _ => answer::answer(model, &req.prompt, req.logprobs, top, &signal),
         };
         let hash = prompt_hash(&req.model, &req.prompt);
         let mut reasoning = if is_o_series(&req.model) {
@@ -568,7 +606,7 @@ impl Shared {
             "id": format!("chatcmpl-{request_id}"),
             "object": "chat.completion",
             "created": created,
-            "model": req.model,
+            "model": cfg.served_model.as_deref().unwrap_or(&req.model),
             "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": [{
                 "index": 0,
@@ -608,6 +646,13 @@ async fn handle_conn(shared: Arc<Shared>, stream: TcpStream) {
         let path = req.path.trim_end_matches('/');
         let action = match (req.method.as_str(), path) {
             ("POST", "/v1/chat/completions") => shared.chat(&req.body).await,
+            ("GET", "/v1/models") => Action::Send(shared.control(match &shared.cfg.served_model {
+                Some(m) => Response::json(
+                    200,
+                    &json!({"object": "list", "data": [{"id": m, "object": "model"}]}),
+                ),
+                None => error_body(404, "no model list", "invalid_request_error", None),
+            })),
             ("GET", "/sim/stats") => Action::Send(shared.control(Response::json(
                 200,
                 &serde_json::to_value(shared.stats()).unwrap_or(Value::Null),

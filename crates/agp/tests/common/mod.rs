@@ -455,6 +455,7 @@ impl ChatModel for FakeModel {
         tokio::time::sleep(delay(prompt)).await;
         let content = answer(prompt, self.ranker_answers);
         Ok(ChatResponse {
+            served: Default::default(),
             usage: Usage {
                 prompt_tokens: prompt.len() as u64 / 4,
                 completion_tokens: content.len() as u64 / 4,

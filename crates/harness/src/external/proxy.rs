@@ -121,6 +121,8 @@ struct InRequest {
     #[serde(default)]
     seed: Option<u64>,
     #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
     stream: bool,
     #[serde(default)]
     n: Option<u32>,
@@ -195,15 +197,13 @@ async fn handle(s: &State, req: &agp_sim_api::http::Request) -> Response {
         None if s.training.load(Ordering::Relaxed) => Stage::Other,
         None => Stage::Test,
     };
+    // What the method leaves unset goes out as the run's decoding (`Llm::chat_request`).
     let chat = ChatRequest {
         sampling: Sampling {
-            temperature: body.temperature.or(s.llm.sampling.temperature),
-            max_tokens: body
-                .max_completion_tokens
-                .or(body.max_tokens)
-                .or(s.llm.sampling.max_tokens),
-            seed: body.seed.or(s.llm.sampling.seed),
-            top_p: s.llm.sampling.top_p,
+            temperature: body.temperature,
+            max_tokens: body.max_completion_tokens.or(body.max_tokens),
+            seed: body.seed,
+            top_p: body.top_p,
         },
         ..ChatRequest::new(messages)
     };
