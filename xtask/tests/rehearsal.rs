@@ -240,3 +240,99 @@ fn a_new_recordings_file_does_not_reuse_another_files_checkpoints() {
     };
     assert_eq!(lines("second.jsonl"), lines("first.jsonl"));
 }
+
+#[test]
+fn every_request_declares_its_decoding_so_a_sampling_server_gives_one_report() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A server that samples wherever a request leaves the decoding to it, as llama-server
+    // (temperature 0.8) and OpenAI (temperature 1) do.
+    let server = rt
+        .block_on(SimServer::start(SimConfig {
+            sample_when_unset: true,
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let llm = format!("http:{}#sim", server.base_url());
+    // Fresh recordings and checkpoints each time: two live runs, not a run and its replay.
+    run_to_end(reproduce(&llm, dir, "first"));
+    run_to_end(reproduce(&llm, dir, "second"));
+    let stats = server.stats();
+    assert!(stats.answered > 300, "{stats:?}");
+    assert_eq!(
+        stats.undeclared_decoding, 0,
+        "every request names its temperature and seed"
+    );
+    let (a, b) = (
+        report_files(&dir.join("first-out")),
+        report_files(&dir.join("second-out")),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{} differs between two live runs", name.display());
+    }
+    // Each answer records what the server says served it.
+    let recorded = std::fs::read_to_string(dir.join("first.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(recorded.lines().next().unwrap()).unwrap();
+    assert_eq!(first["request"]["sampling"]["temperature"], 0.0);
+    assert_eq!(first["request"]["sampling"]["seed"], 0);
+}
+
+#[test]
+fn labels_outside_the_providers_top_logprobs_are_counted_and_flagged() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = rt
+        .block_on(SimServer::start(SimConfig {
+            // FIRST asks for the top 20 and reads 10 identifiers; this server lists 5.
+            max_top_logprobs: Some(5),
+            // And it serves another model than the spec names.
+            served_model: Some("/srv/models/other-model-q8_0.gguf".into()),
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let llm = format!("http:{}#sim", server.base_url());
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["reproduce", "baselines", "--scale", "fixture", "--quiet"])
+        .args(["--method", "FIRST", "--llm", &llm])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--runs")
+        .arg(dir.join("runs"))
+        .arg("--recordings")
+        .arg(dir.join("first.jsonl"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the server lists") && err.contains("other-model-q8_0.gguf"),
+        "a served model other than the spec's is a warning before the first call:\n{err}"
+    );
+    assert!(err.contains("labels were missing"), "{err}");
+    let cells: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/baselines/cells.json")).unwrap(),
+    )
+    .unwrap();
+    let (mut asked, mut missing) = (0, 0);
+    // The prefilled row: its ten identifiers are the labels (the other row reads its answer's
+    // first token whatever it is).
+    for c in cells["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["label"] == "FIRST")
+    {
+        for t in c["run"]["calls"].as_object().unwrap().values() {
+            asked += t["labels_asked"].as_u64().unwrap_or(0);
+            missing += t["labels_missing"].as_u64().unwrap_or(0);
+        }
+    }
+    assert!(asked > 0);
+    assert_eq!(missing * 2, asked, "5 of every 10 labels are missing");
+    let report = std::fs::read_to_string(dir.join("out/baselines/README.md")).unwrap();
+    assert!(report.contains("| 50.0% **flagged** |"), "{report}");
+}

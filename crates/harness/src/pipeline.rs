@@ -437,6 +437,16 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
 const FAILURE_ROUNDS: usize = 3;
 
 fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell {
+    let (asked, missing) = run.calls.values().fold((0, 0), |(a, m), t| {
+        (a + t.labels_asked, m + t.labels_missing)
+    });
+    if missing as f64 > crate::report::MISSING_LABELS_FLAG * asked as f64 {
+        eprintln!(
+            "warning: {}/{}/{}/{}: {missing} of {asked} labels were missing from the provider's \
+             top log-probabilities; the report flags the row",
+            job.ds.name, job.backbone.facts.backbone, job.llm_spec, job.row.label
+        );
+    }
     let uses_llm = !matches!(cfg, MethodSpec::Builtin(MethodConfig::Base(_)));
     let settings: BTreeMap<String, String> = job
         .row

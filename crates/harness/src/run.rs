@@ -264,7 +264,11 @@ fn build_llms(
                 .with_context(|| format!("LLM {text} (recordings {})", recordings.display()))?;
             let served = if live {
                 eprintln!("{text}: answers are stored in {}", recordings.display());
-                served_model(text, &handle.model.info().model, rt.block_on(handle.model.served_models()))
+                served_model(
+                    text,
+                    &handle.model.info().model,
+                    rt.block_on(handle.model.served_models()),
+                )
             } else {
                 None
             };

@@ -279,9 +279,9 @@ pub fn serves_model(asked: &str, served: &str) -> bool {
         .trim_end_matches(".gguf");
     served == asked
         || file.eq_ignore_ascii_case(asked)
-        || served
-            .strip_prefix(asked)
-            .is_some_and(|rest| rest.starts_with('-') && rest[1..].starts_with(|c: char| c.is_ascii_digit()))
+        || served.strip_prefix(asked).is_some_and(|rest| {
+            rest.starts_with('-') && rest[1..].starts_with(|c: char| c.is_ascii_digit())
+        })
 }
 
 pub struct OpenAiClient {
@@ -1046,6 +1046,20 @@ mod tests {
         l.acquire(600).await; // 1200 tokens > 1000 per minute
         assert!(t1.elapsed() >= Duration::from_secs(60));
         l.acquire(5000).await; // alone in its window, an oversized request still runs
+    }
+
+    #[test]
+    fn a_served_model_is_the_asked_one_as_itself_a_dated_snapshot_or_its_gguf() {
+        for (asked, served, same) in [
+            ("gpt-4o", "gpt-4o", true),
+            ("gpt-4o", "gpt-4o-2024-08-06", true),
+            ("gpt-4o", "gpt-4o-mini", false),
+            ("gpt-4o", "gpt-4o-mini-2024-07-18", false),
+            ("smollm2", "/models/smollm2.gguf", true),
+            ("m", "/models/SmolLM2-135M-Instruct-Q8_0.gguf", false),
+        ] {
+            assert_eq!(serves_model(asked, served), same, "{asked} / {served}");
+        }
     }
 
     #[test]

@@ -590,13 +590,16 @@ impl Recorder {
         if self.info.backend != "local" {
             return None;
         }
-        req.sampling.local_equivalents().into_iter().find_map(|sampling| {
-            let alt = ChatRequest {
-                sampling,
-                ..req.clone()
-            };
-            store.get(&chat_key(&self.info, &alt))
-        })
+        req.sampling
+            .local_equivalents()
+            .into_iter()
+            .find_map(|sampling| {
+                let alt = ChatRequest {
+                    sampling,
+                    ..req.clone()
+                };
+                store.get(&chat_key(&self.info, &alt))
+            })
     }
 
     fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {

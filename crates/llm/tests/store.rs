@@ -448,3 +448,73 @@ async fn concurrent_scorings_sharing_candidates_pay_each_candidate_once() {
     assert_eq!(text.lines().count(), 10, "one record per candidate");
     assert_eq!(keys.len(), 10);
 }
+
+/// [`Counting`] under another backend's name: aliases of a request's sampling are a property of
+/// the backend that made the recording.
+struct Named {
+    backend: &'static str,
+    inner: Arc<Counting>,
+}
+
+#[async_trait]
+impl ChatModel for Named {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            backend: self.backend.into(),
+            ..self.inner.info()
+        }
+    }
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.inner.chat(req).await
+    }
+    async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+        self.inner.score(req).await
+    }
+}
+
+#[tokio::test]
+async fn an_in_process_recording_with_unset_sampling_replays_for_its_greedy_equivalent_only() {
+    use agp_llm::Sampling;
+    for (backend, replays) in [("local", true), ("openai", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.jsonl");
+        let model = || -> Arc<dyn ChatModel> {
+            Arc::new(Named {
+                backend,
+                inner: counting(),
+            })
+        };
+        let store = Arc::new(Store::open(&path).unwrap());
+        let mut old = req("made before every field was sent");
+        old.sampling.max_tokens = Some(96);
+        let rec = Recorder::new(model(), Some(store), RecordMode::Auto).unwrap();
+        let made = rec.chat(&old).await.unwrap();
+
+        let store = Arc::new(Store::open(&path).unwrap());
+        let replay = Recorder::new(model(), Some(store), RecordMode::Replay).unwrap();
+        let mut now = old.clone();
+        now.sampling = old.sampling.resolved(&Sampling::DECLARED);
+        assert_eq!(now.sampling.temperature, Some(0.0));
+        assert_eq!(now.sampling.seed, Some(0));
+        assert_ne!(
+            chat_key(&rec.info(), &now),
+            chat_key(&rec.info(), &old),
+            "the declared request has a key of its own"
+        );
+        match replay.chat(&now).await {
+            Ok(r) => {
+                assert!(replays, "{backend}: an API sampled where a field was unset");
+                assert_eq!(r.content, made.content);
+            }
+            Err(LlmError::ReplayMiss { .. }) => assert!(!replays, "{backend}: not replayed"),
+            Err(e) => panic!("{e}"),
+        }
+        // Sampling at a temperature is never the same request as greedy, on any backend.
+        let mut warm = now.clone();
+        warm.sampling.temperature = Some(0.7);
+        assert!(matches!(
+            replay.chat(&warm).await,
+            Err(LlmError::ReplayMiss { .. })
+        ));
+    }
+}

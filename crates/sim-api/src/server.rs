@@ -550,7 +550,9 @@ impl Shared {
         } else {
             req.model.as_str()
         };
-        let top = cfg.max_top_logprobs.map_or(req.top_logprobs, |m| req.top_logprobs.min(m));
+        let top = cfg
+            .max_top_logprobs
+            .map_or(req.top_logprobs, |m| req.top_logprobs.min(m));
         let a = match &req.prefill {
             Some(prefill) if req.logprobs => {
                 answer::answer_labels(model, &req.prompt, prefill, top, &signal)

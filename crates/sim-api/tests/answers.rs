@@ -285,3 +285,45 @@ async fn o_series_reports_reasoning_tokens_and_rejects_what_openai_rejects() {
     assert_eq!(status, 400);
     assert_eq!(s.stats().faults["bad_request"], 2);
 }
+
+#[tokio::test]
+async fn a_sampling_server_draws_anew_only_where_decoding_is_left_to_it() {
+    let s = SimServer::start(SimConfig {
+        sample_when_unset: true,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client();
+    let prompt = prompts::rerank_direct(&history(), &prompts::candidate_list(&candidates(3)), 10);
+    let answers = |body: serde_json::Value| {
+        let (c, s) = (&c, &s);
+        async move {
+            let mut seen = HashSet::new();
+            for _ in 0..6 {
+                seen.insert(content(&post_json(c, s, &body).await.2));
+            }
+            seen.len()
+        }
+    };
+    let declared = chat_body("gpt-4o-mini", &prompt);
+    let mut seeded = declared.clone();
+    seeded["seed"] = json!(0);
+    assert_eq!(
+        answers(seeded.clone()).await,
+        1,
+        "temperature 0 and a seed: one answer"
+    );
+    let mut unset = seeded.clone();
+    unset.as_object_mut().unwrap().remove("temperature");
+    assert!(answers(unset).await > 1, "no temperature: a server samples");
+    let mut warm = seeded.clone();
+    warm["temperature"] = json!(0.8);
+    warm.as_object_mut().unwrap().remove("seed");
+    assert!(
+        answers(warm).await > 1,
+        "a temperature with no seed: sampled"
+    );
+    // 6 + 6 + 6 requests, of which the 12 without a seed left the decoding to the server.
+    assert_eq!(s.stats().undeclared_decoding, 12);
+}

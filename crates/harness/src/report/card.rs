@@ -19,6 +19,10 @@ fn day(unix: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+fn fmt_opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "unset".into(), |v| v.to_string())
+}
+
 fn pct(part: u64, whole: usize) -> String {
     if whole == 0 {
         "–".into()
@@ -78,6 +82,19 @@ pub(super) fn card(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String
          under `unusable_answers = \"{}\"`.",
         facts.seeds,
         exp.scoring.name()
+    );
+    let sampling = exp.settings.sampling();
+    let _ = writeln!(
+        md,
+        "- Decoding sent with every chat call whose method sets none for its stage: \
+         temperature {}, top_p {}, seed {}, max_tokens {} (the reference code sends none, so \
+         the provider's default decided there: temperature 1 on OpenAI). Log-probability calls \
+         read one step at temperature 0. Recorded answers whose requests left a field unset \
+         (`null` above) were made in process, where that is the same greedy decoding.",
+        fmt_opt(sampling.temperature),
+        fmt_opt(sampling.top_p),
+        fmt_opt(sampling.seed),
+        fmt_opt(sampling.max_tokens),
     );
     let hashes: Vec<String> = agp::prompts::templates()
         .into_iter()

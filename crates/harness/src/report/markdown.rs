@@ -393,6 +393,49 @@ fn figure_section(exp: &Experiment, cells: &[Cell]) -> String {
     md
 }
 
+/// The share of missing labels above which a row is flagged: past it, the row measures how
+/// many log-probabilities the provider returns more than the method.
+pub const MISSING_LABELS_FLAG: f64 = 0.05;
+
+/// Cells whose log-probability calls came back without some of the labels asked (an API lists
+/// only its top 20, say), or nothing when every label came back.
+fn missing_labels(cells: &[Cell]) -> String {
+    let rows: Vec<(&Cell, u64, u64)> = cells
+        .iter()
+        .map(|c| {
+            let (asked, missing) = c.labels_missing();
+            (c, asked, missing)
+        })
+        .filter(|&(_, _, missing)| missing > 0)
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = format!(
+        "\nLabels the provider left out of its top log-probabilities. A pointwise score missing \
+         \"yes\" or \"no\" reads the smallest listed value in its place; a FIRST label missing \
+         is −∞, and its candidates keep the backbone's order. A row over {:.0}% is flagged: its \
+         number says more about the provider's top-k than about the method.\n\n\
+         | Cell | labels asked | missing | share |\n|---|---|---|---|\n",
+        100.0 * MISSING_LABELS_FLAG
+    );
+    for (c, asked, missing) in rows {
+        let share = missing as f64 / asked.max(1) as f64;
+        let flag = if share > MISSING_LABELS_FLAG {
+            " **flagged**"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {asked} | {missing} | {:.1}%{flag} |",
+            c.key(),
+            100.0 * share
+        );
+    }
+    md
+}
+
 fn run_summary(cells: &[Cell]) -> String {
     let mut md = String::from(
         "## Run summary\n\nCalls by stage, tokens and parse outcomes per cell. A call is one HTTP \
@@ -455,6 +498,7 @@ fn run_summary(cells: &[Cell]) -> String {
             }
         );
     }
+    md.push_str(&missing_labels(cells));
     let prompts: Vec<&Cell> = cells
         .iter()
         .filter(|c| c.run.final_prompt.is_some())

@@ -32,6 +32,7 @@ use order::{order_section, orders_csv};
 pub const K: usize = 10;
 
 pub use agp::{SelectedEpoch, Selection};
+pub use markdown::MISSING_LABELS_FLAG;
 
 /// One (dataset, backbone, LLM, method) result: the method's own [`MethodRun`] with where it
 /// ran and what the harness adds (predicted calls and cost).
@@ -107,6 +108,13 @@ impl Cell {
             .iter()
             .map(|(stage, t)| (stage.as_str().to_string(), t.calls))
             .collect()
+    }
+
+    /// Labels its log-probability calls asked for, and those the provider did not return.
+    pub fn labels_missing(&self) -> (u64, u64) {
+        self.run.calls.values().fold((0, 0), |(a, m), t| {
+            (a + t.labels_asked, m + t.labels_missing)
+        })
     }
 
     fn parse_outcomes(&self) -> BTreeMap<String, u64> {
