@@ -226,7 +226,13 @@ fn a_new_recordings_file_does_not_reuse_another_files_checkpoints() {
     run("first.jsonl");
     let first = server.stats().answered;
     assert!(first > 0);
-    run("second.jsonl");
+    let said = run("second.jsonl");
+    assert!(
+        said.contains("not resuming the checkpoint")
+            && said.contains("llm identity.recordings (was ")
+            && said.contains("second.jsonl)"),
+        "the second run says which input kept it from the first run's checkpoints:\n{said}"
+    );
     let second = server.stats().answered - first;
     assert_eq!(
         second, first,

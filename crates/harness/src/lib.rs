@@ -18,6 +18,7 @@
 pub mod compare;
 pub mod experiment;
 pub mod external;
+pub mod inputs;
 pub mod paper;
 pub mod pipeline;
 pub mod plan;

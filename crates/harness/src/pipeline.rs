@@ -214,6 +214,8 @@ pub struct MethodJob<'a> {
     /// What else decides the answers: for replay, the recordings file's checksum, so a
     /// checkpoint made from other recordings is never taken for this run's.
     pub llm_identity: &'a str,
+    /// A live LLM's recordings file, whose content a resumed checkpoint is checked against.
+    pub live_recordings: Option<&'a std::path::Path>,
     pub llm: Arc<dyn agp_llm::ChatModel>,
     /// Where the cell books its calls to `llm` (in a scope of its own).
     pub ledger: agp_llm::UsageLedger,
@@ -344,9 +346,22 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     // directories.
     parts.extend(order.as_deref());
     let fingerprint = sha256_hex(&parts);
+    let log_dir = run_dir(job.runs, job.exp, job.seed, &key, &fingerprint);
+    let names = [
+        "candidates",
+        "method config",
+        "llm",
+        "llm identity",
+        "sampling",
+        "item text",
+        "scoring",
+        "candidate order",
+    ];
+    let inputs = crate::inputs::CellInputs::new(names.into_iter().zip(parts.iter().copied()));
+    crate::inputs::before_cell(&log_dir, &key, &inputs, job.live_recordings)?;
     let opts = RunOptions {
         sampling,
-        log_dir: Some(run_dir(job.runs, job.exp, job.seed, &key, &fingerprint)),
+        log_dir: Some(log_dir.clone()),
         concurrency: job.jobs,
         seed: job.seed,
         // Cells run side by side; the run shows one bar over all of them.
@@ -421,6 +436,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
             .map(|(_, n)| n)
             .sum();
         if transient == 0 || round >= FAILURE_ROUNDS {
+            crate::inputs::after_cell(&log_dir, &inputs, job.live_recordings)?;
             return Ok(cell_from_run(&job, &cfg, run));
         }
         eprintln!(

@@ -168,6 +168,8 @@ struct LlmUse {
     text: String,
     handle: agp_llm::LlmHandle,
     recordings: PathBuf,
+    /// Answers come from a model (and are stored), not only from the recordings.
+    live: bool,
     /// What the cells' checkpoints are keyed on besides the spec text (see [`llm_identity`]).
     identity: String,
 }
@@ -289,6 +291,7 @@ fn build_llms(
                 text: text.clone(),
                 handle,
                 recordings,
+                live,
                 identity,
             })
         })
@@ -438,6 +441,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
                         row,
                         llm_spec: &l.text,
                         llm_identity: &l.identity,
+                        live_recordings: l.live.then_some(l.recordings.as_path()),
                         llm: l.handle.model.clone(),
                         ledger: l.handle.ledger.clone(),
                         seed: *seed,

@@ -453,6 +453,7 @@ mod tests {
                 method_overrides: BTreeMap::new(),
                 all_methods: toml::Table::new(),
                 max_tokens: None,
+                decoding: agp::Decoding::default(),
                 seeds: None,
             },
             methods: vec![],

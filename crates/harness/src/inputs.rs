@@ -1,0 +1,246 @@
+//! What a cell's checkpoint was made from, kept beside it as `inputs.json`, so that a run never
+//! takes another run's answers without saying so.
+//!
+//! A cell's checkpoint directory is named by a hash of its inputs (candidates, method config,
+//! LLM spec and identity, sampling, item text, scoring rule), so a run whose inputs differ
+//! never resumes it: it starts the cell afresh (every answer already in its recordings file
+//! replays for nothing). What the hash cannot say is *which* input changed; `inputs.json` can,
+//! and a cell that finds checkpoints of itself made from other inputs names the inputs that
+//! differ. A live run's recordings file is named by path in the hash; `inputs.json` also keeps
+//! how long the file was and a hash of that much of it when the cell finished, so a checkpoint
+//! whose answers are no longer in the file (the file was replaced or cut) is set aside instead
+//! of resumed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+const FILE: &str = "inputs.json";
+
+/// A value longer than this is kept as its hash: the names of what differ are what matter.
+const SHOWN_CHARS: usize = 160;
+
+/// The start of a recordings file that a checkpoint's answers were in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingsPrefix {
+    pub len: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellInputs {
+    /// Input name → its value (or `sha256 …` of a long one).
+    pub parts: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recordings: Option<RecordingsPrefix>,
+}
+
+fn shown(v: &str) -> String {
+    if v.chars().count() <= SHOWN_CHARS {
+        v.to_string()
+    } else {
+        format!("sha256 {}", &crate::pipeline::sha256_hex(&[v])[..16])
+    }
+}
+
+impl CellInputs {
+    /// `parts` by name; a JSON object's fields become `name.field` so that, say, the
+    /// recordings path of an LLM identity is named on its own.
+    pub fn new<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut out = BTreeMap::new();
+        for (name, value) in parts {
+            let head = value.split(" served ").next().unwrap_or(value);
+            match serde_json::from_str::<serde_json::Value>(head) {
+                Ok(serde_json::Value::Object(fields)) => {
+                    for (k, v) in fields {
+                        let v = match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        out.insert(format!("{name}.{k}"), shown(&v));
+                    }
+                    if let Some((_, served)) = value.split_once(" served ") {
+                        out.insert(format!("{name}.served model"), shown(served));
+                    }
+                }
+                _ => {
+                    out.insert(name.to_string(), shown(value));
+                }
+            }
+        }
+        Self {
+            parts: out,
+            recordings: None,
+        }
+    }
+
+    /// The inputs that differ from `other`'s, each as `name (was A, now B)`.
+    pub fn differences(&self, other: &CellInputs) -> Vec<String> {
+        let names: std::collections::BTreeSet<&String> =
+            self.parts.keys().chain(other.parts.keys()).collect();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let (now, was) = (self.parts.get(n), other.parts.get(n));
+                (now != was).then(|| {
+                    format!(
+                        "{n} (was {}, now {})",
+                        was.map_or("unset", String::as_str),
+                        now.map_or("unset", String::as_str)
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+fn load(dir: &Path) -> Option<CellInputs> {
+    let text = std::fs::read_to_string(dir.join(FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn save(dir: &Path, inputs: &CellInputs) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_string_pretty(inputs)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(FILE))
+        .with_context(|| format!("writing {FILE} in {}", dir.display()))
+}
+
+/// sha256 of the first `len` bytes of `path`, or `None` when it is shorter or unreadable.
+fn prefix_sha256(path: &Path, len: u64) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).ok()?.take(len);
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h).ok()?;
+    (n == len).then(|| hex::encode(h.finalize()))
+}
+
+/// Before a cell runs in `dir`: set aside a checkpoint whose answers are no longer in the
+/// recordings file, and name what differs when only checkpoints of this cell made from other
+/// inputs exist beside `dir`. Then record this run's inputs.
+pub fn before_cell(
+    dir: &Path,
+    key: &str,
+    inputs: &CellInputs,
+    recordings: Option<&Path>,
+) -> Result<()> {
+    let checkpoint = dir.join("checkpoint.json");
+    if checkpoint.exists() {
+        if let (Some(old), Some(path)) = (load(dir), recordings)
+            && let Some(p) = &old.recordings
+            && prefix_sha256(path, p.len).as_deref() != Some(p.sha256.as_str())
+        {
+            let aside = dir.join("checkpoint.set-aside.json");
+            std::fs::rename(&checkpoint, &aside)
+                .with_context(|| format!("setting aside {}", checkpoint.display()))?;
+            eprintln!(
+                "{key}: the recordings file {} no longer starts with the {} bytes this cell's \
+                 checkpoint was made from (replaced or cut); not resuming it (kept as {})",
+                path.display(),
+                p.len,
+                aside.display()
+            );
+        }
+    } else if let Some((other, old)) = newest_sibling(dir) {
+        let diff = inputs.differences(&old);
+        if !diff.is_empty() {
+            eprintln!(
+                "{key}: not resuming the checkpoint in {}, made from other inputs: {}",
+                other.display(),
+                diff.join("; ")
+            );
+        }
+    }
+    let mut keep = inputs.clone();
+    // A resumed cell keeps what its checkpoint was checked against until it finishes.
+    keep.recordings = load(dir).and_then(|o| o.recordings);
+    save(dir, &keep)
+}
+
+/// After a cell finished in `dir`: what of the recordings file its answers are in.
+pub fn after_cell(dir: &Path, inputs: &CellInputs, recordings: Option<&Path>) -> Result<()> {
+    let mut keep = inputs.clone();
+    if let Some(path) = recordings {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        keep.recordings = prefix_sha256(path, len).map(|sha256| RecordingsPrefix { len, sha256 });
+    }
+    save(dir, &keep)
+}
+
+/// The most recently written `inputs.json` of another directory of the same cell (the same
+/// name before the fingerprint) that holds a checkpoint.
+fn newest_sibling(dir: &Path) -> Option<(PathBuf, CellInputs)> {
+    let name = dir.file_name()?.to_str()?;
+    let stem = &name[..name.rfind('-')? + 1];
+    std::fs::read_dir(dir.parent()?)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p != dir
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(stem) && n.len() == name.len())
+                && p.join("checkpoint.json").exists()
+        })
+        .filter_map(|p| {
+            let t = std::fs::metadata(p.join(FILE)).ok()?.modified().ok()?;
+            Some((t, p))
+        })
+        .max()
+        .and_then(|(_, p)| load(&p).map(|i| (p, i)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_the_field_of_an_identity_that_changed() {
+        let a = CellInputs::new([
+            ("method config", "{\"kind\":\"llm-dir\"}"),
+            (
+                "llm",
+                "{\"recordings\":\"/r/a.jsonl\",\"max_tokens\":96} served m.gguf",
+            ),
+        ]);
+        let b = CellInputs::new([
+            ("method config", "{\"kind\":\"llm-dir\"}"),
+            (
+                "llm",
+                "{\"recordings\":\"/r/b.jsonl\",\"max_tokens\":96} served m.gguf",
+            ),
+        ]);
+        assert_eq!(
+            b.differences(&a),
+            vec!["llm.recordings (was /r/a.jsonl, now /r/b.jsonl)".to_string()]
+        );
+        assert!(a.differences(&a).is_empty());
+    }
+
+    #[test]
+    fn a_checkpoint_whose_answers_left_the_recordings_file_is_set_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rec = tmp.path().join("rec.jsonl");
+        std::fs::write(&rec, "one\n").unwrap();
+        let dir = tmp.path().join("cell-abc");
+        let inputs = CellInputs::new([("llm", "x")]);
+        before_cell(&dir, "cell", &inputs, Some(&rec)).unwrap();
+        std::fs::write(dir.join("checkpoint.json"), "{}").unwrap();
+        after_cell(&dir, &inputs, Some(&rec)).unwrap();
+        // Appended to: the checkpoint's answers are still there.
+        std::fs::write(&rec, "one\ntwo\n").unwrap();
+        before_cell(&dir, "cell", &inputs, Some(&rec)).unwrap();
+        assert!(dir.join("checkpoint.json").exists());
+        // Replaced: they are not.
+        std::fs::write(&rec, "other\n").unwrap();
+        before_cell(&dir, "cell", &inputs, Some(&rec)).unwrap();
+        assert!(!dir.join("checkpoint.json").exists());
+        assert!(dir.join("checkpoint.set-aside.json").exists());
+    }
+}
