@@ -31,7 +31,8 @@ pub struct ReproduceArgs {
     /// LLM calls in flight at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
-    /// Threads of an in-process model.
+    /// Threads an in-process model reads prompts on [default: every core]; it generates on one
+    /// whatever this is, so its answers do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Compare with the committed reports instead of writing them; fail on any difference.

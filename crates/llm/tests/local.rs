@@ -262,3 +262,44 @@ fn bad_settings_name_the_field_and_range() {
         .to_string();
     assert!(e.contains("no such GGUF file"), "{e}");
 }
+
+/// The first `n` recorded chat requests of the bundled recordings: the prompts a run sends.
+fn recorded_chats(n: usize) -> Vec<ChatRequest> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/llm/recordings.jsonl");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["kind"] == "chat" && r["request"]["sampling"]["temperature"].is_null())
+        .take(n)
+        .map(|r| {
+            let mut c =
+                ChatRequest::new(serde_json::from_value(r["request"]["messages"].clone()).unwrap());
+            c.sampling = serde_json::from_value(r["request"]["sampling"].clone()).unwrap();
+            c
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn greedy_answers_do_not_depend_on_the_thread_count() {
+    let Some(one) = model() else { return };
+    let two = LocalModel::load(LocalConfig {
+        threads: 2,
+        ..config(model_path().unwrap())
+    })
+    .unwrap();
+    let mut differ = Vec::new();
+    for (i, req) in recorded_chats(8).iter().enumerate() {
+        let (a, b) = (one.chat(req).await.unwrap(), two.chat(req).await.unwrap());
+        if a.content != b.content {
+            differ.push(format!("#{i}: {:?} vs {:?}", a.content, b.content));
+        }
+    }
+    let s = score_req();
+    let (a, b) = (one.score(&s).await.unwrap(), two.score(&s).await.unwrap());
+    if a.scores != b.scores {
+        differ.push(format!("scores {:?} vs {:?}", a.scores, b.scores));
+    }
+    assert!(differ.is_empty(), "1 vs 2 threads:\n{}", differ.join("\n"));
+}
