@@ -528,6 +528,23 @@ impl Worker<'_> {
             .iter()
             .map(|l| vocab.tokenize(l.as_bytes(), false, false).first().copied())
             .collect();
+        // Two labels read from one token would get one probability between them and tie for
+        // good: a setup problem (labels this tokenizer does not tell apart), not an answer.
+        for (i, t) in tokens.iter().enumerate() {
+            let Some(t) = t else {
+                return Err(LlmError::Other(format!(
+                    "local model {}: label {:?} has no token",
+                    self.cfg.name, req.labels[i]
+                )));
+            };
+            if let Some(j) = tokens[..i].iter().position(|u| *u == Some(*t)) {
+                return Err(LlmError::Other(format!(
+                    "local model {}: labels {:?} and {:?} start with the same token ({}), so \
+                     their log-probabilities cannot be told apart; use single-token labels",
+                    self.cfg.name, req.labels[j], req.labels[i], t.0
+                )));
+            }
+        }
         self.ctx.clear_kv_cache();
         let idx = self.feed(&prompt, 0, true)?;
         let logits = self.ctx.get_logits_ith(idx);

@@ -208,6 +208,11 @@ async fn label_logprobs_are_a_repeatable_next_token_distribution() {
     assert!(r.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
     assert!(r.logprobs.iter().map(|l| l.exp()).sum::<f32>() <= 1.0 + 1e-4);
     assert_eq!(m.label_logprobs(&req).await.unwrap().logprobs, r.logprobs);
+    // Labels that this tokenizer starts with one token cannot be told apart: an error, not a tie.
+    let mut same = req.clone();
+    same.labels = vec!["yes".into(), "yes please".into()];
+    let e = m.label_logprobs(&same).await.unwrap_err().to_string();
+    assert!(e.contains("start with the same token"), "{e}");
     // Greedy decoding's first token, when it is a label, is the most likely label.
     let mut chat = ChatRequest::new(req.messages.clone());
     chat.sampling.max_tokens = Some(1);
