@@ -989,6 +989,9 @@ fn loop_departures(differs: &mut impl FnMut(bool, String), s: &LoopSettings, n: 
 fn check_range(field: &'static str, v: usize, lo: usize, hi: usize) -> Result<(), AgpError> {
     if (lo..=hi).contains(&v) {
         Ok(())
+    } else if hi == usize::MAX {
+        // No upper bound known yet (it comes with the candidate lists).
+        Err(AgpError::config(field, format!("{lo}.."), v))
     } else {
         Err(AgpError::config(field, format!("{lo}..={hi}"), v))
     }
@@ -1019,20 +1022,38 @@ fn check_mask(field: &'static str, v: f64) -> Result<(), AgpError> {
 /// The checks every prompt-optimizing method shares: its training loop against the candidate
 /// file, Eqs. 2–3's history and parser settings, and the budget.
 fn check_training(
-    cands: &CandidateFile,
+    cands: Option<&CandidateFile>,
     n_train_users: Option<usize>,
     s: LoopSettings,
 ) -> Result<(), AgpError> {
     check_range("epochs", s.epochs, 1, 1000)?;
-    if cands.train_users.is_empty() {
-        return Err(AgpError::Data(format!(
-            "candidate file ({} / {}) has no train_users; a prompt-optimizing method needs some",
-            cands.dataset, cands.model
-        )));
+    match cands {
+        Some(cands) => {
+            if cands.train_users.is_empty() {
+                return Err(AgpError::Data(format!(
+                    "candidate file ({} / {}) has no train_users; a prompt-optimizing method \
+                     needs some",
+                    cands.dataset, cands.model
+                )));
+            }
+            let n_train = n_train_users.unwrap_or(cands.train_users.len());
+            check_range("n_train_users", n_train, 1, cands.train_users.len())?;
+            check_range("batch_size", s.batch_size, 1, n_train)?;
+        }
+        // Before the lists exist, only what a list cannot change: at least one user, and a
+        // batch no larger than the users asked for (when they are named).
+        None => {
+            if let Some(n) = n_train_users {
+                check_range("n_train_users", n, 1, usize::MAX)?;
+            }
+            check_range(
+                "batch_size",
+                s.batch_size,
+                1,
+                n_train_users.unwrap_or(usize::MAX),
+            )?;
+        }
     }
-    let n_train = n_train_users.unwrap_or(cands.train_users.len());
-    check_range("n_train_users", n_train, 1, cands.train_users.len())?;
-    check_range("batch_size", s.batch_size, 1, n_train)?;
     check_range("history_length", s.history_length, 1, 1000)?;
     check_parse(s.parse)?;
     check_mask("hist_mask", s.hist_mask)?;
@@ -1091,6 +1112,21 @@ impl MethodConfig {
     /// Check every field against its allowed range, and against the candidate file where the
     /// range depends on it.
     pub fn validate(&self, cands: &CandidateFile) -> Result<(), AgpError> {
+        self.check(Some(cands))
+    }
+
+    /// The checks that need no candidate file: every range that does not depend on the lists
+    /// or the users. An experiment runs them as it loads, before any data is read or backbone
+    /// trained, so a `hist_mask = 1.5` costs nothing; [`MethodConfig::validate`] adds the rest
+    /// once the candidate lists exist.
+    pub fn validate_settings(&self) -> Result<(), AgpError> {
+        self.check(None)
+    }
+
+    fn check(&self, cands: Option<&CandidateFile>) -> Result<(), AgpError> {
+        // The largest list size a check may assume before the lists exist: the bound it has
+        // beyond K (a window, a child count) still applies.
+        let k = cands.map_or(usize::MAX, |c| c.k);
         match self {
             MethodConfig::Base(_) => Ok(()),
             MethodConfig::LlmDir(c) | MethodConfig::LlmCot(c) => {
@@ -1126,7 +1162,7 @@ impl MethodConfig {
                 c.edit_decoding
                     .validate(("edit_decoding.temperature", "edit_decoding.top_p"))?;
                 // A top-K hit would hold every user, leaving no error to learn from.
-                check_range("hit_at", c.hit_at, 1, cands.k.saturating_sub(1).max(1))
+                check_range("hit_at", c.hit_at, 1, k.saturating_sub(1).max(1))
             }
             MethodConfig::RandomSearch(c) => {
                 check_training(cands, c.n_train_users, c.loop_settings())
@@ -1147,19 +1183,16 @@ impl MethodConfig {
                 check_range("history_length", c.history_length, 1, 1000)?;
                 check_mask("hist_mask", c.hist_mask)?;
                 // More children than K - 1 would ask the same as K - 1.
-                check_range(
-                    "num_child",
-                    c.num_child,
-                    1,
-                    cands.k.saturating_sub(1).max(1),
-                )
+                check_range("num_child", c.num_child, 1, k.saturating_sub(1).max(1))
             }
             MethodConfig::First(c) => {
                 check_range("history_length", c.history_length, 1, 1000)?;
                 check_mask("hist_mask", c.hist_mask)?;
                 // Ids 10 and up are two tokens in many vocabularies, and their first token
                 // would be read as id 1.
-                if !(2..=10).contains(&cands.k) {
+                if let Some(cands) = cands
+                    && !(2..=10).contains(&cands.k)
+                {
                     return Err(AgpError::Data(format!(
                         "FIRST reads each candidate id as one token, so it needs lists of 2..=10 \
                          candidates (ids 0..9); the candidate file ({} / {}) has K = {}",

@@ -254,9 +254,20 @@ impl MethodRow {
         settings.remove(ITEM_TEXT_KEY);
         let config = if kind == "external" {
             settings.remove("kind");
-            MethodSpec::External(toml::Value::Table(settings).try_into().with_context(at)?)
+            let c: crate::external::ExternalConfig =
+                toml::Value::Table(settings).try_into().with_context(at)?;
+            c.validate_settings()
+                .map_err(anyhow::Error::msg)
+                .with_context(at)?;
+            MethodSpec::External(c)
         } else {
-            MethodSpec::Builtin(toml::Value::Table(settings).try_into().with_context(at)?)
+            let c: agp::MethodConfig = toml::Value::Table(settings).try_into().with_context(at)?;
+            // Every range that needs no data is checked here, as the file loads: a bad value
+            // is reported before any dataset is read or backbone trained.
+            c.validate_settings()
+                .map_err(anyhow::Error::msg)
+                .with_context(at)?;
+            MethodSpec::Builtin(c)
         };
         Ok(Self {
             label,
@@ -503,6 +514,44 @@ method_overrides.agp = { epochs = 2 }
         let mut e = Experiment::load(&path, Scale::Fixture).unwrap();
         assert!(e.retain_methods(&["base".into()]).is_empty());
         assert_eq!(labels(&e), ["Base"]);
+    }
+
+    #[test]
+    fn an_out_of_range_setting_fails_as_the_file_loads_naming_file_row_and_key() {
+        // Loading reads no data and trains nothing: the error comes before either.
+        let dir = tempfile::tempdir().unwrap();
+        for (text, key) in [
+            (
+                BASE.replace("batch_size = 5\n", "batch_size = 5\nhist_mask = 1.5\n"),
+                "hist_mask",
+            ),
+            (
+                BASE.replace("batch_size = 5\n", "batch_size = 5\nepochs = 0\n"),
+                "epochs",
+            ),
+            (
+                BASE.replace("batch_size = 5\n", "batch_size = 5\nn_train_users = 3\n"),
+                "batch_size",
+            ),
+        ] {
+            let e = Experiment::load(&write(dir.path(), &text), Scale::Fixture).unwrap_err();
+            let msg = format!("{e:#}");
+            assert!(
+                msg.contains("e.toml: methods[1] \"AGP b5\" (kind agp)") && msg.contains(key),
+                "{msg}"
+            );
+        }
+        let text = SHARED.replace(
+            "llms = [\"replay\"]",
+            "llms = [\"replay\"]\ndecoding = { temperature = 3.0 }",
+        );
+        std::fs::write(dir.path().join("e.toml"), BASE).unwrap();
+        std::fs::write(dir.path().join("scales.toml"), text).unwrap();
+        let msg = format!(
+            "{:#}",
+            Experiment::load(&dir.path().join("e.toml"), Scale::Fixture).unwrap_err()
+        );
+        assert!(msg.contains("decoding.temperature"), "{msg}");
     }
 
     #[test]

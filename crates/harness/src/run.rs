@@ -333,10 +333,28 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         Some(l) => vec![l.clone()],
         None => exp.settings.llms.clone(),
     };
-    let paid = llm_specs
+    // Every name the run will use is resolved before the first byte of data is read: a typo
+    // in an LLM spec, a backbone or a dataset costs nothing (method settings were checked as
+    // the experiment loaded).
+    let specs = llm_specs
         .iter()
-        .any(|s| s.starts_with("openai:") || s.starts_with("deepseek:"));
-    let live = llm_specs.iter().any(|s| s != "replay");
+        .map(|s| {
+            s.parse::<LlmSpec>().with_context(|| match &args.llm {
+                Some(_) => "--llm".to_string(),
+                None => format!("{}: llms at scale {}", exp.name, exp.scale.name()),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for b in &exp.settings.backbones {
+        b.parse::<crate::train::BackboneKind>()
+            .with_context(|| format!("{}: backbones at scale {}", exp.name, exp.scale.name()))?;
+    }
+    for d in &exp.settings.datasets {
+        agp_datasets::DatasetSource::parse(d, None)
+            .with_context(|| format!("{}: datasets at scale {}", exp.name, exp.scale.name()))?;
+    }
+    let paid = specs.iter().any(LlmSpec::is_paid);
+    let live = specs.iter().any(|s| *s != LlmSpec::Replay);
     let plan = if live {
         let plan = plan::plan(exp, &llm_specs, n_seeds)?;
         eprintln!("{}", plan.render());

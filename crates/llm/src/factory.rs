@@ -64,6 +64,22 @@ impl FromStr for LlmSpec {
     }
 }
 
+impl LlmSpec {
+    /// Calls an API that bills per token (a run asks for `--yes` first).
+    pub fn is_paid(&self) -> bool {
+        matches!(self, Self::OpenAi(_) | Self::DeepSeek(_))
+    }
+
+    /// The model it names (`None` for replay, whose model is whichever made the recordings).
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Self::Replay => None,
+            Self::Local(m) | Self::OpenAi(m) | Self::DeepSeek(m) => Some(m),
+            Self::Http { model, .. } => Some(model),
+        }
+    }
+}
+
 impl std::fmt::Display for LlmSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -61,15 +61,7 @@ impl ExternalConfig {
 
     /// Every setting checked against its allowed range.
     pub fn validate(&self, cands: &CandidateFile) -> Result<(), String> {
-        if self.command.is_empty() || self.command[0].trim().is_empty() {
-            return Err("command: must name a program, e.g. [\"python3\", \"method.py\"]".into());
-        }
-        if self.batch_size == 0 {
-            return Err("batch_size: 0 is outside the allowed range 1..".into());
-        }
-        if self.timeout_s == 0 {
-            return Err("timeout_s: 0 is outside the allowed range 1..".into());
-        }
+        self.validate_settings()?;
         let n = self.train_users(cands);
         if n > cands.train_users.len() {
             return Err(format!(
@@ -79,6 +71,22 @@ impl ExternalConfig {
         }
         if self.epochs > 0 && n == 0 {
             return Err("epochs > 0 needs training users (n_train_users)".into());
+        }
+        Ok(())
+    }
+}
+
+impl ExternalConfig {
+    /// The checks that need no candidate file (see `agp::MethodConfig::validate_settings`).
+    pub fn validate_settings(&self) -> Result<(), String> {
+        if self.command.is_empty() || self.command[0].trim().is_empty() {
+            return Err("command: must name a program, e.g. [\"python3\", \"method.py\"]".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size: 0 is outside the allowed range 1..".into());
+        }
+        if self.timeout_s == 0 {
+            return Err("timeout_s: 0 is outside the allowed range 1..".into());
         }
         Ok(())
     }
