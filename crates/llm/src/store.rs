@@ -602,6 +602,60 @@ impl Recorder {
             })
     }
 
+    /// The one path every recorded call takes, whatever its kind: under the key's lock, a
+    /// recorded answer (or recorded permanent failure) is returned without a call; in replay
+    /// mode a miss is an error naming the key; otherwise the model is called and its answer,
+    /// or a failure that asking again would only pay for again, is appended and fsynced
+    /// before anyone sees it, so a kill after the call's return cannot make it be paid twice.
+    ///
+    /// `found` looks the key up (a chat also tries the aliases of its sampling), `fits` says
+    /// whether a recorded answer is one for this request (as many values as asked), `request`
+    /// is what the record keeps of it, and `messages` names it in a miss.
+    async fn through<T, F>(
+        &self,
+        key: &str,
+        found: impl FnOnce(&Store) -> Option<Record>,
+        fits: impl Fn(&T) -> bool,
+        request: serde_json::Value,
+        messages: &[Message],
+        call: impl FnOnce(Arc<dyn ChatModel>) -> F,
+    ) -> Result<T, LlmError>
+    where
+        T: Kept,
+        F: std::future::Future<Output = Result<T, LlmError>>,
+    {
+        let store = self.store.as_ref().expect("checked in new");
+        let lock = self.key_lock(key);
+        let _guard = lock.lock().await;
+        if self.mode != RecordMode::Record
+            && let Some(rec) = found(store)
+        {
+            if let Some(f) = &rec.failure {
+                return Err(f.to_error());
+            }
+            if let Some(mut r) = T::from_record(rec).filter(&fits) {
+                let usage = r.usage_mut();
+                *usage = usage.clone().replayed(1);
+                return Ok(r);
+            }
+        }
+        if self.mode == RecordMode::Replay {
+            return Err(self.miss(key, messages));
+        }
+        match call(self.inner()?.clone()).await {
+            Ok(r) => {
+                self.record(key.to_string(), T::KIND, request, r.clone().into_answer())?;
+                Ok(r)
+            }
+            Err(e) => {
+                if let Some(f) = RecordedFailure::of(&e) {
+                    self.record(key.to_string(), T::KIND, request, Answer::Failed(f))?;
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(key.to_string()).or_default().clone()
@@ -658,24 +712,6 @@ impl Recorder {
         i: usize,
         key: &str,
     ) -> Result<(f32, Usage), LlmError> {
-        let store = self.store.as_ref().expect("checked in new");
-        let lock = self.key_lock(key);
-        let _guard = lock.lock().await;
-        if self.mode != RecordMode::Record
-            && let Some(rec) = store.get(key)
-        {
-            if let Some(f) = &rec.failure {
-                return Err(f.to_error());
-            }
-            if let Some(r) = rec.score
-                && let [s] = r.scores[..]
-            {
-                return Ok((s, r.usage.replayed(1)));
-            }
-        }
-        if self.mode == RecordMode::Replay {
-            return Err(self.miss(key, &req.messages_for(i)));
-        }
         let one = ScoreRequest {
             messages: req.messages.clone(),
             prefix: req.prefix.clone(),
@@ -683,29 +719,28 @@ impl Recorder {
             account: req.account,
             priority: req.priority,
         };
-        let request = serde_json::json!({
-            "messages": one.messages, "prefix": one.prefix, "suffixes": one.suffixes
-        });
-        match self.inner()?.score(&one).await {
-            Ok(r) => {
-                let [s] = r.scores[..] else {
-                    return Err(LlmError::Other(format!(
-                        "model {} returned {} scores for 1 candidate",
-                        self.info.model,
-                        r.scores.len()
-                    )));
-                };
-                let usage = r.usage.clone();
-                self.record(key.to_string(), CallKind::Score, request, Answer::Score(r))?;
-                Ok((s, usage))
-            }
-            Err(e) => {
-                if let Some(f) = RecordedFailure::of(&e) {
-                    self.record(key.to_string(), CallKind::Score, request, Answer::Failed(f))?;
-                }
-                Err(e)
-            }
-        }
+        let request = serde_json::to_value(&one).expect("a request serialises");
+        let model = self.info.model.clone();
+        let r: ScoreResponse = self
+            .through(
+                key,
+                |store| store.get(key),
+                |r: &ScoreResponse| r.scores.len() == 1,
+                request,
+                &req.messages_for(i),
+                |inner| async move {
+                    let r = inner.score(&one).await?;
+                    if r.scores.len() != 1 {
+                        return Err(LlmError::Other(format!(
+                            "model {model} returned {} scores for 1 candidate",
+                            r.scores.len()
+                        )));
+                    }
+                    Ok(r)
+                },
+            )
+            .await?;
+        Ok((r.scores[0], r.usage))
     }
 
     /// The candidates missing from the store, scored in one request (for a model that shares
@@ -767,6 +802,54 @@ enum Answer {
     Failed(RecordedFailure),
 }
 
+/// An answer the recorder keeps: which record kind holds it, how it is read back from a
+/// record and written into one, and where its usage is (marked as replayed when read back).
+trait Kept: Clone {
+    const KIND: CallKind;
+    fn from_record(rec: Record) -> Option<Self>;
+    fn into_answer(self) -> Answer;
+    fn usage_mut(&mut self) -> &mut Usage;
+}
+
+impl Kept for ChatResponse {
+    const KIND: CallKind = CallKind::Chat;
+    fn from_record(rec: Record) -> Option<Self> {
+        rec.chat
+    }
+    fn into_answer(self) -> Answer {
+        Answer::Chat(self)
+    }
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
+    }
+}
+
+impl Kept for LabelResponse {
+    const KIND: CallKind = CallKind::Labels;
+    fn from_record(rec: Record) -> Option<Self> {
+        rec.labels
+    }
+    fn into_answer(self) -> Answer {
+        Answer::Labels(self)
+    }
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
+    }
+}
+
+impl Kept for ScoreResponse {
+    const KIND: CallKind = CallKind::Score;
+    fn from_record(rec: Record) -> Option<Self> {
+        rec.score
+    }
+    fn into_answer(self) -> Answer {
+        Answer::Score(self)
+    }
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
+    }
+}
+
 #[async_trait]
 impl ChatModel for Recorder {
     fn info(&self) -> ModelInfo {
@@ -790,38 +873,16 @@ impl ChatModel for Recorder {
             return self.inner()?.chat(req).await;
         }
         let key = chat_key(&self.info, req);
-        let store = self.store.as_ref().expect("checked in new");
-        let lock = self.key_lock(&key);
-        let _guard = lock.lock().await;
-        if self.mode != RecordMode::Record
-            && let Some(rec) = self.recorded_chat(store, &key, req)
-        {
-            if let Some(f) = &rec.failure {
-                return Err(f.to_error());
-            }
-            if let Some(mut r) = rec.chat {
-                r.usage = r.usage.replayed(1);
-                return Ok(r);
-            }
-        }
-        if self.mode == RecordMode::Replay {
-            return Err(self.miss(&key, &req.messages));
-        }
-        let request = serde_json::json!({ "messages": req.messages, "sampling": req.sampling });
-        match self.inner()?.chat(req).await {
-            Ok(r) => {
-                // Stored (and fsynced) before anyone sees the answer: a kill after this line
-                // cannot make the call be paid again.
-                self.record(key, CallKind::Chat, request, Answer::Chat(r.clone()))?;
-                Ok(r)
-            }
-            Err(e) => {
-                if let Some(f) = RecordedFailure::of(&e) {
-                    self.record(key, CallKind::Chat, request, Answer::Failed(f))?;
-                }
-                Err(e)
-            }
-        }
+        let request = serde_json::to_value(req).expect("a request serialises");
+        self.through(
+            &key,
+            |store| self.recorded_chat(store, &key, req),
+            |_: &ChatResponse| true,
+            request,
+            &req.messages,
+            |inner| async move { inner.chat(req).await },
+        )
+        .await
     }
 
     /// As [`Recorder::chat`]: one request, one record.
@@ -830,38 +891,16 @@ impl ChatModel for Recorder {
             return self.inner()?.label_logprobs(req).await;
         }
         let key = label_key(&self.info, req);
-        let store = self.store.as_ref().expect("checked in new");
-        let lock = self.key_lock(&key);
-        let _guard = lock.lock().await;
-        if self.mode != RecordMode::Record
-            && let Some(rec) = store.get(&key)
-        {
-            if let Some(f) = &rec.failure {
-                return Err(f.to_error());
-            }
-            if let Some(mut r) = rec.labels
-                && r.logprobs.len() == req.labels.len()
-            {
-                r.usage = r.usage.replayed(1);
-                return Ok(r);
-            }
-        }
-        if self.mode == RecordMode::Replay {
-            return Err(self.miss(&key, &req.messages));
-        }
-        let request = serde_json::json!({ "messages": req.messages, "labels": req.labels });
-        match self.inner()?.label_logprobs(req).await {
-            Ok(r) => {
-                self.record(key, CallKind::Labels, request, Answer::Labels(r.clone()))?;
-                Ok(r)
-            }
-            Err(e) => {
-                if let Some(f) = RecordedFailure::of(&e) {
-                    self.record(key, CallKind::Labels, request, Answer::Failed(f))?;
-                }
-                Err(e)
-            }
-        }
+        let request = serde_json::to_value(req).expect("a request serialises");
+        self.through(
+            &key,
+            |store| store.get(&key),
+            |r: &LabelResponse| r.logprobs.len() == req.labels.len(),
+            request,
+            &req.messages,
+            |inner| async move { inner.label_logprobs(req).await },
+        )
+        .await
     }
 
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
