@@ -71,6 +71,36 @@ fn have_libclang() -> bool {
         .unwrap_or(false)
 }
 
+/// Python packages the tests use, pinned: the official `openai` SDK, which an external
+/// method's author would call the loopback endpoint with (streaming included).
+const PYTHON_TEST_PACKAGES: &[(&str, &str)] = &[("openai", "openai==3.51.0")];
+
+fn ensure_python_test_packages(no_install: bool) -> Result<()> {
+    let missing: Vec<&str> = PYTHON_TEST_PACKAGES
+        .iter()
+        .filter(|(module, _)| {
+            !Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|&(_, pin)| pin)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let cmd = format!("python3 -m pip install {}", missing.join(" "));
+    if no_install {
+        bail!("missing Python packages for the tests: run `{cmd}`");
+    }
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "install", "-q"]).args(&missing);
+    // Debian's system Python refuses pip installs without this (PEP 668); the packages
+    // land in the user's or the system site, which is what the tests run with.
+    pip.env("PIP_BREAK_SYSTEM_PACKAGES", "1");
+    step(&cmd, pip)
+}
+
 /// cmake and libclang-dev build the in-process llama.cpp backend.
 fn ensure_system_packages(no_install: bool) -> Result<()> {
     let missing: Vec<&str> = [
@@ -129,6 +159,7 @@ pub fn run(args: CiArgs) -> Result<()> {
             xtask(&["model", "fetch", "smollm2-135m"]),
         )?;
     }
+    ensure_python_test_packages(args.no_install)?;
     if !args.no_lint {
         let mut fmt = cargo();
         fmt.args(["fmt", "--all", "--", "--check"]);

@@ -309,3 +309,77 @@ async fn the_experiments_rule_for_unusable_answers_reaches_an_external_method() 
         }
     }
 }
+
+/// Whether the official `openai` package imports (CI installs it; elsewhere the test says so
+/// and skips).
+fn have_openai_sdk() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let why = "the `openai` Python package is absent: python3 -m pip install openai==3.51.0";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true requires it: {why}");
+        }
+        eprintln!("skipping: {why}");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_sdk_client_streams_through_the_loopback_endpoint() {
+    if !have_openai_sdk() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // The SDK as a method author uses it: base URL and key from the environment, a streamed
+    // answer with its usage, and a plain one on the same (kept-alive) client.
+    let script = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI()
+def streamed(prompt):
+    text, usage = "", None
+    for chunk in client.chat.completions.create(
+            model="x", max_tokens=32, stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": prompt}]):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            text += c.delta.content or ""
+    assert usage is not None and usage.completion_tokens == 5, usage
+    return text
+def plain(prompt):
+    r = client.chat.completions.create(model="x", max_tokens=32,
+            messages=[{"role": "user", "content": prompt}])
+    return r.choices[0].message.content
+for line in sys.stdin:
+    m = json.loads(line)
+    if m["type"] == "hello":
+        out = {"type": "ready", "protocol": 1}
+    else:
+        ask = streamed if int(m["user"]) % 2 == 0 else plain
+        ans = ask("rank " + m["user"])
+        out = {"type": "ranking", "id": m["id"], "ranking": [int(x) for x in ans.split(",")]}
+    print(json.dumps(out), flush=True)
+"#;
+    let path = tmp.path().join("sdk_method.py");
+    std::fs::write(&path, script).unwrap();
+    let run = run(config(vec!["python3".into(), path.display().to_string()]))
+        .await
+        .unwrap();
+    let (ds, cands) = inputs();
+    assert_eq!(run.last.users.len(), cands.test_users.len());
+    for u in &run.last.users {
+        let i = cands
+            .target_position(u.user, ds.test[u.user as usize])
+            .unwrap();
+        assert_eq!(
+            u.rank,
+            10 - i,
+            "user {}: the streamed answer read whole",
+            u.user
+        );
+    }
+}
