@@ -250,12 +250,8 @@ fn other_rule_table(exp: &Experiment, group: &[&Cell], base: Option<&Cell>) -> S
 /// The paper's number for this cell: same dataset if it is one of the paper's, otherwise the
 /// paper's values on its three datasets for the same backbone and method (for orientation).
 fn paper_cell(exp: &Experiment, c: &Cell) -> String {
-    let method = match c.kind.as_str() {
-        "base" => "base",
-        "llm-dir" => "llm-dir",
-        "llm-cot" => "llm-cot",
-        "agp" => "agp",
-        _ => return "–".into(),
+    let Some(method) = c.builtin().and_then(paper::PaperMethod::of) else {
+        return "–".into();
     };
     let label = c.llm_paper_label.as_deref().unwrap_or("");
     if let Some(v) = paper::table1(&c.backbone, method, label, &c.dataset) {
@@ -265,7 +261,7 @@ fn paper_cell(exp: &Experiment, c: &Cell) -> String {
     if exp.layout != Layout::Table1 {
         return "–".into();
     }
-    let label = if label.is_empty() && method != "base" {
+    let label = if label.is_empty() && method != paper::PaperMethod::Base {
         "4o"
     } else {
         label
@@ -277,7 +273,7 @@ fn paper_cell(exp: &Experiment, c: &Cell) -> String {
         .collect();
     if vals.is_empty() {
         "–".into()
-    } else if method == "base" {
+    } else if method == paper::PaperMethod::Base {
         format!("{} (AMZ/YELP/GR)", vals.join("/"))
     } else {
         format!("{} ({label}, AMZ/YELP/GR)", vals.join("/"))
@@ -292,7 +288,8 @@ fn paper_table1() -> String {
     for (b, m, l, v) in paper::TABLE1 {
         let _ = writeln!(
             md,
-            "| {b} | {m} | {} | {} | {} | {} |",
+            "| {b} | {} | {} | {} | {} | {} |",
+            m.name(),
             if l.is_empty() { "–" } else { l },
             f3(v[0]),
             f3(v[1]),
