@@ -19,10 +19,10 @@ pub struct CiArgs {
     pub no_local: bool,
 }
 
-/// The checkout the command runs in (see `agp_datasets::workspace_root`), not the one the
+/// The checkout the command runs in (see `agp_harness::Workspace::discover`), not the one the
 /// binary was built in.
 pub fn workspace_root() -> PathBuf {
-    agp_datasets::workspace_root()
+    agp_harness::Workspace::discover().root().to_path_buf()
 }
 
 fn cargo() -> Command {

@@ -116,7 +116,11 @@ enum TextStyle {
 
 impl SourceArgs {
     fn resolve(&self) -> anyhow::Result<(DatasetSource, PrepareOptions, Cache)> {
-        let source = DatasetSource::parse(&self.dataset, self.raw.clone())?;
+        let ws = agp_harness::Workspace::discover();
+        let source = match &self.raw {
+            Some(dir) => DatasetSource::parse(&self.dataset, Some(dir.clone()))?,
+            None => ws.dataset_source(&self.dataset)?,
+        };
         let opts = PrepareOptions {
             k_core: self.k_core,
             item_text: match self.item_text {
@@ -125,7 +129,10 @@ impl SourceArgs {
             },
             min_rating: self.min_rating,
         };
-        let cache = self.cache.clone().map_or_else(Cache::workspace, Cache::new);
+        let cache = self
+            .cache
+            .clone()
+            .map_or_else(|| ws.datasets_cache(), Cache::new);
         Ok((source, opts, cache))
     }
 }
@@ -163,7 +170,8 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             sha256,
         } => {
             use agp_datasets::fetch::{Bar, fetch_files_blocking, manifest, with_mirror};
-            let source = DatasetSource::parse(&dataset, None)?;
+            let ws = agp_harness::Workspace::discover();
+            let source = ws.dataset_source(&dataset)?;
             let mut files = manifest(&source.kind, variant.as_deref())?;
             if let Some(m) = mirror {
                 files = with_mirror(files, &m);
@@ -177,11 +185,7 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
             }
             // Never the bundled fixture directory, even for ml-latest-small: the committed copy
             // is a specific release and must not be overwritten by whatever GroupLens serves now.
-            let dest = dest.unwrap_or_else(|| {
-                agp_datasets::workspace_root()
-                    .join(".cache/raw")
-                    .join(&source.name)
-            });
+            let dest = dest.unwrap_or_else(|| ws.raw_cache().join(&source.name));
             let got = fetch_files_blocking(&files, &dest, &mut Bar::default())?;
             for p in got {
                 eprintln!("ok {}", p.display());

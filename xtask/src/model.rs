@@ -38,15 +38,17 @@ pub fn run(cmd: ModelCmd) -> anyhow::Result<()> {
     match cmd {
         ModelCmd::Fetch { name } => {
             let m = fetch::pinned(&name)?;
-            let path = fetch::fetch(m, &mut |line| eprintln!("{line}"))
+            let dir = agp_harness::Workspace::discover().models_dir();
+            let path = fetch::fetch(m, &dir, &mut |line| eprintln!("{line}"))
                 .with_context(|| format!("fetching {name}"))?;
             println!("{}", path.display());
             Ok(())
         }
         ModelCmd::List => {
-            println!("models dir: {}", fetch::models_dir().display());
+            let dir = agp_harness::Workspace::discover().models_dir();
+            println!("models dir: {}", dir.display());
             for m in &fetch::PINNED {
-                let present = fetch::model_path(m).is_file();
+                let present = fetch::model_path(m, &dir).is_file();
                 println!(
                     "{:<20} {:>6} MB  {}  {}  ({})",
                     m.name,
@@ -77,7 +79,13 @@ pub fn run(cmd: ModelCmd) -> anyhow::Result<()> {
             let spec = agp_llm::LlmSpec::Local(spec);
             println!(
                 "{}",
-                agp_llm::smoke_test(&spec, threads, max_tokens, &prompt)?
+                agp_llm::smoke_test(
+                    &spec,
+                    &agp_harness::Workspace::discover().models_dir(),
+                    threads,
+                    max_tokens,
+                    &prompt
+                )?
             );
             Ok(())
         }

@@ -85,7 +85,10 @@ fn parse_set(s: &str) -> Result<(String, serde_json::Value), String> {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let ws = Workspace::discover();
     let kind: BackboneKind = a.backbone.parse()?;
-    let source = DatasetSource::parse(&a.dataset, a.raw.clone())?;
+    let source = match &a.raw {
+        Some(dir) => DatasetSource::parse(&a.dataset, Some(dir.clone()))?,
+        None => ws.dataset_source(&a.dataset)?,
+    };
     let (ds, _, _) = prepare_cached(&source, &PrepareOptions::default(), &ws.datasets_cache())
         .with_context(|| format!("preparing dataset {}", a.dataset))?;
     if let Some(dir) = &a.write_split {

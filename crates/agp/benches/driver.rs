@@ -42,7 +42,10 @@ impl ChatModel for Instant {
 }
 
 fn bench(c: &mut Criterion) {
-    let ds = agp_datasets::bundled_default().expect("bundled ml-latest-small");
+    let ds = agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .expect("bundled ml-latest-small");
     let options = ExportOptions {
         n_test: 300,
         n_train: 100,

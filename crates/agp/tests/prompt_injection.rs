@@ -19,7 +19,8 @@ fn unchanged(text: &str) -> bool {
 
 #[test]
 fn every_bundled_movielens_title_is_unchanged() {
-    let path = agp_datasets::workspace_root().join("fixtures/ml-latest-small/movies.csv");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/ml-latest-small/movies.csv");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut fields = Vec::new();
     let mut titles = 0;
@@ -38,7 +39,9 @@ fn every_bundled_movielens_title_is_unchanged() {
 
 #[test]
 fn every_bundled_item_text_is_unchanged_in_both_styles() {
-    let src = DatasetSource::bundled();
+    let src = DatasetSource::bundled(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    );
     for style in [ItemTextStyle::Title, ItemTextStyle::Rich] {
         let opts = PrepareOptions {
             k_core: 0,

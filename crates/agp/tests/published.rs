@@ -379,7 +379,7 @@ fn each_config_reports_its_decoding_per_stage() {
         assert!(parse(&format!("kind = \"{kind}\"")).decoding().is_empty());
     }
     assert_eq!(Decoding::temperature(0.7).describe(), "temperature 0.7");
-    assert_eq!(Decoding::PROVIDER_DEFAULT.describe(), "provider default");
+    assert_eq!(Decoding::PROVIDER_DEFAULT.describe(), "the run's decoding");
 }
 
 #[test]
@@ -429,7 +429,7 @@ fn departures_name_each_setting_off_the_published_defaults() {
         MethodConfig::Opro(OproConfig::one_proposal()).departures(),
         [
             "1 proposal per step instead of OPRO's 8",
-            "proposals at provider default instead of OPRO's temperature 1"
+            "proposals at the run's decoding instead of OPRO's temperature 1"
         ]
     );
     let cheap = MethodConfig::Protegi(ProtegiConfig::beam_one()).departures();
@@ -437,8 +437,8 @@ fn departures_name_each_setting_off_the_published_defaults() {
         "beam 1 instead of ProTeGi's 4",
         "1 gradient per prompt instead of ProTeGi's 4",
         "no Monte-Carlo paraphrases",
-        "gradient calls at provider default instead of ProTeGi's temperature 0.7",
-        "edit calls at provider default instead of ProTeGi's temperature 0.7",
+        "gradient calls at the run's decoding instead of ProTeGi's temperature 0.7",
+        "edit calls at the run's decoding instead of ProTeGi's temperature 0.7",
     ] {
         assert!(cheap.iter().any(|d| d == want), "{want}: {cheap:?}");
     }

@@ -12,7 +12,10 @@ use common::FakeModel;
 
 #[tokio::test]
 async fn bundled_movielens_with_popularity_lists() {
-    let ds = agp_datasets::bundled_default().expect("bundled ml-latest-small");
+    let ds = agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .expect("bundled ml-latest-small");
     let options = ExportOptions {
         n_test: 30,
         n_train: 10,

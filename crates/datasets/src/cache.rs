@@ -27,11 +27,6 @@ impl Cache {
         Self { dir: dir.into() }
     }
 
-    /// `.cache/datasets` in the workspace (gitignored).
-    pub fn workspace() -> Self {
-        Self::new(crate::workspace_root().join(".cache/datasets"))
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -294,14 +289,22 @@ mod tests {
     fn second_prepare_hits_and_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
-        let src = DatasetSource::bundled();
+        let src = DatasetSource::bundled(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+        );
         let opts = PrepareOptions::default();
         let (a, sa, o1) = prepare_cached(&src, &opts, &cache).unwrap();
         let (b, sb, o2) = prepare_cached(&src, &opts, &cache).unwrap();
         assert_eq!((o1, o2), (CacheOutcome::Miss, CacheOutcome::Hit));
         assert_eq!(a, b);
         assert_eq!(sa, sb);
-        assert_eq!(a, crate::bundled_default().unwrap());
+        assert_eq!(
+            a,
+            crate::bundled_default(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+            )
+            .unwrap()
+        );
         // Different options → a different entry, not the cached one.
         let other = PrepareOptions { k_core: 10, ..opts };
         let (c, _, o3) = prepare_cached(&src, &other, &cache).unwrap();
@@ -312,7 +315,8 @@ mod tests {
     #[test]
     fn a_changed_raw_file_is_prepared_again() {
         let raw = tempfile::tempdir().unwrap();
-        let fixtures = crate::workspace_root().join("fixtures/datasets/amazon-2018");
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/datasets/amazon-2018");
         for f in ["Movies_and_TV.json", "meta_Movies_and_TV.json.gz"] {
             std::fs::copy(fixtures.join(f), raw.path().join(f)).unwrap();
         }
@@ -341,7 +345,9 @@ mod tests {
     fn corrupt_entry_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
-        let src = DatasetSource::bundled();
+        let src = DatasetSource::bundled(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+        );
         let (ds, _, _) = prepare_cached(&src, &PrepareOptions::default(), &cache).unwrap();
         let entry = cache.entry(&ds.name, &ds.checksum);
         let bytes = std::fs::read(&entry).unwrap();

@@ -106,6 +106,10 @@ pub enum DataError {
         "unknown dataset `{0}`; expected one of ml-latest-small, ml-100k, ml-1m, amazon-movies-tv, yelp, goodreads, recbole:<dir>"
     )]
     UnknownDataset(String),
+    #[error(
+        "dataset `{0}`: no directory for its raw files was given (the harness's workspace names one: `fixtures/` for the bundled default, `.cache/raw/<name>` for the others)"
+    )]
+    NoRawDir(String),
     #[error("invalid option `{field}` = {value}: allowed {allowed}")]
     InvalidOption {
         field: &'static str,

@@ -5,7 +5,7 @@
 //! once a backbone has run, a [`candidates::CandidateFile`].
 //!
 //! ```no_run
-//! let ds = agp_datasets::bundled_default()?; // MovieLens latest-small, 5-core
+//! let ds = agp_datasets::bundled_default(std::path::Path::new("fixtures"))?; // MovieLens latest-small, 5-core
 //! println!("{} users, {} items", ds.n_users(), ds.n_items());
 //! # Ok::<(), agp_datasets::DataError>(())
 //! ```
@@ -35,7 +35,7 @@ pub use cache::{Cache, CacheOutcome, prepare_cached};
 pub use error::{DataError, QUOTE_LIMIT, excerpt};
 pub use source::{
     DatasetSource, ItemTextStyle, PrepareOptions, SourceKind, bundled_default, checksum, item_text,
-    load_raw, prepare, prepare_with_stats, raw_files, workspace_root,
+    load_raw, prepare, prepare_with_stats, raw_files,
 };
 pub use stats::{Counts, DatasetStats};
 

@@ -57,28 +57,11 @@ pub struct DatasetSource {
     pub raw_dir: PathBuf,
 }
 
-/// The agp-bench checkout the tools work in (its `.cache/`, `.models/`, `reports/`, ...):
-/// `AGP_BENCH_ROOT` when set, else the nearest ancestor of the current directory that is a
-/// checkout (it holds `experiments/scales.toml` and a `Cargo.toml`), else the current directory.
-/// Found at run time only, so a binary built in one checkout and run in another (say, with a
-/// shared `CARGO_TARGET_DIR`) reads and writes the one it runs in, never the one it came from.
-pub fn workspace_root() -> PathBuf {
-    if let Some(root) = std::env::var_os("AGP_BENCH_ROOT").filter(|r| !r.is_empty()) {
-        return PathBuf::from(root);
-    }
-    let is_checkout =
-        |d: &Path| d.join("experiments/scales.toml").is_file() && d.join("Cargo.toml").is_file();
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match cwd.ancestors().find(|d| is_checkout(d)) {
-        Some(found) => found.to_owned(),
-        None => cwd,
-    }
-}
-
 impl DatasetSource {
     /// Parses `ml-latest-small`, `ml-100k`, `ml-1m`, `amazon-movies-tv`, `yelp`, `goodreads` or
-    /// `recbole:<dir>`. Without `raw_dir`, the bundled default reads `fixtures/ml-latest-small`
-    /// and every other dataset reads `.cache/raw/<name>` (where `fetch` puts it).
+    /// `recbole:<dir>`, its raw files in `raw_dir`. A named dataset needs one (this crate does
+    /// not know where a checkout keeps anything: see [`DatasetSource::parse_in`]); a RecBole
+    /// spec names its own.
     pub fn parse(spec: &str, raw_dir: Option<PathBuf>) -> Result<Self, DataError> {
         if let Some(dir) = spec.strip_prefix("recbole:") {
             let dir = PathBuf::from(dir);
@@ -103,7 +86,7 @@ impl DatasetSource {
             "goodreads" => SourceKind::Goodreads,
             _ => return Err(DataError::UnknownDataset(crate::excerpt(spec).into_owned())),
         };
-        let raw_dir = raw_dir.unwrap_or_else(|| default_raw_dir(&kind));
+        let raw_dir = raw_dir.ok_or_else(|| DataError::NoRawDir(kind.name().to_owned()))?;
         Ok(Self {
             name: kind.name().to_owned(),
             kind,
@@ -111,20 +94,27 @@ impl DatasetSource {
         })
     }
 
-    /// The bundled MovieLens latest-small files committed under `fixtures/`.
-    pub fn bundled() -> Self {
+    /// As [`DatasetSource::parse`], with the raw files where a checkout keeps them: the bundled
+    /// default under `fixtures/ml-latest-small`, every other named dataset under
+    /// `raw_cache/<name>` (where `fetch` puts it). The caller says where both are.
+    pub fn parse_in(spec: &str, fixtures: &Path, raw_cache: &Path) -> Result<Self, DataError> {
+        if spec.starts_with("recbole:") {
+            return Self::parse(spec, None);
+        }
+        let dir = match spec {
+            "ml-latest-small" => fixtures.join("ml-latest-small"),
+            other => raw_cache.join(other),
+        };
+        Self::parse(spec, Some(dir))
+    }
+
+    /// The bundled MovieLens latest-small files, committed under `fixtures`.
+    pub fn bundled(fixtures: &Path) -> Self {
         Self {
             kind: SourceKind::MlLatestSmall,
             name: "ml-latest-small".into(),
-            raw_dir: default_raw_dir(&SourceKind::MlLatestSmall),
+            raw_dir: fixtures.join("ml-latest-small"),
         }
-    }
-}
-
-pub fn default_raw_dir(kind: &SourceKind) -> PathBuf {
-    match kind {
-        SourceKind::MlLatestSmall => workspace_root().join("fixtures/ml-latest-small"),
-        other => workspace_root().join(".cache/raw").join(other.name()),
     }
 }
 
@@ -191,9 +181,12 @@ impl PrepareOptions {
     }
 }
 
-/// MovieLens latest-small from the workspace's `fixtures/`, default options.
-pub fn bundled_default() -> Result<Dataset, DataError> {
-    prepare(&DatasetSource::bundled(), &PrepareOptions::default())
+/// MovieLens latest-small from a checkout's `fixtures` directory, default options.
+pub fn bundled_default(fixtures: &Path) -> Result<Dataset, DataError> {
+    prepare(
+        &DatasetSource::bundled(fixtures),
+        &PrepareOptions::default(),
+    )
 }
 
 /// Reads the raw files of `source` and preprocesses them (see the crate docs for the rules).

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 
 #[test]
 fn bundled_default_satisfies_split_invariants() {
-    let ds = bundled_default().unwrap();
+    let ds =
+        bundled_default(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"))
+            .unwrap();
     assert_eq!(ds.name, "ml-latest-small");
     assert_eq!(ds.checksum.len(), 64);
     let (nu, ni) = (ds.n_users(), ds.n_items());
@@ -58,7 +60,9 @@ fn test_item_is_the_latest_rating() {
         })
         .collect();
     rows.sort();
-    let ds = bundled_default().unwrap();
+    let ds =
+        bundled_default(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"))
+            .unwrap();
     let u = ds.user_ids.iter().position(|id| id == "2").unwrap();
     let latest = &rows.last().unwrap().2;
     assert_eq!(&ds.item_ids[ds.test[u] as usize], latest);
@@ -66,11 +70,17 @@ fn test_item_is_the_latest_rating() {
 
 #[test]
 fn same_input_same_dataset_and_options_change_checksum() {
-    let a = bundled_default().unwrap();
-    let b = bundled_default().unwrap();
+    let a =
+        bundled_default(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"))
+            .unwrap();
+    let b =
+        bundled_default(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"))
+            .unwrap();
     assert_eq!(a, b);
     let rich = prepare(
-        &DatasetSource::bundled(),
+        &DatasetSource::bundled(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+        ),
         &PrepareOptions {
             item_text: ItemTextStyle::Rich,
             ..Default::default()

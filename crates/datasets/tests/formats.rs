@@ -366,7 +366,10 @@ fn rich_item_text_per_source() {
 
 #[test]
 fn recbole_round_trip_of_the_bundled_default() {
-    let ds = agp_datasets::bundled_default().unwrap();
+    let ds = agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(&ds.name);
     let written = agp_datasets::formats::recbole::write_recbole(&ds, &dir).unwrap();

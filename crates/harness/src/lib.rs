@@ -40,10 +40,24 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// The checkout around the current directory (see [`agp_datasets::workspace_root`]):
-    /// `AGP_BENCH_ROOT` when set, else the nearest ancestor holding `experiments/scales.toml`.
+    /// The checkout the tools work in: `AGP_BENCH_ROOT` when set, else the nearest ancestor of
+    /// the current directory that is a checkout (it holds `experiments/scales.toml` and a
+    /// `Cargo.toml`), else the current directory. Found at run time only, so a binary built in
+    /// one checkout and run in another (say, with a shared `CARGO_TARGET_DIR`) reads and writes
+    /// the one it runs in. The only place anything looks for a checkout: the crates below take
+    /// their directories from here.
     pub fn discover() -> Self {
-        Self::at(agp_datasets::workspace_root())
+        if let Some(root) = std::env::var_os("AGP_BENCH_ROOT").filter(|r| !r.is_empty()) {
+            return Self::at(root);
+        }
+        let is_checkout = |d: &Path| {
+            d.join("experiments/scales.toml").is_file() && d.join("Cargo.toml").is_file()
+        };
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        match cwd.ancestors().find(|d| is_checkout(d)) {
+            Some(found) => Self::at(found),
+            None => Self::at(cwd),
+        }
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Self {
@@ -70,6 +84,27 @@ impl Workspace {
     /// Trained backbones, one store for `train` and `reproduce`.
     pub fn models(&self) -> PathBuf {
         self.cache().join("models")
+    }
+
+    /// Raw dataset dumps, one directory per dataset (where `data fetch` puts them).
+    pub fn raw_cache(&self) -> PathBuf {
+        self.cache().join("raw")
+    }
+
+    /// A dataset spec with its raw files where this checkout keeps them.
+    pub fn dataset_source(
+        &self,
+        spec: &str,
+    ) -> Result<agp_datasets::DatasetSource, agp_datasets::DataError> {
+        agp_datasets::DatasetSource::parse_in(spec, &self.fixtures(), &self.raw_cache())
+    }
+
+    /// Pinned local models: `AGP_MODELS_DIR` when set, else `.models/` in the checkout.
+    pub fn models_dir(&self) -> PathBuf {
+        match std::env::var_os("AGP_MODELS_DIR").filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => self.root.join(".models"),
+        }
     }
 
     pub fn datasets_cache(&self) -> agp_datasets::Cache {

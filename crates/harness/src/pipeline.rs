@@ -8,7 +8,7 @@ use crate::report::{BackboneFacts, Cell};
 use crate::train::{self, BackboneKind, TrainSettings};
 use agp::{MethodConfig, MethodRun, RunOptions};
 use agp_datasets::candidates::CandidateFile;
-use agp_datasets::{Dataset, DatasetSource, PrepareOptions};
+use agp_datasets::{Dataset, PrepareOptions};
 use agp_recommenders::eval::Split;
 use agp_recommenders::export::ExportOptions;
 use anyhow::{Context, Result, bail};
@@ -43,7 +43,7 @@ pub fn with_rich_text(ws: &Workspace, name: &str, ds: &Dataset) -> Result<Datase
 }
 
 fn load_dataset_with(ws: &Workspace, name: &str, opts: &PrepareOptions) -> Result<Dataset> {
-    let source = DatasetSource::parse(name, None)?;
+    let source = ws.dataset_source(name)?;
     let (ds, _, _) = agp_datasets::prepare_cached(&source, opts, &ws.datasets_cache())
         .with_context(|| format!("preparing dataset {name}"))?;
     Ok(ds)

@@ -259,6 +259,7 @@ fn build_llms(
                 mode,
                 recordings: Some(recordings.clone()),
                 threads: args.threads,
+                models_dir: Some(ws.models_dir()),
                 max_concurrency: Some(args.jobs),
                 ..LlmOptions::default()
             };
@@ -350,7 +351,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
             .with_context(|| format!("{}: backbones at scale {}", exp.name, exp.scale.name()))?;
     }
     for d in &exp.settings.datasets {
-        agp_datasets::DatasetSource::parse(d, None)
+        ws.dataset_source(d)
             .with_context(|| format!("{}: datasets at scale {}", exp.name, exp.scale.name()))?;
     }
     let paid = specs.iter().any(LlmSpec::is_paid);

@@ -76,7 +76,10 @@ impl ChatModel for Refuses {
 
 fn inputs() -> (Dataset, CandidateFile) {
     let ws = Workspace::discover();
-    let ds = agp_datasets::bundled_default().unwrap();
+    let ds = agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .unwrap();
     let cands = CandidateFile::read(
         &ws.fixtures()
             .join("candidates/ml-latest-small/lightgcn-seed1.json"),

@@ -48,8 +48,17 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn a_warm_cache_writes_the_cold_runs_reports() {
     let tmp = tempfile::tempdir().unwrap();
     // A workspace of its own, so the cold run is cold: empty model store, dataset cache and
-    // checkpoints. The raw data is the bundled fixture of the checkout the test runs in.
+    // checkpoints, and a copy of the bundled raw data (a workspace reads only its own files).
     let ws = Workspace::at(tmp.path());
+    let raw = Workspace::discover().fixtures().join("ml-latest-small");
+    let copy = tmp.path().join("fixtures/ml-latest-small");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(&raw).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+    }
     std::fs::create_dir_all(tmp.path().join("experiments")).unwrap();
     std::fs::write(tmp.path().join("experiments/scales.toml"), SCALES).unwrap();
     std::fs::write(tmp.path().join("experiments/warm-cold.toml"), EXPERIMENT).unwrap();

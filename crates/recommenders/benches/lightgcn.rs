@@ -8,7 +8,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 fn bench(c: &mut Criterion) {
-    let dataset = agp_datasets::bundled_default().expect("the bundled dataset is committed");
+    let dataset = agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .expect("the bundled dataset is committed");
     let config = LightGcnConfig::default();
     let adj = NormAdj::from_dataset(&dataset);
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);

@@ -7,7 +7,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
-    let ds = agp_datasets::bundled_default().expect("bundled dataset");
+    let ds = agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .expect("bundled dataset");
     let mut group = c.benchmark_group("sasrec_ml_latest_small");
     group
         .sample_size(10)

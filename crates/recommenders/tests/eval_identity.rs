@@ -13,7 +13,10 @@ use agp_recommenders::sasrec::{SasRec, SasRecConfig};
 use agp_recommenders::{Popularity, Scorer};
 
 fn bundled() -> Dataset {
-    agp_datasets::bundled_default().expect("the bundled dataset is committed")
+    agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .expect("the bundled dataset is committed")
 }
 
 fn bits(lists: &[RankedList]) -> Vec<(u32, Vec<u32>, Vec<u32>)> {

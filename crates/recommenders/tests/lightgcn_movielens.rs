@@ -6,7 +6,10 @@ use agp_recommenders::lightgcn::{self, LightGcnConfig};
 
 #[test]
 fn short_training_beats_popularity_and_exports() {
-    let dataset = agp_datasets::bundled_default().expect("the bundled dataset is committed");
+    let dataset = agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .expect("the bundled dataset is committed");
     let config = LightGcnConfig {
         epochs: 30,
         eval_every: 10,

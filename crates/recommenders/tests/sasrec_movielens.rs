@@ -9,7 +9,10 @@ use agp_recommenders::sasrec::{SasRec, SasRecConfig, sampled_eval};
 #[test]
 #[ignore = "trains on ml-latest-small; tens of seconds"]
 fn beats_popularity_on_ml_latest_small() {
-    let ds = agp_datasets::bundled_default().expect("bundled dataset");
+    let ds = agp_datasets::bundled_default(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"),
+    )
+    .expect("bundled dataset");
     let epochs = std::env::var("SASREC_EPOCHS")
         .ok()
         .and_then(|e| e.parse().ok())
