@@ -90,6 +90,7 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<()> {
         methods: a.methods,
         runs: a.runs,
         progress: !a.quiet,
+        kinds: Default::default(),
     };
     let runs = agp_harness::run_experiments(&Workspace::discover(), &[a.experiment], &opts)?;
     if !a.quiet {

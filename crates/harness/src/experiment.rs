@@ -178,11 +178,13 @@ pub enum ItemText {
 /// The row key that picks the item text a method sees; not a method setting.
 pub const ITEM_TEXT_KEY: &str = "item_text";
 
-/// What a row runs: a built-in method, or a method in any language behind the external
-/// protocol (`kind = "external"`).
+/// What a row runs: a built-in method, a method in any language behind the external protocol
+/// (`kind = "external"`), or a kind a program registered ([`crate::method`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum MethodSpec {
+    // First: its `registered` field is what tells it apart when a report is read back.
+    Registered(crate::method::Registered),
     Builtin(agp::MethodConfig),
     External(crate::external::ExternalConfig),
 }
@@ -235,7 +237,12 @@ fn candidate_orders(value: &toml::Value, path: &Path) -> Result<Vec<agp::Candida
 }
 
 impl MethodRow {
-    fn parse(table: toml::Table, path: &Path, i: usize) -> Result<Self> {
+    fn parse(
+        table: toml::Table,
+        path: &Path,
+        i: usize,
+        kinds: &crate::method::Methods,
+    ) -> Result<Self> {
         let label = table["label"].as_str().unwrap_or("?").to_string();
         let kind = table["kind"].as_str().unwrap_or("?").to_string();
         let at = || format!("{}: methods[{i}] {label:?} (kind {kind})", path.display());
@@ -252,7 +259,16 @@ impl MethodRow {
         };
         let mut settings = table.clone();
         settings.remove(ITEM_TEXT_KEY);
-        let config = if kind == "external" {
+        let config = if let Some(k) = kinds.get(&kind) {
+            settings.remove("kind");
+            settings.remove("label");
+            let method = k.resolve(&settings).with_context(at)?;
+            MethodSpec::Registered(crate::method::Registered {
+                kind: kind.clone(),
+                settings: method.settings(),
+                method: Some(method),
+            })
+        } else if kind == "external" {
             settings.remove("kind");
             let c: crate::external::ExternalConfig =
                 toml::Value::Table(settings).try_into().with_context(at)?;
@@ -281,13 +297,22 @@ impl MethodRow {
 
     /// Calls no LLM: runs once per (dataset, backbone), not once per LLM.
     pub fn is_llm_free(&self) -> bool {
-        matches!(self.config, MethodSpec::Builtin(agp::MethodConfig::Base(_)))
+        match &self.config {
+            MethodSpec::Builtin(c) => matches!(c, agp::MethodConfig::Base(_)),
+            MethodSpec::Registered(r) => r.method.as_ref().is_some_and(|m| !m.uses_llm()),
+            MethodSpec::External(_) => false,
+        }
     }
 }
 
 impl Experiment {
     /// Reads `path` and the shared `scales.toml` in the same folder, resolved for `scale`.
     pub fn load(path: &Path, scale: Scale) -> Result<Self> {
+        Self::load_with(path, scale, &crate::method::Methods::default())
+    }
+
+    /// As [`Experiment::load`], knowing the method kinds of `kinds` besides the built-in ones.
+    pub fn load_with(path: &Path, scale: Scale, kinds: &crate::method::Methods) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading experiment file {}", path.display()))?;
         let file: ExperimentFile =
@@ -379,7 +404,7 @@ impl Experiment {
                 ),
                 None => {}
             }
-            let row = MethodRow::parse(merged, path, i)?;
+            let row = MethodRow::parse(merged, path, i, kinds)?;
             match &orders {
                 Some(orders) if !row.is_llm_free() => {
                     for &order in orders {

@@ -19,6 +19,7 @@ pub mod compare;
 pub mod experiment;
 pub mod external;
 pub mod inputs;
+pub mod method;
 pub mod paper;
 pub mod pipeline;
 pub mod plan;
@@ -29,6 +30,7 @@ pub mod svg;
 pub mod train;
 
 pub use experiment::{Experiment, Scale};
+pub use method::{Method, MethodKind, Methods};
 pub use run::{ReproduceOptions, run_experiments};
 
 use std::path::{Path, PathBuf};

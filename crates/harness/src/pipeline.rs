@@ -307,6 +307,11 @@ pub fn job_config(job: &MethodJob<'_>) -> Result<MethodSpec> {
             }
             cfg.validate(&job.backbone.candidates).with_context(at)?;
         }
+        MethodSpec::Registered(r) => {
+            r.method()?
+                .check_data(&job.backbone.candidates)
+                .with_context(at)?;
+        }
         MethodSpec::External(c) => {
             if job.exp.settings.take_available_users
                 && c.n_train_users.is_some_and(|n| n > available)
@@ -373,6 +378,8 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     let trains = match &cfg {
         MethodSpec::Builtin(c) => c.training_epochs() > 1,
         MethodSpec::External(c) => c.epochs > 1,
+        // A registered method is evaluated only: what it learns, it learns in its reranker.
+        MethodSpec::Registered(_) => false,
     };
     let llm: Arc<dyn agp_llm::ChatModel> = Arc::new(Prioritized {
         inner: job.llm.clone(),
@@ -405,6 +412,23 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
                     agp::run_method(c, job.ds, &job.backbone.candidates, llm.clone(), &opts).await
                 }
             },
+            MethodSpec::Registered(reg) => {
+                let inner = reg.method()?.reranker();
+                let mut r: Box<dyn agp::Reranker> = match job.row.order {
+                    Some(order) => Box::new(agp::Ordered::new(inner, order)),
+                    None => inner,
+                };
+                agp::run_reranker(
+                    r.as_mut(),
+                    &job.row.label,
+                    reg.settings.clone(),
+                    job.ds,
+                    &job.backbone.candidates,
+                    llm.clone(),
+                    &opts,
+                )
+                .await
+            }
             MethodSpec::External(c) => {
                 let external = ExternalReranker::new(
                     c.clone(),
@@ -496,6 +520,14 @@ fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell 
                 let users = run.last.users.len() as u64;
                 Some((per.min * users, per.max * users))
             }
+            MethodSpec::Registered(r) => r.method.as_ref().map(|m| {
+                let per = match job.row.order {
+                    Some(order) => order.calls_per_user(m.calls_per_user(K)),
+                    None => m.calls_per_user(K),
+                };
+                let users = run.last.users.len() as u64;
+                (per.min * users, per.max * users)
+            }),
             _ => None,
         },
         estimated_cost_usd: agp_llm::usage::PriceTable::builtin().cost_usd(

@@ -143,18 +143,27 @@ pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
         let model = llm.split_once(':').map(|(_, m)| m).unwrap_or(llm);
         let model = model.split_once('#').map(|(_, m)| m).unwrap_or(model);
         for row in &exp.methods {
-            // An external method's calls are its own business: it is not planned.
-            let crate::experiment::MethodSpec::Builtin(cfg) = &row.config else {
-                continue;
+            let requests = match &row.config {
+                crate::experiment::MethodSpec::Builtin(cfg) => {
+                    ordered_cell_requests(
+                        cfg,
+                        row.order,
+                        s.test_users,
+                        s.valid_users,
+                        s.train_users,
+                        pipeline::K,
+                    ) * cells
+                }
+                // A registered method states its own cost per evaluated user.
+                crate::experiment::MethodSpec::Registered(r) => {
+                    let Some(m) = &r.method else { continue };
+                    let per = m.calls_per_user(pipeline::K);
+                    let per = row.order.map_or(per, |o| o.calls_per_user(per));
+                    per.max as f64 * (s.test_users + s.valid_users) as f64 * cells
+                }
+                // An external method's calls are its own business: it is not planned.
+                crate::experiment::MethodSpec::External(_) => continue,
             };
-            let requests = ordered_cell_requests(
-                cfg,
-                row.order,
-                s.test_users,
-                s.valid_users,
-                s.train_users,
-                pipeline::K,
-            ) * cells;
             let usd = prices.get(model).map(|p| {
                 requests
                     * (EST_PROMPT_TOKENS * p.input_per_mtok

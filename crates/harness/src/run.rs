@@ -62,6 +62,8 @@ pub struct ReproduceOptions {
     pub runs: Option<PathBuf>,
     /// Progress bars (on a terminal) or progress lines (without one).
     pub progress: bool,
+    /// Method kinds a program registered besides the built-in ones ([`crate::method`]).
+    pub kinds: crate::method::Methods,
 }
 
 impl Default for ReproduceOptions {
@@ -82,6 +84,7 @@ impl Default for ReproduceOptions {
             methods: Vec::new(),
             runs: None,
             progress: true,
+            kinds: Default::default(),
         }
     }
 }
@@ -111,7 +114,7 @@ pub fn run_experiments(
     // Every experiment file is read and every method row checked before anything trains.
     let mut exps = Vec::new();
     for name in &names {
-        let mut exp = Experiment::load(&ws.experiment_path(name), opts.scale)?;
+        let mut exp = Experiment::load_with(&ws.experiment_path(name), opts.scale, &opts.kinds)?;
         if !opts.datasets.is_empty() {
             exp.settings.datasets = opts.datasets.clone();
         }

@@ -143,7 +143,7 @@ impl Cell {
     pub fn builtin(&self) -> Option<&agp::MethodConfig> {
         match &self.method {
             MethodSpec::Builtin(c) => Some(c),
-            MethodSpec::External(_) => None,
+            MethodSpec::External(_) | MethodSpec::Registered(_) => None,
         }
     }
 
