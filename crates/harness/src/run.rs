@@ -62,6 +62,9 @@ pub struct ReproduceOptions {
     pub runs: Option<PathBuf>,
     /// Progress bars (on a terminal) or progress lines (without one).
     pub progress: bool,
+    /// Run each cell's bulk requests (test-stage evaluation) through the provider's Batch API
+    /// in rounds (see [`agp_llm::batch`]); training calls stay synchronous.
+    pub batch: Option<agp_llm::batch::BatchOptions>,
 }
 
 impl Default for ReproduceOptions {
@@ -82,6 +85,7 @@ impl Default for ReproduceOptions {
             methods: Vec::new(),
             runs: None,
             progress: true,
+            batch: None,
         }
     }
 }
@@ -108,6 +112,12 @@ pub fn run_experiments(
     } else {
         names.to_vec()
     };
+    if opts.batch.is_some() && opts.on_failure == FailurePolicy::Stop {
+        bail!(
+            "--batch runs the bulk stages in rounds whose deferred calls count as failures until \
+             their batch answers; it needs --on-failure continue"
+        );
+    }
     // Every experiment file is read and every method row checked before anything trains.
     let mut exps = Vec::new();
     for name in &names {
@@ -257,6 +267,7 @@ fn build_llms(
                 recordings: Some(recordings.clone()),
                 threads: args.threads,
                 max_concurrency: Some(args.jobs),
+                batch: if live { args.batch } else { None },
                 ..LlmOptions::default()
             };
             let handle = build_model(&spec, &opts)
@@ -407,6 +418,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
                         llm_spec: &l.text,
                         llm_identity: &l.identity,
                         llm: l.handle.model.clone(),
+                        batcher: l.handle.batcher.clone(),
                         ledger: l.handle.ledger.clone(),
                         seed: *seed,
                         jobs: args.jobs,

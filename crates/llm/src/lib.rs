@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod batch;
 pub mod factory;
 pub mod fetch;
 pub mod http;
@@ -257,6 +258,9 @@ pub enum FailureReason {
     ClientError,
     /// Not a call outcome: a replay miss, an unwritable recordings file, a wrong setup.
     Setup,
+    /// Not asked yet: kept for a batch (see [`batch`]); the run asks again once the batch has
+    /// answered.
+    Deferred,
 }
 
 impl FailureReason {
@@ -271,6 +275,7 @@ impl FailureReason {
                 | Self::Timeout
                 | Self::Transport
                 | Self::Malformed
+                | Self::Deferred
         )
     }
 
@@ -304,6 +309,7 @@ impl FailureReason {
             Self::ContentFilter => "content-filter",
             Self::ClientError => "client-error",
             Self::Setup => "setup",
+            Self::Deferred => "deferred",
         }
     }
 }
@@ -357,6 +363,9 @@ pub enum LlmError {
     /// A setup problem with nothing underneath it (a missing key, an unknown model name).
     #[error("{0}")]
     Other(String),
+    /// The request was kept for a batch instead of being sent (see [`batch`]).
+    #[error("request {key} deferred to a batch")]
+    Deferred { key: String },
 }
 
 impl LlmError {
@@ -383,6 +392,7 @@ impl LlmError {
     pub fn reason(&self) -> FailureReason {
         match self {
             Self::Http { reason, .. } => *reason,
+            Self::Deferred { .. } => FailureReason::Deferred,
             Self::ReplayMiss { .. }
             | Self::Io { .. }
             | Self::Json { .. }

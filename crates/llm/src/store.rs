@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::batch::{BatchCall, Batcher};
 use crate::usage::CallKind;
 use crate::{
     ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
@@ -206,7 +207,7 @@ impl RecordedFailure {
     }
 
     /// The failure to keep, if `e` is one a retry would only pay for again.
-    fn of(e: &LlmError) -> Option<Self> {
+    pub(crate) fn of(e: &LlmError) -> Option<Self> {
         match e {
             LlmError::Http {
                 request_id,
@@ -506,6 +507,8 @@ pub struct Recorder {
     mode: RecordMode,
     /// One async lock per key in flight, so concurrent identical requests pay once.
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where misses that may wait go instead of the model (see [`crate::batch`]).
+    batcher: Option<Arc<Batcher>>,
 }
 
 /// A replay-only model: a [`Recorder`] with no inner model, in [`RecordMode::Replay`].
@@ -533,7 +536,29 @@ impl Recorder {
             store,
             mode,
             inflight: Mutex::new(HashMap::new()),
+            batcher: None,
         })
+    }
+
+    /// Defers the misses `batcher` takes (in [`RecordMode::Auto`]) instead of calling.
+    pub fn with_batcher(mut self, batcher: Arc<Batcher>) -> Self {
+        self.batcher = Some(batcher);
+        self
+    }
+
+    /// The error to answer a miss with when it is deferred to a batch; `None` to call now.
+    fn defer(
+        &self,
+        key: &str,
+        kind: CallKind,
+        request: &serde_json::Value,
+        priority: u8,
+        call: impl FnOnce() -> BatchCall,
+    ) -> Option<LlmError> {
+        match (&self.batcher, self.mode) {
+            (Some(b), RecordMode::Auto) => b.defer(key, kind, request, priority, call),
+            _ => None,
+        }
     }
 
     /// Answers only from `store`, as model `info`; needs no model file, key or network.
@@ -545,6 +570,7 @@ impl Recorder {
             store: Some(store),
             mode: RecordMode::Replay,
             inflight: Mutex::new(HashMap::new()),
+            batcher: None,
         }
     }
 
@@ -662,6 +688,11 @@ impl Recorder {
         let request = serde_json::json!({
             "messages": one.messages, "prefix": one.prefix, "suffixes": one.suffixes
         });
+        if let Some(e) = self.defer(key, CallKind::Score, &request, req.priority, || {
+            BatchCall::ScorePart(one.clone())
+        }) {
+            return Err(e);
+        }
         match self.inner()?.score(&one).await {
             Ok(r) => {
                 let [s] = r.scores[..] else {
@@ -776,6 +807,11 @@ impl ChatModel for Recorder {
             return Err(self.miss(&key, &req.messages));
         }
         let request = serde_json::json!({ "messages": req.messages, "sampling": req.sampling });
+        if let Some(e) = self.defer(&key, CallKind::Chat, &request, req.priority, || {
+            BatchCall::Chat(req.clone())
+        }) {
+            return Err(e);
+        }
         match self.inner()?.chat(req).await {
             Ok(r) => {
                 // Stored (and fsynced) before anyone sees the answer: a kill after this line
@@ -818,6 +854,11 @@ impl ChatModel for Recorder {
             return Err(self.miss(&key, &req.messages));
         }
         let request = serde_json::json!({ "messages": req.messages, "labels": req.labels });
+        if let Some(e) = self.defer(&key, CallKind::Labels, &request, req.priority, || {
+            BatchCall::Labels(req.clone())
+        }) {
+            return Err(e);
+        }
         match self.inner()?.label_logprobs(req).await {
             Ok(r) => {
                 self.record(key, CallKind::Labels, request, Answer::Labels(r.clone()))?;

@@ -459,8 +459,11 @@ impl Shared {
             }
         }
         let body = b.json();
+        let lines = b.lines.len() as u64;
         st.batches.insert(id, b);
-        lock(&self.state).batches_created += 1;
+        let mut stats = lock(&self.state);
+        stats.batches_created += 1;
+        stats.batch_lines_submitted += lines;
         Response::json(200, &body)
     }
 

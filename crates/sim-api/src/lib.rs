@@ -189,6 +189,10 @@ pub struct SimStats {
     /// Batches created (failed validation included).
     #[serde(default)]
     pub batches_created: u64,
+    /// Lines of the batches created that passed validation: with `batch_lines`, whether any
+    /// request was submitted twice or never answered.
+    #[serde(default)]
+    pub batch_lines_submitted: u64,
     /// Batch lines answered, each once, when its batch completed (not in `attempts`; an
     /// answered line counts in `answered`, `distinct_answered` and `answered_twice` like a
     /// synchronous answer, so a body answered once in a batch and once synchronously shows as

@@ -36,6 +36,7 @@ pub(crate) struct State {
     attempts: u64,
     pub(crate) files_uploaded: u64,
     pub(crate) batches_created: u64,
+    pub(crate) batch_lines_submitted: u64,
     batch_lines: u64,
     batch_by_status: BTreeMap<u16, u64>,
     by_status: BTreeMap<u16, u64>,
@@ -295,6 +296,7 @@ impl Shared {
         SimStats {
             files_uploaded: st.files_uploaded,
             batches_created: st.batches_created,
+            batch_lines_submitted: st.batch_lines_submitted,
             batch_lines: st.batch_lines,
             batch_by_status: st.batch_by_status.clone(),
             attempts: st.attempts,
