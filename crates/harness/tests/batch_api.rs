@@ -7,7 +7,7 @@ use std::time::Duration;
 use agp_llm::batch::BatchOptions;
 use agp_llm::factory::{LlmOptions, LlmSpec, build_model};
 use agp_llm::{
-    ChatRequest, FailureReason, LabelRequest, LlmError, LlmHandle, Message, RecordMode,
+    CallMode, ChatRequest, FailureReason, LabelRequest, LlmError, LlmHandle, Message, RecordMode,
     ScoreRequest,
 };
 use agp_sim_api::{BatchConfig, SimConfig, SimServer};
@@ -104,6 +104,12 @@ async fn deferred_requests_come_back_as_sync_records_and_training_calls_at_once(
             assert_eq!(r.unwrap().usage.replayed.requests, 1);
         }
     }
+    // Kept as the record a sync call makes, priced as a batch line.
+    let store = h.store.clone().unwrap();
+    let rec = store
+        .get(&agp_llm::chat_key(&h.model.info(), &chat(0, 1)))
+        .unwrap();
+    assert_eq!(rec.chat.unwrap().usage.mode, CallMode::Batch);
     assert_eq!(h.model.score(&score).await.unwrap().scores.len(), 2);
     assert_eq!(
         h.model
@@ -198,6 +204,41 @@ async fn a_crash_while_a_batch_is_pending_resumes_by_polling_it() {
     let st = server.stats();
     assert_eq!((st.batches_created, st.batch_lines, st.attempts), (1, 5, 0));
     assert!(!std::fs::read_dir(&state).unwrap().any(|_| true));
+}
+
+#[tokio::test]
+async fn cached_prompt_tokens_are_kept_per_record() {
+    let server = SimServer::start(SimConfig {
+        prefix_cache: Some(agp_sim_api::PrefixCacheConfig {
+            min_tokens: 32,
+            step_tokens: 8,
+        }),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let h = handle(&server, &tmp.path().join("rec.jsonl"), fast());
+    let front = "A long instruction and history that every request shares. ".repeat(4);
+    let ask = |tail: &str| {
+        let mut r = ChatRequest::new(vec![Message::user(format!("{front}{tail}"))]);
+        r.priority = 3;
+        r
+    };
+    let first = h.model.chat(&ask("one")).await.unwrap();
+    let second = h.model.chat(&ask("two")).await.unwrap();
+    assert_eq!(first.usage.cached_tokens, 0);
+    assert!(second.usage.cached_tokens >= 32, "{:?}", second.usage);
+    assert!(second.usage.cached_tokens < second.usage.prompt_tokens);
+    assert_eq!(second.usage.mode, CallMode::Sync);
+    let rec = h.store.clone().unwrap();
+    let rec = rec
+        .get(&agp_llm::chat_key(&h.model.info(), &ask("two")))
+        .unwrap();
+    assert_eq!(
+        rec.chat.unwrap().usage.cached_tokens,
+        second.usage.cached_tokens
+    );
 }
 
 #[test]

@@ -24,8 +24,8 @@ use crate::batch::{BatchAnswer, BatchBackend, BatchCall, BatchInfo};
 use crate::pool::{Pool, PoolLimits, Slots, Verdict, parse_reset};
 
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
-    Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
+    CallMode, ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse,
+    LlmError, Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
 };
 
 /// Which service the client talks to; decides the env variables, defaults and quirks.
@@ -244,6 +244,41 @@ struct ApiUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// OpenAI: `cached_tokens` of the prompt.
+    #[serde(default)]
+    prompt_tokens_details: Option<TokenDetails>,
+    /// OpenAI: `reasoning_tokens` of the completion.
+    #[serde(default)]
+    completion_tokens_details: Option<TokenDetails>,
+    /// DeepSeek: prompt tokens read from its context cache.
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl ApiUsage {
+    /// Prompt tokens the provider read from its cache, in either provider's field.
+    fn cached(&self) -> u64 {
+        self.prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .or(self.prompt_cache_hit_tokens)
+            .unwrap_or(0)
+    }
+
+    fn reasoning(&self) -> u64 {
+        self.completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+    }
 }
 
 /// Why an attempt failed, and whether another attempt may help.
@@ -720,10 +755,17 @@ fn chat_response(completion: Completion, latency_ms: u64, retries: u32) -> ChatR
             completion_tokens: u.completion_tokens,
             latency_ms,
             retries,
+            cached_tokens: u.cached(),
+            reasoning_tokens: u.reasoning(),
             ..Usage::default()
         },
         finish_reason,
     }
+}
+
+/// Prompt tokens of a reply read from the provider's cache.
+fn cached_of(reply: &Reply) -> u64 {
+    reply.completion.usage.as_ref().map_or(0, ApiUsage::cached)
 }
 
 /// A pointwise score and the prompt and completion tokens of one candidate's reply.
@@ -912,7 +954,11 @@ impl BatchBackend for OpenAiClient {
             quota_reset: None,
         };
         Ok(match call {
-            BatchCall::Chat(_) => BatchAnswer::Chat(chat_response(reply.completion, 0, 0)),
+            BatchCall::Chat(_) => {
+                let mut c = chat_response(reply.completion, 0, 0);
+                c.usage.mode = CallMode::Batch;
+                BatchAnswer::Chat(c)
+            }
             BatchCall::ScorePart(_) => {
                 let (score, prompt_tokens, completion_tokens) = yes_no_of(&reply)?;
                 BatchAnswer::Score(ScoreResponse {
@@ -920,6 +966,8 @@ impl BatchBackend for OpenAiClient {
                     usage: Usage {
                         prompt_tokens,
                         completion_tokens,
+                        cached_tokens: cached_of(&reply),
+                        mode: CallMode::Batch,
                         ..Usage::default()
                     },
                 })
@@ -932,6 +980,8 @@ impl BatchBackend for OpenAiClient {
                     usage: Usage {
                         prompt_tokens,
                         completion_tokens,
+                        cached_tokens: cached_of(&reply),
+                        mode: CallMode::Batch,
                         ..Usage::default()
                     },
                 })
@@ -1200,6 +1250,7 @@ impl ChatModel for OpenAiClient {
                 completion_tokens,
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries,
+                cached_tokens: cached_of(&reply),
                 ..Usage::default()
             },
         })
@@ -1214,15 +1265,16 @@ impl ChatModel for OpenAiClient {
             async move {
                 let (reply, retries) = self.call(&messages, sampling, true, req.priority).await?;
                 let (score, p, c) = yes_no_of(&reply)?;
-                Ok((score, p, c, retries))
+                Ok((score, p, c, retries, cached_of(&reply)))
             }
         });
         let results = futures::future::join_all(calls).await;
         let mut usage = Usage::default();
         let mut scores = Vec::with_capacity(results.len());
         for r in results {
-            let (s, p, c, retries) = r?;
+            let (s, p, c, retries, cached) = r?;
             scores.push(s);
+            usage.cached_tokens += cached;
             usage.prompt_tokens += p;
             usage.completion_tokens += c;
             usage.retries += retries;

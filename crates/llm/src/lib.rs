@@ -32,7 +32,9 @@ pub use store::{
     RecordMode, RecordedFailure, Recorder, ReplayModel, Store, chat_key, label_key, score_key,
     score_part_key,
 };
-pub use usage::{CallKind, CallOutcome, CallUsage, Price, PriceTable, Totals, UsageLedger};
+pub use usage::{
+    CallKind, CallOutcome, CallUsage, PRICE_TABLE_VERSION, Price, PriceTable, Totals, UsageLedger,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,10 +115,42 @@ pub struct Usage {
     pub completion_tokens: u64,
     pub latency_ms: u64,
     pub retries: u32,
+    /// Of `prompt_tokens`, those the provider read from its prompt cache (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`, DeepSeek's `prompt_cache_hit_tokens`), billed at
+    /// the cached price. Absent from recordings made before it was kept, and while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_tokens: u64,
+    /// Of `completion_tokens`, the hidden reasoning of a reasoning model.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
+    /// How the request was sent, which decides its price.
+    #[serde(default, skip_serializing_if = "CallMode::is_sync")]
+    pub mode: CallMode,
     /// What of this was answered from a recording, so nothing was spent on it now. Set by the
     /// [`Recorder`] as it replays; never stored, since a recording is live when it is made.
     #[serde(skip)]
     pub replayed: Replayed,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How a request was sent: it decides the price ([`usage::Price`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallMode {
+    /// The synchronous endpoint, at list price.
+    #[default]
+    Sync,
+    /// A line of a batch (see [`batch`]), at the batch price.
+    Batch,
+}
+
+impl CallMode {
+    pub fn is_sync(&self) -> bool {
+        *self == Self::Sync
+    }
 }
 
 /// The replayed part of a [`Usage`]: requests and the tokens they had cost when recorded.
@@ -125,6 +159,8 @@ pub struct Replayed {
     pub requests: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, read from the provider's cache.
+    pub cached_tokens: u64,
 }
 
 impl Usage {
@@ -134,6 +170,7 @@ impl Usage {
             requests,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
+            cached_tokens: self.cached_tokens,
         };
         self
     }

@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::batch::{BatchCall, Batcher};
 use crate::usage::CallKind;
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
-    Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
+    CallMode, ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse,
+    LlmError, Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
 };
 
 /// Bumped when the canonical request layout changes, so old recordings miss loudly instead of
@@ -935,7 +935,16 @@ impl ChatModel for Recorder {
             match p {
                 Ok((s, u)) => {
                     scores.push(s);
+                    // Batch only when every candidate was: a mixed scoring prices at the
+                    // higher, synchronous rate.
+                    usage.mode = if scores.len() == 1 || usage.mode == CallMode::Batch {
+                        u.mode
+                    } else {
+                        CallMode::Sync
+                    };
                     usage.prompt_tokens += u.prompt_tokens;
+                    usage.cached_tokens += u.cached_tokens;
+                    usage.reasoning_tokens += u.reasoning_tokens;
                     usage.completion_tokens += u.completion_tokens;
                     usage.latency_ms = usage.latency_ms.max(u.latency_ms);
                     usage.retries += u.retries;
@@ -943,6 +952,7 @@ impl ChatModel for Recorder {
                         usage.replayed.requests += u.replayed.requests;
                         usage.replayed.prompt_tokens += u.replayed.prompt_tokens;
                         usage.replayed.completion_tokens += u.replayed.completion_tokens;
+                        usage.replayed.cached_tokens += u.replayed.cached_tokens;
                     }
                 }
                 Err(e) => {
