@@ -74,6 +74,10 @@ pub struct ReproduceArgs {
     /// servers with /v1/batches only.
     #[arg(long)]
     pub batch: bool,
+    /// Print the plan (requests, cost at list prices, expected wall time and cached share per
+    /// LLM and stage, synchronous and with --batch side by side) and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Seconds between two polls of a pending batch.
     #[arg(long, default_value_t = 30.0, requires = "batch")]
     pub batch_poll_s: f64,
@@ -99,6 +103,7 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<()> {
         methods: a.methods,
         runs: a.runs,
         progress: !a.quiet,
+        dry_run: a.dry_run,
         batch: a.batch.then(|| agp_llm::batch::BatchOptions {
             poll_every: std::time::Duration::from_secs_f64(a.batch_poll_s.max(0.0)),
             ..agp_llm::batch::BatchOptions::default()

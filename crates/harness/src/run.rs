@@ -65,6 +65,9 @@ pub struct ReproduceOptions {
     /// Run each cell's bulk requests (test-stage evaluation) through the provider's Batch API
     /// in rounds (see [`agp_llm::batch`]); training calls stay synchronous.
     pub batch: Option<agp_llm::batch::BatchOptions>,
+    /// Print each experiment's plan (requests, cost and wall time, synchronous and with
+    /// `--batch`) and run nothing.
+    pub dry_run: bool,
 }
 
 impl Default for ReproduceOptions {
@@ -86,6 +89,7 @@ impl Default for ReproduceOptions {
             runs: None,
             progress: true,
             batch: None,
+            dry_run: false,
         }
     }
 }
@@ -149,6 +153,18 @@ pub fn run_experiments(
         }
         // An experiment none of whose rows was asked for has nothing to run or report.
         exps.retain(|e| !e.methods.is_empty());
+    }
+    if opts.dry_run {
+        // The plan of each experiment, synchronous and --batch side by side; nothing runs.
+        for exp in &exps {
+            let llms: Vec<String> = match &opts.llm {
+                Some(l) => vec![l.clone()],
+                None => exp.settings.llms.clone(),
+            };
+            let plan = plan::plan_for(exp, &llms, seeds_of(exp, opts), opts.jobs)?;
+            println!("{}\n", plan.render());
+        }
+        return Ok(Vec::new());
     }
     let mut failures = Vec::new();
     let mut done = Vec::new();
@@ -314,7 +330,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
         .any(|s| s.starts_with("openai:") || s.starts_with("deepseek:"));
     let live = llm_specs.iter().any(|s| s != "replay");
     let plan = if live {
-        let plan = plan::plan(exp, &llm_specs, n_seeds)?;
+        let plan = plan::plan_for(exp, &llm_specs, n_seeds, args.jobs)?;
         eprintln!("{}", plan.render());
         Some(plan)
     } else {
