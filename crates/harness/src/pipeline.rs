@@ -350,7 +350,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     // directories.
     parts.extend(order.as_deref());
     let fingerprint = sha256_hex(&parts);
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         sampling,
         log_dir: Some(run_dir(job.runs, job.exp, job.seed, &key, &fingerprint)),
         concurrency: job.jobs,
@@ -380,6 +380,13 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     let mut round = 1;
     let mut batch_rounds = 0usize;
     loop {
+        // With --batch a cell runs many rounds, each replaying the last one's answers: each
+        // round books into a ledger of its own and only the last one counts (the Recorder
+        // books what this process paid for as live in every round).
+        let round_ledger = job.batcher.is_some().then(agp_llm::UsageLedger::default);
+        if let Some(l) = &round_ledger {
+            opts.ledger = l.clone();
+        }
         let run = match &cfg {
             MethodSpec::Builtin(c) => match job.row.order {
                 Some(order) => {
@@ -453,6 +460,9 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
             .map(|(_, n)| n)
             .sum();
         if transient == 0 || round >= FAILURE_ROUNDS {
+            for call in round_ledger.map(|l| l.calls()).unwrap_or_default() {
+                job.ledger.book(call);
+            }
             return Ok(cell_from_run(&job, &cfg, run));
         }
         eprintln!(

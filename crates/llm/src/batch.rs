@@ -220,6 +220,9 @@ pub struct Batcher {
     sync_only: Mutex<HashSet<String>>,
     flushing: tokio::sync::Mutex<()>,
     log: BatchLog,
+    /// Keys answered live in this process, by a batch or synchronously: their replays in a
+    /// later round are this run's spend, not an earlier run's.
+    paid_now: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -270,6 +273,7 @@ impl Batcher {
             sync_only: Mutex::new(HashSet::new()),
             flushing: tokio::sync::Mutex::new(()),
             log: Arc::new(|l: &str| eprintln!("{l}")),
+            paid_now: Mutex::new(HashSet::new()),
         }
     }
 
@@ -286,6 +290,17 @@ impl Batcher {
     /// Requests deferred and not yet submitted.
     pub fn pending(&self) -> usize {
         lock(&self.pending).len()
+    }
+
+    /// Notes that `key` was answered live in this process.
+    pub(crate) fn note_paid(&self, key: &str) {
+        lock(&self.paid_now).insert(key.to_string());
+    }
+
+    /// Whether `key` was answered live in this process (see [`Batcher::note_paid`]): a round
+    /// that replays it books it as paid now, so the last round's ledger holds the run's spend.
+    pub(crate) fn paid_now(&self, key: &str) -> bool {
+        lock(&self.paid_now).contains(key)
     }
 
     /// Defers the request, if it may be: the error its caller returns, or `None` to call it
@@ -562,6 +577,7 @@ impl Batcher {
             },
         }
         self.store.append(rec)?;
+        self.note_paid(key);
         Ok(true)
     }
 }

@@ -546,6 +546,15 @@ impl Recorder {
         self
     }
 
+    /// The usage of a recorded answer: replayed, unless this process paid for it (with a
+    /// batcher, whose rounds replay what an earlier round paid for).
+    fn replayed(&self, key: &str, usage: Usage) -> Usage {
+        match &self.batcher {
+            Some(b) if b.paid_now(key) => usage,
+            _ => usage.replayed(1),
+        }
+    }
+
     /// The error to answer a miss with when it is deferred to a batch; `None` to call now.
     fn defer(
         &self,
@@ -631,6 +640,9 @@ impl Recorder {
         answer: Answer,
     ) -> Result<(), LlmError> {
         let store = self.store.as_ref().expect("checked in new");
+        if let Some(b) = &self.batcher {
+            b.note_paid(&key);
+        }
         let (mut chat, mut score, mut labels, mut failure) = (None, None, None, None);
         match answer {
             Answer::Chat(c) => chat = Some(c),
@@ -672,7 +684,7 @@ impl Recorder {
             if let Some(r) = rec.score
                 && let [s] = r.scores[..]
             {
-                return Ok((s, r.usage.replayed(1)));
+                return Ok((s, self.replayed(key, r.usage)));
             }
         }
         if self.mode == RecordMode::Replay {
@@ -799,7 +811,7 @@ impl ChatModel for Recorder {
                 return Err(f.to_error());
             }
             if let Some(mut r) = rec.chat {
-                r.usage = r.usage.replayed(1);
+                r.usage = self.replayed(&key, r.usage);
                 return Ok(r);
             }
         }
@@ -846,7 +858,7 @@ impl ChatModel for Recorder {
             if let Some(mut r) = rec.labels
                 && r.logprobs.len() == req.labels.len()
             {
-                r.usage = r.usage.replayed(1);
+                r.usage = self.replayed(&key, r.usage);
                 return Ok(r);
             }
         }
