@@ -209,6 +209,40 @@ async fn a_crash_while_a_batch_is_pending_resumes_by_polling_it() {
 }
 
 #[tokio::test]
+async fn a_pending_batch_the_provider_does_not_know_is_asked_again() {
+    let slow = SimConfig {
+        batch: BatchConfig {
+            delay: Duration::from_secs(60),
+            ..BatchConfig::default()
+        },
+        ..SimConfig::default()
+    };
+    let first = SimServer::start(slow).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec.jsonl");
+    let state = agp_llm::batch::state_dir(&rec);
+    {
+        let h = handle(&first, &rec, fast());
+        assert!(is_deferred(&h.model.chat(&chat(0, 1)).await));
+        let batcher = h.batcher.clone().unwrap();
+        let flushing = tokio::spawn(async move { batcher.flush().await });
+        while !std::fs::read_dir(&state).is_ok_and(|mut d| d.next().is_some()) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        flushing.abort();
+        let _ = flushing.await;
+    }
+    // Another server: the stored batch id means nothing there.
+    let second = SimServer::start(SimConfig::default()).await.unwrap();
+    let h = handle(&second, &rec, fast());
+    assert!(is_deferred(&h.model.chat(&chat(0, 1)).await));
+    let r = h.batcher.clone().unwrap().flush().await.unwrap();
+    assert_eq!((r.resumed, r.submitted, r.stored), (1, 1, 1), "{r:?}");
+    h.model.chat(&chat(0, 1)).await.unwrap();
+    assert_eq!(second.stats().batch_lines, 1);
+}
+
+#[tokio::test]
 async fn cached_prompt_tokens_are_kept_per_record() {
     let server = SimServer::start(SimConfig {
         prefix_cache: Some(agp_sim_api::PrefixCacheConfig {

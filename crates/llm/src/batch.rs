@@ -344,7 +344,19 @@ impl Batcher {
                 self.info.model,
                 sub.lines.len()
             ));
-            self.finish(sub, &mut report).await?;
+            match self.backend.retrieve(&sub.batch_id).await {
+                // The provider does not know it (another account or server): nothing of it
+                // was answered or billed, so its requests are deferred anew.
+                Err(LlmError::Http { status: 404, .. }) => {
+                    self.log(&format!(
+                        "batch {} (model {}): unknown to the provider (HTTP 404); its requests \
+                         are asked again",
+                        sub.batch_id, self.info.model
+                    ));
+                    self.forget(&sub)?;
+                }
+                _ => self.finish(sub, &mut report).await?,
+            }
         }
         let lines: Vec<(String, Line)> = std::mem::take(&mut *lock(&self.pending))
             .into_iter()
@@ -523,6 +535,11 @@ impl Batcher {
                 if !seen.insert(key.to_string()) {
                     continue;
                 }
+                // Stored already by a run killed while it stored this batch's answers.
+                if self.store.get(key).is_some() {
+                    report.stored += 1;
+                    continue;
+                }
                 if self.store_line(key, line, &v)? {
                     report.stored += 1;
                 } else {
@@ -535,9 +552,13 @@ impl Batcher {
             lock(&self.sync_only).insert(key.clone());
             report.to_sync += 1;
         }
+        self.forget(&sub)
+    }
+
+    /// Removes a batch's state file once nothing more can come of it.
+    fn forget(&self, sub: &Submitted) -> Result<(), LlmError> {
         let path = self.state_path(&sub.batch_id);
-        std::fs::remove_file(&path).map_err(|e| LlmError::io(&path, e))?;
-        Ok(())
+        std::fs::remove_file(&path).map_err(|e| LlmError::io(&path, e))
     }
 
     /// Stores one output or error line as the record a synchronous call would make; false
