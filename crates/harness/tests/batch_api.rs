@@ -165,6 +165,33 @@ async fn failed_and_expired_lines_go_through_the_sync_path_once() {
 }
 
 #[tokio::test]
+async fn files_are_split_by_size_and_a_line_over_the_limit_is_asked_synchronously() {
+    let server = SimServer::start(SimConfig::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = BatchOptions {
+        max_bytes: 1000,
+        ..fast()
+    };
+    let h = handle(&server, &tmp.path().join("rec.jsonl"), opts);
+    let batcher = h.batcher.clone().unwrap();
+    for i in 0..10 {
+        assert!(is_deferred(&h.model.chat(&chat(i, 1)).await));
+    }
+    let mut big = ChatRequest::new(vec![Message::user("x".repeat(2000))]);
+    big.priority = 1;
+    assert!(is_deferred(&h.model.chat(&big).await));
+    let r = batcher.flush().await.unwrap();
+    // About 250 bytes a line: at most 3 to a 1,000-byte file.
+    assert!(r.submitted >= 4, "{r:?}");
+    assert_eq!((r.stored, r.to_sync), (10, 0), "{r:?}");
+    let st = server.stats();
+    assert_eq!((st.batch_lines, st.attempts), (10, 0));
+    // The line too big for any file goes out synchronously, not deferred again.
+    h.model.chat(&big).await.unwrap();
+    assert_eq!(server.stats().attempts, 1);
+}
+
+#[tokio::test]
 async fn a_crash_while_a_batch_is_pending_resumes_by_polling_it() {
     let server = SimServer::start(SimConfig {
         batch: BatchConfig {
