@@ -119,10 +119,12 @@ fn a_batch_run_writes_the_sync_runs_reports_and_survives_a_kill_while_pending() 
     assert!(log.contains("submitted"), "{log}");
     assert_same_reports(&dir.join("sync-out"), &dir.join("batch-out"));
 
-    // Killed while its first batch is pending, then resumed against the same server.
+    // Killed while its first batch is pending, then resumed against the same server; a tenth
+    // of the batch lines fail with a 5xx and are asked synchronously.
     let slow = SimConfig {
         batch: BatchConfig {
             delay: Duration::from_millis(300),
+            line_error_rate: 0.1,
             ..BatchConfig::default()
         },
         ..SimConfig::default()
@@ -131,8 +133,14 @@ fn a_batch_run_writes_the_sync_runs_reports_and_survives_a_kill_while_pending() 
     let mut child = reproduce(&llm, dir, "killed", true).spawn().unwrap();
     let state = dir.join("killed.jsonl.batches");
     let t = Instant::now();
-    // The batch id is stored before it is polled: kill once it is.
-    while !std::fs::read_dir(&state).is_ok_and(|mut d| d.next().is_some()) {
+    // Kill once a batch is created (its state file is written before that).
+    let stored = |d: &Path| {
+        std::fs::read_dir(d).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
+    };
+    while !(server.stats().batches_created >= 1 && stored(&state)) {
         assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
         assert!(t.elapsed() < Duration::from_secs(300), "no batch submitted");
         std::thread::sleep(Duration::from_millis(2));
@@ -144,6 +152,8 @@ fn a_batch_run_writes_the_sync_runs_reports_and_survives_a_kill_while_pending() 
     let log = run_to_end(reproduce(&llm, dir, "killed", true));
     let s = server.stats();
     assert!(log.contains("left pending by an earlier run"), "{log}");
+    assert!(s.batch_by_status.keys().any(|&c| c >= 500), "{s:?}");
+    assert!(s.attempts > 0, "failed lines asked synchronously: {s:?}");
     assert_each_answered_once(&s, &sync_stats, 8);
     assert_same_reports(&dir.join("sync-out"), &dir.join("killed-out"));
 }

@@ -193,6 +193,15 @@ async fn files_are_split_by_size_and_a_line_over_the_limit_is_asked_synchronousl
 
 #[tokio::test]
 async fn a_crash_while_a_batch_is_pending_resumes_by_polling_it() {
+    crash_while_pending(false).await;
+}
+
+#[tokio::test]
+async fn a_crash_before_the_batch_id_was_stored_finds_it_in_the_providers_list() {
+    crash_while_pending(true).await;
+}
+
+async fn crash_while_pending(forget_the_id: bool) {
     let server = SimServer::start(SimConfig {
         batch: BatchConfig {
             delay: Duration::from_millis(300),
@@ -212,12 +221,21 @@ async fn a_crash_while_a_batch_is_pending_resumes_by_polling_it() {
         }
         let batcher = h.batcher.clone().unwrap();
         let flushing = tokio::spawn(async move { batcher.flush().await });
-        while !std::fs::read_dir(&state).is_ok_and(|mut d| d.next().is_some()) {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        while server.stats().batches_created == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // The process dies: nothing after the submission runs.
         flushing.abort();
         let _ = flushing.await;
+    }
+    if forget_the_id {
+        // As if killed before the provider's answer to the create call was written down.
+        for e in std::fs::read_dir(&state).unwrap().flatten() {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            v["batch_id"] = serde_json::Value::Null;
+            std::fs::write(e.path(), v.to_string()).unwrap();
+        }
     }
     assert_eq!(server.stats().batches_created, 1);
     assert_eq!(server.stats().batch_lines, 0);
@@ -247,14 +265,13 @@ async fn a_pending_batch_the_provider_does_not_know_is_asked_again() {
     let first = SimServer::start(slow).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let rec = tmp.path().join("rec.jsonl");
-    let state = agp_llm::batch::state_dir(&rec);
     {
         let h = handle(&first, &rec, fast());
         assert!(is_deferred(&h.model.chat(&chat(0, 1)).await));
         let batcher = h.batcher.clone().unwrap();
         let flushing = tokio::spawn(async move { batcher.flush().await });
-        while !std::fs::read_dir(&state).is_ok_and(|mut d| d.next().is_some()) {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        while first.stats().batches_created == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         flushing.abort();
         let _ = flushing.await;

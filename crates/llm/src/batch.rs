@@ -15,11 +15,12 @@
 //! also reports a rejected request with its id and status. A refusal, filter or empty answer
 //! is stored as the permanent failure a synchronous call stores.
 //!
-//! The batch id and its requests are written (atomically, fsynced) to a state file beside the
-//! recordings right after the batch is created; [`Batcher::flush`] first finishes every batch
-//! it finds there, so a run killed while waiting resumes by polling the same batch and never
-//! submits it again. (A kill between the provider's answer to the create call and that write,
-//! a few milliseconds, would submit again: a provider-side list by metadata would close it.)
+//! The uploaded input file's id and its requests are written (atomically, fsynced) to a state
+//! file beside the recordings before the batch is created, and again with the batch id once it
+//! is; [`Batcher::flush`] first finishes every batch it finds there, so a run killed while
+//! waiting resumes by polling the same batch and never submits it again. A run killed between
+//! the create call and the second write finds its batch in the provider's list of batches by
+//! input file.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -65,6 +66,7 @@ pub enum BatchAnswer {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BatchInfo {
     pub id: String,
+    pub input_file_id: Option<String>,
     /// `validating`, `in_progress`, `finalizing`, `completed`, `expired`, `cancelling`,
     /// `cancelled` or `failed`.
     pub status: String,
@@ -106,6 +108,7 @@ impl BatchInfo {
             });
         Self {
             id: s("id").unwrap_or_default(),
+            input_file_id: s("input_file_id"),
             status: s("status").unwrap_or_default(),
             output_file_id: s("output_file_id"),
             error_file_id: s("error_file_id"),
@@ -143,6 +146,8 @@ pub trait BatchBackend: Send + Sync {
     async fn upload(&self, filename: &str, jsonl: Vec<u8>) -> Result<String, LlmError>;
     async fn create(&self, input_file_id: &str) -> Result<BatchInfo, LlmError>;
     async fn retrieve(&self, batch_id: &str) -> Result<BatchInfo, LlmError>;
+    /// The batch created from this input file, if any (`GET /v1/batches`, every page).
+    async fn find_by_input(&self, input_file_id: &str) -> Result<Option<BatchInfo>, LlmError>;
     async fn content(&self, file_id: &str) -> Result<Vec<u8>, LlmError>;
 }
 
@@ -180,10 +185,13 @@ struct Line {
     call: BatchCall,
 }
 
-/// The state file of a submitted batch.
+/// The state file of a batch: written once its input file is uploaded, before the batch is
+/// created, and again with the batch id.
 #[derive(Debug, Serialize, Deserialize)]
 struct Submitted {
-    batch_id: String,
+    /// `None` until the provider has answered the create call.
+    #[serde(default)]
+    batch_id: Option<String>,
     input_file_id: String,
     /// Seconds since the Unix epoch.
     submitted_at: u64,
@@ -335,23 +343,47 @@ impl Batcher {
     pub async fn flush(&self) -> Result<FlushReport, LlmError> {
         let _turn = self.flushing.lock().await;
         let mut report = FlushReport::default();
-        for sub in self.stored()? {
+        for mut sub in self.stored()? {
             report.resumed += 1;
+            if sub.batch_id.is_none() {
+                // Killed between the upload and the provider's answer to the create call: the
+                // provider's list says whether the batch exists.
+                match self.backend.find_by_input(&sub.input_file_id).await? {
+                    Some(info) => {
+                        sub.batch_id = Some(info.id);
+                        self.save(&sub)?;
+                    }
+                    None => match self.create(&mut sub).await {
+                        Ok(_) => report.submitted += 1,
+                        // Its input file is unknown too: nothing was created or billed.
+                        Err(LlmError::Http { status: 404, .. }) => {
+                            self.log(&format!(
+                                "input file {} (model {}): unknown to the provider (HTTP 404); \
+                                 its requests are asked again",
+                                sub.input_file_id, self.info.model
+                            ));
+                            self.forget(&sub)?;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    },
+                }
+            }
+            let id = sub.batch_id.clone().unwrap_or_default();
             self.log(&format!(
-                "batch {} (model {}): left pending by an earlier run; polling it, not submitting \
-                 its {} requests again",
-                sub.batch_id,
+                "batch {id} (model {}): left pending by an earlier run; polling it, not \
+                 submitting its {} requests again",
                 self.info.model,
                 sub.lines.len()
             ));
-            match self.backend.retrieve(&sub.batch_id).await {
+            match self.backend.retrieve(&id).await {
                 // The provider does not know it (another account or server): nothing of it
                 // was answered or billed, so its requests are deferred anew.
                 Err(LlmError::Http { status: 404, .. }) => {
                     self.log(&format!(
-                        "batch {} (model {}): unknown to the provider (HTTP 404); its requests \
+                        "batch {id} (model {}): unknown to the provider (HTTP 404); its requests \
                          are asked again",
-                        sub.batch_id, self.info.model
+                        self.info.model
                     ));
                     self.forget(&sub)?;
                 }
@@ -368,18 +400,21 @@ impl Batcher {
             let n = lines.len();
             let filename = format!("agp-batch-{}-{n}.jsonl", now_unix());
             let file = self.backend.upload(&filename, jsonl).await?;
-            let info = self.backend.create(&file).await?;
-            let sub = Submitted {
-                batch_id: info.id.clone(),
+            let mut sub = Submitted {
+                batch_id: None,
                 input_file_id: file,
                 submitted_at: now_unix(),
                 lines,
             };
+            // Stored before the create call, so a kill at any point after it is resumed from
+            // the provider's list instead of creating a second batch.
             self.save(&sub)?;
+            let status = self.create(&mut sub).await?;
             report.submitted += 1;
             self.log(&format!(
-                "batch {} (model {}): submitted {n} requests ({})",
-                sub.batch_id, self.info.model, info.status
+                "batch {} (model {}): submitted {n} requests ({status})",
+                sub.batch_id.as_deref().unwrap_or(""),
+                self.info.model
             ));
             submitted.push(sub);
         }
@@ -391,6 +426,14 @@ impl Batcher {
 
     fn log(&self, line: &str) {
         (self.log)(line);
+    }
+
+    /// Creates the batch of an uploaded input file and stores its id; the batch's status.
+    async fn create(&self, sub: &mut Submitted) -> Result<String, LlmError> {
+        let info = self.backend.create(&sub.input_file_id).await?;
+        sub.batch_id = Some(info.id);
+        self.save(sub)?;
+        Ok(info.status)
     }
 
     /// Input files of at most `max_lines` lines and `max_bytes` bytes.
@@ -430,8 +473,9 @@ impl Batcher {
         Ok(out)
     }
 
-    fn state_path(&self, batch_id: &str) -> PathBuf {
-        let safe: String = batch_id
+    /// A batch's state file, named by its input file (known before the batch is).
+    fn state_path(&self, input_file_id: &str) -> PathBuf {
+        let safe: String = input_file_id
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -448,7 +492,7 @@ impl Batcher {
     fn save(&self, sub: &Submitted) -> Result<(), LlmError> {
         let io = |p: &Path, e| LlmError::io(p, e);
         std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
-        let path = self.state_path(&sub.batch_id);
+        let path = self.state_path(&sub.input_file_id);
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(sub).map_err(|source| LlmError::Json {
             what: "writing a batch state file".into(),
@@ -485,7 +529,9 @@ impl Batcher {
                 })?;
             subs.push(sub);
         }
-        subs.sort_by(|a, b| (a.submitted_at, &a.batch_id).cmp(&(b.submitted_at, &b.batch_id)));
+        subs.sort_by(|a, b| {
+            (a.submitted_at, &a.input_file_id).cmp(&(b.submitted_at, &b.input_file_id))
+        });
         Ok(subs)
     }
 
@@ -493,7 +539,10 @@ impl Batcher {
     async fn finish(&self, sub: Submitted, report: &mut FlushReport) -> Result<(), LlmError> {
         let t0 = Instant::now();
         let info = loop {
-            let info = self.backend.retrieve(&sub.batch_id).await?;
+            let info = self
+                .backend
+                .retrieve(sub.batch_id.as_deref().unwrap_or(""))
+                .await?;
             self.log(&format!(
                 "batch {} (model {}): {}; {} of {} done, {} failed; waited {:.0} s",
                 info.id,
@@ -557,7 +606,7 @@ impl Batcher {
 
     /// Removes a batch's state file once nothing more can come of it.
     fn forget(&self, sub: &Submitted) -> Result<(), LlmError> {
-        let path = self.state_path(&sub.batch_id);
+        let path = self.state_path(&sub.input_file_id);
         std::fs::remove_file(&path).map_err(|e| LlmError::io(&path, e))
     }
 

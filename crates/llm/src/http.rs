@@ -1040,6 +1040,38 @@ impl BatchBackend for OpenAiClient {
         Ok(BatchInfo::from_json(&v))
     }
 
+    async fn find_by_input(&self, input_file_id: &str) -> Result<Option<BatchInfo>, LlmError> {
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/batches?limit=100&after={a}"),
+                None => "/batches?limit=100".to_string(),
+            };
+            let v = self.control_json(reqwest::Method::GET, &path, None).await?;
+            let data = v
+                .get("data")
+                .and_then(|d| d.as_array())
+                .cloned()
+                .unwrap_or_default();
+            if let Some(b) = data
+                .iter()
+                .map(BatchInfo::from_json)
+                .find(|b| b.input_file_id.as_deref() == Some(input_file_id))
+            {
+                return Ok(Some(b));
+            }
+            let more = v.get("has_more").and_then(|m| m.as_bool()) == Some(true);
+            match data
+                .last()
+                .and_then(|b| b.get("id"))
+                .and_then(|i| i.as_str())
+            {
+                Some(last) if more => after = Some(last.to_string()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
     async fn content(&self, file_id: &str) -> Result<Vec<u8>, LlmError> {
         self.control(
             reqwest::Method::GET,

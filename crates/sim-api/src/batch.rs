@@ -1,5 +1,6 @@
 //! OpenAI's Files and Batches API: `POST /v1/files` (multipart, `purpose=batch`),
-//! `GET /v1/files/{id}/content`, `POST /v1/batches`, `GET /v1/batches/{id}` and
+//! `GET /v1/files/{id}/content`, `POST /v1/batches`, `GET /v1/batches` (one page),
+//! `GET /v1/batches/{id}` and
 //! `POST /v1/batches/{id}/cancel`.
 //!
 //! A batch is validated when it is created (a bad line fails the whole batch, as OpenAI
@@ -525,6 +526,20 @@ impl Shared {
             body["status"] = json!("in_progress");
         }
         Response::json(200, &body)
+    }
+
+    /// Every batch, newest first, in one page.
+    pub(crate) fn list_batches(&self) -> Response {
+        let st = lock(&self.batches);
+        let mut all: Vec<&SimBatch> = st.batches.values().collect();
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        let data: Vec<Value> = all.iter().map(|b| b.json()).collect();
+        Response::json(
+            200,
+            &json!({"object": "list", "data": data, "has_more": false,
+                    "first_id": data.first().map(|b| b["id"].clone()),
+                    "last_id": data.last().map(|b| b["id"].clone())}),
+        )
     }
 
     pub(crate) fn cancel_batch(&self, id: &str) -> Response {

@@ -707,6 +707,7 @@ async fn handle_conn(shared: Arc<Shared>, stream: TcpStream) {
             ("POST", ["", "v1", "files"]) => Some(shared.upload_file(&req)),
             ("GET", ["", "v1", "files", id, "content"]) => Some(shared.file_content(id)),
             ("POST", ["", "v1", "batches"]) => Some(shared.create_batch(&req.body)),
+            ("GET", ["", "v1", "batches"]) => Some(shared.list_batches()),
             ("GET", ["", "v1", "batches", id]) => Some(shared.get_batch(id)),
             ("POST", ["", "v1", "batches", id, "cancel"]) => Some(shared.cancel_batch(id)),
             _ => None,
