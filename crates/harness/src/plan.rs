@@ -451,11 +451,13 @@ impl Plan {
             .fold(0.0, |a, b| a + b);
         format!(
             "  {llm}: planned {planned:.0} requests (~${usd:.2}); asked {} ({:.1}% of the plan), \
-             of which {} answered live now (~${:.2})",
+             of which {} answered live now (~${:.2}; ~${:.2} had every answer been bought now, \
+             as billed: cached input and batch lines at their prices)",
             spent.requests,
             100.0 * spent.requests as f64 / planned.max(1.0),
             spent.live,
-            spent.usd
+            spent.usd,
+            spent.worth_usd
         )
     }
 }
@@ -467,6 +469,8 @@ pub struct Spent {
     /// Of those, answered by the model in this run.
     pub live: u64,
     pub usd: f64,
+    /// What every answer of the run cost when it was bought (replayed ones included).
+    pub worth_usd: f64,
 }
 
 impl Spent {
@@ -476,6 +480,7 @@ impl Spent {
             requests: totals.values().map(|t| t.calls).sum(),
             live: totals.values().map(|t| t.calls - t.replayed_calls).sum(),
             usd: totals.values().map(|t| t.spent_usd).sum(),
+            worth_usd: totals.values().map(|t| t.est_cost_usd).sum(),
         }
     }
 }
