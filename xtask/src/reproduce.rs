@@ -68,6 +68,20 @@ pub struct ReproduceArgs {
     /// No progress bars or progress lines, and no result table.
     #[arg(long)]
     pub quiet: bool,
+    /// Send the bulk stages (every test-stage evaluation; learned methods train synchronously)
+    /// through the provider's Batch API at half price, in rounds: each round's new requests go
+    /// in one batch, polled until answered, and the cell runs again on the stored answers. A
+    /// run killed while a batch is pending resumes by polling it. OpenAI and OpenAI-compatible
+    /// servers with /v1/batches only.
+    #[arg(long)]
+    pub batch: bool,
+    /// Print the plan (requests, cost at list prices, expected wall time and cached share per
+    /// LLM and stage, synchronous and with --batch side by side) and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds between two polls of a pending batch.
+    #[arg(long, default_value_t = 30.0, requires = "batch")]
+    pub batch_poll_s: f64,
 }
 
 pub fn run(a: ReproduceArgs) -> anyhow::Result<()> {
@@ -91,6 +105,11 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<()> {
         runs: a.runs,
         progress: !a.quiet,
         kinds: Default::default(),
+        dry_run: a.dry_run,
+        batch: a.batch.then(|| agp_llm::batch::BatchOptions {
+            poll_every: std::time::Duration::from_secs_f64(a.batch_poll_s.max(0.0)),
+            ..agp_llm::batch::BatchOptions::default()
+        }),
     };
     let runs = agp_harness::run_experiments(&Workspace::discover(), &[a.experiment], &opts)?;
     if !a.quiet {

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agp_sim_api::{FaultRates, SimConfig, SimServer};
+use agp_sim_api::{BatchConfig, FaultRates, PrefixCacheConfig, SimConfig, SimServer};
 use anyhow::Context;
 
 #[derive(clap::Args)]
@@ -76,6 +76,23 @@ pub struct SimArgs {
     /// asked (as llama-server names its GGUF).
     #[arg(long)]
     pub served_model: Option<String>,
+    /// Batch API: how long a batch takes from creation to completion.
+    #[arg(long, default_value_t = 0)]
+    pub batch_delay_ms: u64,
+    /// Batch API: share (0..=1) of each batch's lines left unanswered (the batch ends
+    /// `expired`).
+    #[arg(long, default_value_t = 0.0)]
+    pub batch_expire: f64,
+    /// Batch API: share (0..=1) of batch lines that fail with a 5xx in the error file.
+    #[arg(long, default_value_t = 0.0)]
+    pub batch_line_errors: f64,
+    /// Prompt-prefix cache: report `cached_tokens` for prompts of at least this many tokens
+    /// that start like an earlier one (OpenAI: 1024); 0 turns the cache off.
+    #[arg(long, default_value_t = 0)]
+    pub cache_min_tokens: u64,
+    /// Prompt-prefix cache: cached prefixes grow in steps of this many tokens (OpenAI: 128).
+    #[arg(long, default_value_t = 128)]
+    pub cache_step_tokens: u64,
     /// Model id shown in the printed `--llm` spec (the simulator answers any model id).
     #[arg(long, default_value = "gpt-4o-mini")]
     pub model: String,
@@ -111,6 +128,16 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
         sample_when_unset: a.sample_when_unset,
         max_top_logprobs: a.max_top_logprobs,
         served_model: a.served_model,
+        prefix_cache: (a.cache_min_tokens > 0).then_some(PrefixCacheConfig {
+            min_tokens: a.cache_min_tokens,
+            step_tokens: a.cache_step_tokens,
+        }),
+        batch: BatchConfig {
+            delay: Duration::from_millis(a.batch_delay_ms),
+            expire_fraction: a.batch_expire,
+            line_error_rate: a.batch_line_errors,
+            ..BatchConfig::default()
+        },
         ..SimConfig::default()
     };
     let n_truth = match &a.truth {

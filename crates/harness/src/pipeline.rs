@@ -217,6 +217,8 @@ pub struct MethodJob<'a> {
     /// A live LLM's recordings file, whose content a resumed checkpoint is checked against.
     pub live_recordings: Option<&'a std::path::Path>,
     pub llm: Arc<dyn agp_llm::ChatModel>,
+    /// With `--batch`: where `llm` keeps the requests it deferred, flushed between rounds.
+    pub batcher: Option<Arc<agp_llm::batch::Batcher>>,
     /// Where the cell books its calls to `llm` (in a scope of its own).
     pub ledger: agp_llm::UsageLedger,
     pub seed: u64,
@@ -364,7 +366,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     ];
     let inputs = crate::inputs::CellInputs::new(names.into_iter().zip(parts.iter().copied()));
     crate::inputs::before_cell(&log_dir, &key, &inputs, job.live_recordings)?;
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         sampling,
         log_dir: Some(log_dir.clone()),
         concurrency: job.jobs,
@@ -394,7 +396,15 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     // fresh retry budget. A storm that beats one budget by bad luck (at 20% transient faults per
     // attempt, about 1 request in 7,000) then leaves the report a fault-free run writes.
     let mut round = 1;
+    let mut batch_rounds = 0usize;
     loop {
+        // With --batch a cell runs many rounds, each replaying the last one's answers: each
+        // round books into a ledger of its own and only the last one counts (the Recorder
+        // books what this process paid for as live in every round).
+        let round_ledger = job.batcher.is_some().then(agp_llm::UsageLedger::default);
+        if let Some(l) = &round_ledger {
+            opts.ledger = l.clone();
+        }
         let run = match &cfg {
             MethodSpec::Builtin(c) => match job.row.order {
                 Some(order) => {
@@ -453,6 +463,31 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
             }
         }
         .with_context(|| format!("running {key}"))?;
+        let deferred = run
+            .failures
+            .get(&agp_llm::FailureReason::Deferred)
+            .copied()
+            .unwrap_or(0);
+        if deferred > 0 {
+            // With --batch a miss of the bulk stages is kept for a batch instead of asked: the
+            // batch answers them into the recordings, and the cell runs again, replaying those
+            // and deferring whatever depends on them, until nothing is deferred. A request a
+            // batch could not answer goes through the synchronous path next time.
+            let Some(batcher) = &job.batcher else {
+                bail!("{key}: {deferred} call(s) deferred to a batch, but no batch is running");
+            };
+            batch_rounds += 1;
+            if batch_rounds > MAX_BATCH_ROUNDS {
+                bail!("{key}: still deferring calls after {MAX_BATCH_ROUNDS} batch rounds");
+            }
+            // Cells flush in turns; a cell whose requests another cell's batch took finds them
+            // answered when its turn comes.
+            batcher
+                .flush()
+                .await
+                .with_context(|| format!("{key}: running a batch"))?;
+            continue;
+        }
         let transient: u64 = run
             .failures
             .iter()
@@ -461,6 +496,9 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
             .sum();
         if transient == 0 || round >= FAILURE_ROUNDS {
             crate::inputs::after_cell(&log_dir, &inputs, job.live_recordings)?;
+            for call in round_ledger.map(|l| l.calls()).unwrap_or_default() {
+                job.ledger.book(call);
+            }
             return Ok(cell_from_run(&job, &cfg, run));
         }
         eprintln!(
@@ -475,6 +513,10 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
 /// Rounds a cell runs while calls fail transiently (with recordings, later rounds pay only
 /// for the failed calls).
 const FAILURE_ROUNDS: usize = 3;
+
+/// Batch rounds a cell may take: one per step of its longest chain of dependent bulk calls
+/// (PRP's sorting passes are the longest), with room to spare.
+const MAX_BATCH_ROUNDS: usize = 1000;
 
 fn cell_from_run(job: &MethodJob<'_>, cfg: &MethodSpec, run: MethodRun) -> Cell {
     let (asked, missing) = run.calls.values().fold((0, 0), |(a, m), t| {

@@ -5,7 +5,8 @@
 use crate::experiment::Experiment;
 use crate::pipeline;
 use agp::MethodConfig;
-use agp_llm::usage::{PriceTable, UsageLedger};
+use agp_llm::CallMode;
+use agp_llm::usage::{PRICE_TABLE_VERSION, Price, PriceTable, UsageLedger};
 use anyhow::Result;
 use std::fmt::Write;
 
@@ -14,6 +15,41 @@ use std::fmt::Write;
 const EST_PROMPT_TOKENS: f64 = 700.0;
 const EST_COMPLETION_TOKENS: f64 = 200.0;
 
+/// Of a listwise prompt, the part every user's request starts with (system message and task
+/// instruction, before the user's history and candidates): what a prefix cache can reuse.
+const EST_SHARED_PROMPT_TOKENS: f64 = 150.0;
+/// Of a pointwise candidate's prompt, the part its siblings share (all but the candidate).
+const POINTWISE_SHARED: f64 = 0.9;
+/// Seconds one synchronous request takes end to end, at ~200 completion tokens.
+const EST_REQUEST_S: f64 = 3.0;
+/// Hours one batch round takes from submission to its last answer: OpenAI promises 24 h and
+/// usually answers a batch of this size within one.
+const EST_BATCH_ROUND_H: f64 = 1.0;
+
+/// How a provider caches prompt prefixes: the shortest prompt it caches, in tokens.
+fn cache_minimum(llm: &str) -> Option<f64> {
+    match llm.split_once(':').map_or(llm, |(p, _)| p) {
+        "openai" => Some(1024.0),
+        "deepseek" => Some(64.0),
+        _ => None,
+    }
+}
+
+/// One stage of a plan row, priced synchronously and with `--batch`.
+pub struct StagePlan {
+    /// `training` (always synchronous) or `evaluation` (test and validation users; batched
+    /// with `--batch`).
+    pub stage: &'static str,
+    pub requests: f64,
+    /// Share of prompt tokens a prefix cache would serve.
+    pub cached_share: f64,
+    pub sync_usd: Option<f64>,
+    pub sync_hours: f64,
+    /// `None` without a price, or where the provider has no Batch API.
+    pub batch_usd: Option<f64>,
+    pub batch_hours: f64,
+}
+
 pub struct PlanRow {
     pub llm: String,
     pub label: String,
@@ -21,11 +57,50 @@ pub struct PlanRow {
     pub requests: f64,
     /// At list prices; `None` for a model without a price.
     pub usd: Option<f64>,
+    /// Training and evaluation, side by side synchronously and with `--batch`.
+    pub stages: Vec<StagePlan>,
 }
 
 pub struct Plan {
     pub header: String,
     pub rows: Vec<PlanRow>,
+    /// Requests in flight at once, for the wall-time estimates.
+    pub jobs: usize,
+}
+
+/// Rounds of dependent requests one user's evaluation takes: what `--batch` waits one batch
+/// turnaround for each of (independent requests, such as a pointwise scoring's candidates or
+/// PRP's pairs, share a round).
+pub fn dependent_rounds(cfg: &MethodConfig, k: usize) -> f64 {
+    match cfg {
+        MethodConfig::Base(_) => 0.0,
+        MethodConfig::LlmDir(_)
+        | MethodConfig::LlmCot(_)
+        | MethodConfig::RerankOpt(_)
+        | MethodConfig::First(_)
+        | MethodConfig::LlmDirPointwise(_)
+        | MethodConfig::PrpAllpair(_) => 1.0,
+        // A profile, then the rerank (or scoring) that reads it.
+        MethodConfig::Agp(_)
+        | MethodConfig::AgpPointwise(_)
+        | MethodConfig::Opro(_)
+        | MethodConfig::Protegi(_)
+        | MethodConfig::RandomSearch(_) => 2.0,
+        // Sliding windows and sorting passes: one call after another.
+        _ => cfg.calls_per_user(k).max as f64,
+    }
+}
+
+fn stage_usd(price: Option<Price>, mode: CallMode, requests: f64, cached: f64) -> Option<f64> {
+    let p = price?;
+    if mode == CallMode::Batch && !p.has_batch() {
+        return None;
+    }
+    let (input, cached_input, output) = p.rates(mode);
+    let per = EST_PROMPT_TOKENS * (1.0 - cached) * input
+        + EST_PROMPT_TOKENS * cached * cached_input
+        + EST_COMPLETION_TOKENS * output;
+    Some(requests * per / 1e6)
 }
 
 /// Requests of one user's forward pass (for AGP: profile and rerank); the upper bound where a
@@ -125,6 +200,11 @@ pub fn ordered_cell_requests(
 }
 
 pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
+    plan_for(exp, llms, seeds, 4)
+}
+
+/// [`plan`] for a run with `jobs` requests in flight.
+pub fn plan_for(exp: &Experiment, llms: &[String], seeds: u64, jobs: usize) -> Result<Plan> {
     let s = &exp.settings;
     let cells = (s.datasets.len() * s.backbones.len()) as f64 * seeds as f64;
     let prices = PriceTable::builtin();
@@ -143,23 +223,41 @@ pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
         let model = llm.split_once(':').map(|(_, m)| m).unwrap_or(llm);
         let model = model.split_once('#').map(|(_, m)| m).unwrap_or(model);
         for row in &exp.methods {
-            let requests = match &row.config {
+            let shows = row.order.map_or(1, |o| o.shows()) as f64;
+            // (all requests, evaluation requests, pointwise, batch rounds a user's chain needs)
+            let (requests, evaluation, pointwise, rounds) = match &row.config {
                 crate::experiment::MethodSpec::Builtin(cfg) => {
-                    ordered_cell_requests(
+                    let requests = ordered_cell_requests(
                         cfg,
                         row.order,
                         s.test_users,
                         s.valid_users,
                         s.train_users,
                         pipeline::K,
-                    ) * cells
+                    ) * cells;
+                    let evaluation =
+                        evaluation_requests(cfg, s.test_users, s.valid_users, pipeline::K)
+                            * shows
+                            * cells;
+                    let pointwise = matches!(
+                        cfg,
+                        MethodConfig::LlmDirPointwise(_) | MethodConfig::AgpPointwise(_)
+                    );
+                    (
+                        requests,
+                        evaluation.min(requests),
+                        pointwise,
+                        dependent_rounds(cfg, pipeline::K),
+                    )
                 }
-                // A registered method states its own cost per evaluated user.
+                // A registered method states its own cost per evaluated user; all of it is
+                // evaluation, and at worst each of a user's calls waits on the one before.
                 crate::experiment::MethodSpec::Registered(r) => {
                     let Some(m) = &r.method else { continue };
                     let per = m.calls_per_user(pipeline::K);
                     let per = row.order.map_or(per, |o| o.calls_per_user(per));
-                    per.max as f64 * (s.test_users + s.valid_users) as f64 * cells
+                    let requests = per.max as f64 * (s.test_users + s.valid_users) as f64 * cells;
+                    (requests, requests, false, per.max.max(1) as f64)
                 }
                 // An external method's calls are its own business: it is not planned.
                 crate::experiment::MethodSpec::External(_) => continue,
@@ -170,15 +268,60 @@ pub fn plan(exp: &Experiment, llms: &[String], seeds: u64) -> Result<Plan> {
                         + EST_COMPLETION_TOKENS * p.output_per_mtok)
                     / 1e6
             });
+            let shared = if pointwise {
+                POINTWISE_SHARED
+            } else {
+                EST_SHARED_PROMPT_TOKENS / EST_PROMPT_TOKENS
+            };
+            let cached_share = match cache_minimum(llm) {
+                Some(min) if EST_PROMPT_TOKENS >= min => shared,
+                _ => 0.0,
+            };
+            let price = prices.get(model);
+            let sync_hours = |n: f64| n * EST_REQUEST_S / jobs.max(1) as f64 / 3600.0;
+            let mut stages = Vec::new();
+            let training = requests - evaluation;
+            if training > 0.0 {
+                let usd = stage_usd(price, CallMode::Sync, training, cached_share);
+                stages.push(StagePlan {
+                    stage: "training",
+                    requests: training,
+                    cached_share,
+                    sync_usd: usd,
+                    sync_hours: sync_hours(training),
+                    batch_usd: usd,
+                    batch_hours: sync_hours(training),
+                });
+            }
+            if evaluation > 0.0 {
+                let batch_usd = stage_usd(price, CallMode::Batch, evaluation, cached_share);
+                // Without a Batch API (or a price to say it has one) --batch is refused: the
+                // evaluation runs synchronously either way.
+                let batch_hours = if batch_usd.is_some() {
+                    rounds * EST_BATCH_ROUND_H
+                } else {
+                    sync_hours(evaluation)
+                };
+                stages.push(StagePlan {
+                    stage: "evaluation",
+                    requests: evaluation,
+                    cached_share,
+                    sync_usd: stage_usd(price, CallMode::Sync, evaluation, cached_share),
+                    sync_hours: sync_hours(evaluation),
+                    batch_usd,
+                    batch_hours,
+                });
+            }
             rows.push(PlanRow {
                 llm: llm.clone(),
                 label: row.label.clone(),
                 requests,
                 usd,
+                stages,
             });
         }
     }
-    Ok(Plan { header, rows })
+    Ok(Plan { header, rows, jobs })
 }
 
 impl Plan {
@@ -200,7 +343,114 @@ impl Plan {
             );
         }
         let _ = write!(out, "\n  total ~${total:.2} at list prices");
+        out.push('\n');
+        out.push_str(&self.render_modes());
         out
+    }
+
+    /// Synchronous and `--batch` side by side, per LLM and stage: cost, expected wall time
+    /// and the share of prompt tokens a prefix cache serves.
+    pub fn render_modes(&self) -> String {
+        let usd = |x: Option<f64>| x.map_or("n/a".to_string(), |c| format!("${c:.2}"));
+        let mut out = format!(
+            "Synchronous and --batch (prices {PRICE_TABLE_VERSION}, cached input at its price; \
+             ~{EST_REQUEST_S} s a request with {} in flight; a batch round ~{EST_BATCH_ROUND_H} h, \
+             24 h at worst; training stays synchronous):\n  {:<28} {:<28} {:<10} {:>9} {:>6} \
+             {:>10} {:>8} {:>10} {:>8}",
+            self.jobs,
+            "LLM",
+            "method",
+            "stage",
+            "requests",
+            "cached",
+            "sync",
+            "hours",
+            "batch",
+            "hours"
+        );
+        let mut llms: Vec<&str> = self.rows.iter().map(|r| r.llm.as_str()).collect();
+        llms.dedup();
+        for llm in llms {
+            let (mut sync, mut batch) = (0.0, 0.0);
+            let (mut sync_h, mut train_h, mut batch_h) = (0.0f64, 0.0f64, 0.0f64);
+            let mut priced = true;
+            for r in self.rows.iter().filter(|r| r.llm == llm) {
+                for st in &r.stages {
+                    let _ = write!(
+                        out,
+                        "\n  {:<28} {:<28} {:<10} {:>9.0} {:>5.0}% {:>10} {:>8.1} {:>10} {:>8.1}",
+                        r.llm,
+                        r.label,
+                        st.stage,
+                        st.requests,
+                        100.0 * st.cached_share,
+                        usd(st.sync_usd),
+                        st.sync_hours,
+                        usd(st.batch_usd.or(st.sync_usd)),
+                        st.batch_hours
+                    );
+                    priced &= st.sync_usd.is_some();
+                    sync += st.sync_usd.unwrap_or(0.0);
+                    batch += st.batch_usd.or(st.sync_usd).unwrap_or(0.0);
+                    sync_h += st.sync_hours;
+                    if st.stage == "training" || st.batch_usd.is_none() {
+                        train_h += st.batch_hours;
+                    } else {
+                        // Every cell's round k goes in one batch: rounds overlap across cells.
+                        batch_h = batch_h.max(st.batch_hours);
+                    }
+                }
+            }
+            let batched = self
+                .rows
+                .iter()
+                .filter(|r| r.llm == llm)
+                .flat_map(|r| &r.stages)
+                .any(|s| s.stage == "evaluation" && s.batch_usd.is_some());
+            let saving = if !batched && priced {
+                " (no Batch API: --batch is refused)".to_string()
+            } else if sync > 0.0 {
+                format!(" ({:.0}% less with --batch)", 100.0 * (1.0 - batch / sync))
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                out,
+                "\n  {:<28} {:<28} {:<10} {:>9} {:>6} {:>10} {:>8.1} {:>10} {:>8.1}{}{saving}",
+                llm,
+                "total",
+                "",
+                "",
+                "",
+                if priced {
+                    format!("${sync:.2}")
+                } else {
+                    "n/a".into()
+                },
+                sync_h,
+                if priced {
+                    format!("${batch:.2}")
+                } else {
+                    "n/a".into()
+                },
+                train_h.max(0.0) + batch_h,
+                if priced { "" } else { " (no list price)" }
+            );
+        }
+        out
+    }
+
+    /// Per LLM: the synchronous and the `--batch` cost of the whole plan.
+    pub fn mode_totals(&self, llm: &str) -> (f64, f64) {
+        let rows = self.rows.iter().filter(|r| r.llm == llm);
+        let stages: Vec<&StagePlan> = rows.flat_map(|r| &r.stages).collect();
+        (
+            stages.iter().filter_map(|s| s.sync_usd).sum(),
+            stages
+                .iter()
+                .filter_map(|s| s.batch_usd.or(s.sync_usd))
+                .sum(),
+        )
     }
 
     /// The plan's figures for `llm` beside what the run asked and spent.
@@ -219,11 +469,13 @@ impl Plan {
             .fold(0.0, |a, b| a + b);
         format!(
             "  {llm}: planned {planned:.0} requests (~${usd:.2}); asked {} ({:.1}% of the plan), \
-             of which {} answered live now (~${:.2})",
+             of which {} answered live now (~${:.2}; ~${:.2} had every answer been bought now, \
+             as billed: cached input and batch lines at their prices)",
             spent.requests,
             100.0 * spent.requests as f64 / planned.max(1.0),
             spent.live,
-            spent.usd
+            spent.usd,
+            spent.worth_usd
         )
     }
 }
@@ -235,6 +487,8 @@ pub struct Spent {
     /// Of those, answered by the model in this run.
     pub live: u64,
     pub usd: f64,
+    /// What every answer of the run cost when it was bought (replayed ones included).
+    pub worth_usd: f64,
 }
 
 impl Spent {
@@ -244,6 +498,7 @@ impl Spent {
             requests: totals.values().map(|t| t.calls).sum(),
             live: totals.values().map(|t| t.calls - t.replayed_calls).sum(),
             usd: totals.values().map(|t| t.spent_usd).sum(),
+            worth_usd: totals.values().map(|t| t.est_cost_usd).sum(),
         }
     }
 }
@@ -272,6 +527,25 @@ mod tests {
         assert_eq!(requests("AGP"), 79_200.0);
         let text = plan.render();
         assert!(text.contains("total ~$"), "{text}");
+        // With --batch every evaluation is a batch line at half price; training is not, and at
+        // the paper's scale AGP's training is a third of the requests.
+        for st in plan.rows.iter().flat_map(|r| &r.stages) {
+            let (sync, batch) = (st.sync_usd.unwrap(), st.batch_usd.unwrap());
+            let want = if st.stage == "training" { 1.0 } else { 0.5 };
+            assert!((batch - want * sync).abs() < 1e-9, "{}", st.stage);
+        }
+        let (sync, batch) = plan.mode_totals("openai:gpt-4o-mini");
+        assert!(batch < 0.7 * sync, "{sync} vs {batch}\n{text}");
+        assert!(text.contains(PRICE_TABLE_VERSION), "{text}");
+        // DeepSeek has no Batch API: the same cost both ways, and caches its shared prefix.
+        let ds = plan_for(&exp, &["deepseek:deepseek-chat".to_string()], 1, 16).unwrap();
+        let (sync, batch) = ds.mode_totals("deepseek:deepseek-chat");
+        assert!((sync - batch).abs() < 1e-9);
+        assert!(
+            ds.rows
+                .iter()
+                .all(|r| r.stages.iter().all(|s| s.cached_share > 0.0))
+        );
     }
 
     #[test]

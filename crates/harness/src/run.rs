@@ -64,6 +64,12 @@ pub struct ReproduceOptions {
     pub progress: bool,
     /// Method kinds a program registered besides the built-in ones ([`crate::method`]).
     pub kinds: crate::method::Methods,
+    /// Run each cell's bulk requests (test-stage evaluation) through the provider's Batch API
+    /// in rounds (see [`agp_llm::batch`]); training calls stay synchronous.
+    pub batch: Option<agp_llm::batch::BatchOptions>,
+    /// Print each experiment's plan (requests, cost and wall time, synchronous and with
+    /// `--batch`) and run nothing.
+    pub dry_run: bool,
 }
 
 impl Default for ReproduceOptions {
@@ -85,6 +91,8 @@ impl Default for ReproduceOptions {
             runs: None,
             progress: true,
             kinds: Default::default(),
+            batch: None,
+            dry_run: false,
         }
     }
 }
@@ -111,6 +119,12 @@ pub fn run_experiments(
     } else {
         names.to_vec()
     };
+    if opts.batch.is_some() && opts.on_failure == FailurePolicy::Stop {
+        bail!(
+            "--batch runs the bulk stages in rounds whose deferred calls count as failures until \
+             their batch answers; it needs --on-failure continue"
+        );
+    }
     // Every experiment file is read and every method row checked before anything trains.
     let mut exps = Vec::new();
     for name in &names {
@@ -142,6 +156,18 @@ pub fn run_experiments(
         }
         // An experiment none of whose rows was asked for has nothing to run or report.
         exps.retain(|e| !e.methods.is_empty());
+    }
+    if opts.dry_run {
+        // The plan of each experiment, synchronous and --batch side by side; nothing runs.
+        for exp in &exps {
+            let llms: Vec<String> = match &opts.llm {
+                Some(l) => vec![l.clone()],
+                None => exp.settings.llms.clone(),
+            };
+            let plan = plan::plan_for(exp, &llms, seeds_of(exp, opts), opts.jobs)?;
+            println!("{}\n", plan.render());
+        }
+        return Ok(Vec::new());
     }
     let mut failures = Vec::new();
     let mut done = Vec::new();
@@ -264,6 +290,7 @@ fn build_llms(
                 threads: args.threads,
                 models_dir: Some(ws.models_dir()),
                 max_concurrency: Some(args.jobs),
+                batch: if live { args.batch } else { None },
                 ..LlmOptions::default()
             };
             let handle = build_model(&spec, &opts)
@@ -360,7 +387,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
     let paid = specs.iter().any(LlmSpec::is_paid);
     let live = specs.iter().any(|s| *s != LlmSpec::Replay);
     let plan = if live {
-        let plan = plan::plan(exp, &llm_specs, n_seeds)?;
+        let plan = plan::plan_for(exp, &llm_specs, n_seeds, args.jobs)?;
         eprintln!("{}", plan.render());
         Some(plan)
     } else {
@@ -465,6 +492,7 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
                         llm_identity: &l.identity,
                         live_recordings: l.live.then_some(l.recordings.as_path()),
                         llm: l.handle.model.clone(),
+                        batcher: l.handle.batcher.clone(),
                         ledger: l.handle.ledger.clone(),
                         seed: *seed,
                         jobs: args.jobs,

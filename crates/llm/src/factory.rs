@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::batch::{BatchBackend, BatchOptions, Batcher};
 use crate::fetch;
 use crate::http::{HttpConfig, OpenAiClient};
 use crate::store::{RecordMode, Recorder, Store};
@@ -110,6 +111,10 @@ pub struct LlmOptions {
     pub timeout: Option<Duration>,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+    /// Defer bulk requests to the provider's Batch API (see [`crate::batch`]): only for a live
+    /// model in `auto` mode whose provider has one (OpenAI, or an OpenAI-compatible server
+    /// that serves `/v1/batches`); any other is an error before the first call.
+    pub batch: Option<BatchOptions>,
 }
 
 impl Default for LlmOptions {
@@ -124,6 +129,7 @@ impl Default for LlmOptions {
             timeout: None,
             requests_per_minute: None,
             tokens_per_minute: None,
+            batch: None,
         }
     }
 }
@@ -136,6 +142,9 @@ pub struct LlmHandle {
     pub ledger: UsageLedger,
     pub store: Option<Arc<Store>>,
     pub mode: RecordMode,
+    /// Where deferred requests wait for a batch, with `batch` options on a live model; the
+    /// run flushes it (see [`Batcher::flush`]). `None` when every call is synchronous.
+    pub batcher: Option<Arc<Batcher>>,
 }
 
 /// `(path, recorded name, sha256)` of a local spec, without loading it. A pinned name's path
@@ -262,6 +271,17 @@ pub fn build_model(spec: &LlmSpec, opts: &LlmOptions) -> Result<LlmHandle, LlmEr
             )));
         }
     };
+    if let Some(b) = opts.batch
+        && mode != RecordMode::Replay
+    {
+        check_batch(spec, mode)?;
+        if b.max_lines == 0 || b.max_bytes == 0 {
+            return Err(LlmError::Other(
+                "batch: max_lines and max_bytes must be at least 1".to_string(),
+            ));
+        }
+    }
+    let mut batcher = None;
     let recorder = if mode == RecordMode::Replay {
         let store = store.clone().expect("checked above");
         match model_info(spec)? {
@@ -272,16 +292,59 @@ pub fn build_model(spec: &LlmSpec, opts: &LlmOptions) -> Result<LlmHandle, LlmEr
         let inner: Arc<dyn ChatModel> = match spec {
             LlmSpec::Local(m) => load_local(m, opts)?,
             LlmSpec::Replay => unreachable!("replay handled above"),
-            _ => Arc::new(OpenAiClient::new(http_config(spec, opts)?)?),
+            _ => {
+                let client = Arc::new(OpenAiClient::new(http_config(spec, opts)?)?);
+                if let (Some(b), Some(store)) = (opts.batch, &store) {
+                    let backend: Arc<dyn BatchBackend> = client.clone();
+                    batcher = Some(Arc::new(Batcher::new(
+                        backend,
+                        store.clone(),
+                        client.info(),
+                        client.settings(),
+                        b,
+                    )));
+                }
+                client
+            }
         };
-        Recorder::new(inner, store.clone(), mode)?
+        let recorder = Recorder::new(inner, store.clone(), mode)?;
+        match &batcher {
+            Some(b) => recorder.with_batcher(b.clone()),
+            None => recorder,
+        }
     };
     Ok(LlmHandle {
         model: Arc::new(recorder),
         ledger: UsageLedger::default(),
         store,
         mode,
+        batcher,
     })
+}
+
+/// Whether `spec` can run with the Batch API in `mode`: an error naming why not, before any
+/// call is made.
+fn check_batch(spec: &LlmSpec, mode: RecordMode) -> Result<(), LlmError> {
+    match spec {
+        LlmSpec::OpenAi(_) | LlmSpec::Http { .. } => {}
+        LlmSpec::DeepSeek(m) => {
+            return Err(LlmError::Other(format!(
+                "deepseek:{m}: DeepSeek has no Batch API; run without --batch"
+            )));
+        }
+        LlmSpec::Local(m) => {
+            return Err(LlmError::Other(format!(
+                "local:{m}: an in-process model has no Batch API; run without --batch"
+            )));
+        }
+        LlmSpec::Replay => {}
+    }
+    if mode != RecordMode::Auto {
+        return Err(LlmError::Other(format!(
+            "--batch needs record mode auto (answers stored as they come back), not {mode}"
+        )));
+    }
+    Ok(())
 }
 
 /// One chat and one yes/no scoring of two candidates, unrecorded: what `cargo xtask model try`

@@ -20,11 +20,12 @@ use rand::Rng;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use crate::batch::{BatchAnswer, BatchBackend, BatchCall, BatchInfo};
 use crate::pool::{Pool, PoolLimits, Slots, Verdict, parse_reset};
 
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
-    Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Served, Usage,
+    CallMode, ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse,
+    LlmError, Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Served, Usage,
 };
 
 /// Which service the client talks to; decides the env variables, defaults and quirks.
@@ -248,6 +249,41 @@ struct ApiUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// OpenAI: `cached_tokens` of the prompt.
+    #[serde(default)]
+    prompt_tokens_details: Option<TokenDetails>,
+    /// OpenAI: `reasoning_tokens` of the completion.
+    #[serde(default)]
+    completion_tokens_details: Option<TokenDetails>,
+    /// DeepSeek: prompt tokens read from its context cache.
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl ApiUsage {
+    /// Prompt tokens the provider read from its cache, in either provider's field.
+    fn cached(&self) -> u64 {
+        self.prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .or(self.prompt_cache_hit_tokens)
+            .unwrap_or(0)
+    }
+
+    fn reasoning(&self) -> u64 {
+        self.completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+    }
 }
 
 /// Why an attempt failed, and whether another attempt may help.
@@ -470,80 +506,21 @@ impl OpenAiClient {
             };
             transport(&request_id, what, e)
         })?;
-        let fail = |reason: FailureReason, message: String| Failure {
-            retryable: reason.immediate_retries() != Some(0),
-            reason,
+        let mut completion = check_reply(
             status,
-            request_id: request_id.clone(),
-            message,
+            &request_id,
+            &text,
+            want_content,
+            max_tokens,
             retry_after,
-        };
-        if !(200..300).contains(&status) {
-            let reason = match status {
-                429 => FailureReason::RateLimited,
-                408 | 409 | 425 => FailureReason::ServerError,
-                s if s >= 500 => FailureReason::ServerError,
-                _ => FailureReason::ClientError,
-            };
-            let mut f = fail(reason, error_message(&text));
-            if status == 429 {
-                f.retry_after = f.retry_after.or(quota_reset);
-            }
-            return Err(f);
-        }
-        let completion: Completion = serde_json::from_str(&text).map_err(|e| {
-            fail(
-                FailureReason::Malformed,
-                format!("malformed JSON body ({e}); body starts {:?}", head(&text)),
-            )
-        })?;
-        let Some(choice) = completion.choices.first() else {
-            return Err(fail(
-                FailureReason::Malformed,
-                "no choices in response".to_string(),
-            ));
-        };
-        if let Some(r) = choice.message.as_ref().and_then(|m| m.refusal.as_deref())
-            && !r.is_empty()
+        );
+        if let Err(f) = &mut completion
+            && status == 429
         {
-            return Err(fail(
-                FailureReason::Refusal,
-                format!("model refused: {}", head(r)),
-            ));
-        }
-        if choice.finish_reason.as_deref() == Some("content_filter") {
-            return Err(fail(
-                FailureReason::ContentFilter,
-                "model refused: finish_reason=content_filter".to_string(),
-            ));
-        }
-        if want_content {
-            let content = choice
-                .message
-                .as_ref()
-                .and_then(|m| m.content.as_deref())
-                .unwrap_or("");
-            // A cut answer that still has text is kept, as the reference code keeps it: the
-            // parser decides whether it holds a ranking. With no text at all it is an empty
-            // answer: one retry may get past a server hiccup, but one cut at max_tokens before
-            // any text (a reasoning model thinking past the cap) would be cut again.
-            if content.trim().is_empty() {
-                if choice.finish_reason.as_deref() == Some("length") {
-                    let cap = max_tokens.map_or("the provider's limit".to_string(), |n| {
-                        format!("max_tokens={n}")
-                    });
-                    let mut f = fail(
-                        FailureReason::Empty,
-                        format!("empty content, cut at {cap} (finish_reason=length)"),
-                    );
-                    f.retryable = false;
-                    return Err(f);
-                }
-                return Err(fail(FailureReason::Empty, "empty content".to_string()));
-            }
+            f.retry_after = f.retry_after.or(quota_reset);
         }
         Ok(Reply {
-            completion,
+            completion: completion?,
             request_id,
             quota_reset,
         })
@@ -704,6 +681,453 @@ impl OpenAiClient {
             tokio::time::sleep(wait).await;
             spent += 1;
         }
+    }
+}
+
+/// What a response (status and body text) is worth, by the same rules for a synchronous call
+/// and a batch line: an error status, a body that is not a completion, a refusal, a filter, an
+/// empty answer (where content is wanted) are failures; anything else is the completion.
+fn check_reply(
+    status: u16,
+    request_id: &str,
+    text: &str,
+    want_content: bool,
+    max_tokens: Option<u32>,
+    retry_after: Option<Duration>,
+) -> Result<Completion, Failure> {
+    let fail = |reason: FailureReason, message: String| Failure {
+        retryable: reason.immediate_retries() != Some(0),
+        reason,
+        status,
+        request_id: request_id.to_string(),
+        message,
+        retry_after,
+    };
+    if !(200..300).contains(&status) {
+        let reason = match status {
+            429 => FailureReason::RateLimited,
+            408 | 409 | 425 => FailureReason::ServerError,
+            s if s >= 500 => FailureReason::ServerError,
+            _ => FailureReason::ClientError,
+        };
+        return Err(fail(reason, error_message(text)));
+    }
+    let completion: Completion = serde_json::from_str(text).map_err(|e| {
+        fail(
+            FailureReason::Malformed,
+            format!("malformed JSON body ({e}); body starts {:?}", head(text)),
+        )
+    })?;
+    let Some(choice) = completion.choices.first() else {
+        return Err(fail(
+            FailureReason::Malformed,
+            "no choices in response".to_string(),
+        ));
+    };
+    if let Some(r) = choice.message.as_ref().and_then(|m| m.refusal.as_deref())
+        && !r.is_empty()
+    {
+        return Err(fail(
+            FailureReason::Refusal,
+            format!("model refused: {}", head(r)),
+        ));
+    }
+    if choice.finish_reason.as_deref() == Some("content_filter") {
+        return Err(fail(
+            FailureReason::ContentFilter,
+            "model refused: finish_reason=content_filter".to_string(),
+        ));
+    }
+    if want_content {
+        let content = choice
+            .message
+            .as_ref()
+            .and_then(|m| m.content.as_deref())
+            .unwrap_or("");
+        // A cut answer that still has text is kept, as the reference code keeps it: the
+        // parser decides whether it holds a ranking. With no text at all it is an empty
+        // answer: one retry may get past a server hiccup, but one cut at max_tokens before
+        // any text (a reasoning model thinking past the cap) would be cut again.
+        if content.trim().is_empty() {
+            if choice.finish_reason.as_deref() == Some("length") {
+                let cap = max_tokens.map_or("the provider's limit".to_string(), |n| {
+                    format!("max_tokens={n}")
+                });
+                let mut f = fail(
+                    FailureReason::Empty,
+                    format!("empty content, cut at {cap} (finish_reason=length)"),
+                );
+                f.retryable = false;
+                return Err(f);
+            }
+            return Err(fail(FailureReason::Empty, "empty content".to_string()));
+        }
+    }
+    Ok(completion)
+}
+
+/// The sampling of a log-probability read (a pointwise score or a first-token label): one
+/// token at temperature 0.
+fn logprob_sampling() -> Sampling {
+    // Declared like every other call: nothing is left to the provider's default.
+    Sampling {
+        temperature: Some(0.0),
+        max_tokens: Some(1),
+        seed: Some(0),
+        top_p: Some(1.0),
+    }
+}
+
+/// A chat answer from a checked completion.
+fn chat_response(completion: Completion, latency_ms: u64, retries: u32) -> ChatResponse {
+    let served = Served {
+        model: completion.model.clone(),
+        system_fingerprint: completion.system_fingerprint.clone(),
+    };
+    let u = completion.usage.unwrap_or_default();
+    let choice = completion.choices.into_iter().next();
+    let finish_reason = choice
+        .as_ref()
+        .and_then(|c| c.finish_reason.clone())
+        .filter(|r| r != "stop");
+    let content = choice
+        .and_then(|c| c.message)
+        .and_then(|m| m.content)
+        .unwrap_or_default();
+    ChatResponse {
+        served,
+        content,
+        usage: Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            latency_ms,
+            retries,
+            cached_tokens: u.cached(),
+            reasoning_tokens: u.reasoning(),
+            ..Usage::default()
+        },
+        finish_reason,
+    }
+}
+
+/// Prompt tokens of a reply read from the provider's cache.
+fn cached_of(reply: &Reply) -> u64 {
+    reply.completion.usage.as_ref().map_or(0, ApiUsage::cached)
+}
+
+/// A pointwise score (and whether "yes" or "no" was missing from the top list) and the prompt
+/// and completion tokens of one candidate's reply.
+fn yes_no_of(reply: &Reply) -> Result<((f32, bool), u64, u64), LlmError> {
+    let first = reply
+        .completion
+        .choices
+        .first()
+        .and_then(|c| c.logprobs.as_ref())
+        .and_then(|l| l.content.as_ref())
+        .and_then(|c| c.first());
+    let Some(first) = first else {
+        return Err(LlmError::Http {
+            request_id: reply.request_id.clone(),
+            status: 200,
+            reason: FailureReason::Malformed,
+            message: "no logprobs in response; the server does not support scoring".to_string(),
+        });
+    };
+    let u = reply.completion.usage.as_ref();
+    Ok((
+        yes_no_score(first),
+        u.map_or(0, |u| u.prompt_tokens),
+        u.map_or(0, |u| u.completion_tokens),
+    ))
+}
+
+impl OpenAiClient {
+    /// A deferred call's body as the synchronous path sends it, whether it wants content, and
+    /// its `max_tokens`.
+    fn batch_body(&self, call: &BatchCall) -> (serde_json::Value, bool, Option<u32>) {
+        match call {
+            BatchCall::Chat(r) => (
+                self.body(&r.messages, &r.sampling, false),
+                true,
+                r.sampling.max_tokens,
+            ),
+            BatchCall::ScorePart(r) => {
+                let s = logprob_sampling();
+                (self.body(&r.messages_for(0), &s, true), false, s.max_tokens)
+            }
+            BatchCall::Labels(r) => {
+                let s = logprob_sampling();
+                (
+                    self.body(&r.messages_with_prefill(), &s, true),
+                    false,
+                    s.max_tokens,
+                )
+            }
+        }
+    }
+
+    /// One request to the Files or Batches API, retried like a chat call on 429, 5xx and
+    /// transport failures; the response body.
+    async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(String, Vec<u8>)>,
+    ) -> Result<Vec<u8>, LlmError> {
+        let url = format!("{}{path}", self.cfg.base_url);
+        let mut spent = 0u32;
+        loop {
+            let local_id = format!("local-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+            // Files can be large: at least ten minutes for one.
+            let timeout = self.cfg.timeout.max(Duration::from_secs(600));
+            let mut rb = self.http.request(method.clone(), &url).timeout(timeout);
+            if let Some(ApiKey(k)) = &self.cfg.api_key {
+                rb = rb.bearer_auth(k);
+            }
+            if let Some((ctype, bytes)) = &body {
+                rb = rb
+                    .header(reqwest::header::CONTENT_TYPE, ctype.as_str())
+                    .body(bytes.clone());
+            }
+            let (err, retry_after) = match rb.send().await {
+                Err(e) => {
+                    let reason = if e.is_timeout() {
+                        FailureReason::Timeout
+                    } else {
+                        FailureReason::Transport
+                    };
+                    let e = LlmError::Http {
+                        request_id: local_id,
+                        status: 0,
+                        reason,
+                        message: self.redact(&format!("{method} {path}: {e}")),
+                    };
+                    (e, None)
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let request_id = resp
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map_or(local_id, str::to_string);
+                    let retry_after = parse_retry_after(resp.headers());
+                    match resp.bytes().await {
+                        Ok(b) if (200..300).contains(&status) => return Ok(b.to_vec()),
+                        Ok(b) => {
+                            let reason = match status {
+                                429 => FailureReason::RateLimited,
+                                408 | 409 | 425 => FailureReason::ServerError,
+                                s if s >= 500 => FailureReason::ServerError,
+                                _ => FailureReason::ClientError,
+                            };
+                            let text = String::from_utf8_lossy(&b);
+                            let message =
+                                self.redact(&format!("{method} {path}: {}", error_message(&text)));
+                            let e = LlmError::Http {
+                                request_id,
+                                status,
+                                reason,
+                                message,
+                            };
+                            (e, retry_after)
+                        }
+                        Err(e) => {
+                            let e = LlmError::Http {
+                                request_id,
+                                status,
+                                reason: FailureReason::Transport,
+                                message: self
+                                    .redact(&format!("{method} {path}: body cut off: {e}")),
+                            };
+                            (e, None)
+                        }
+                    }
+                }
+            };
+            if !err.reason().is_transient() || spent >= self.cfg.max_retries {
+                self.log(&format!("error (model {}): {err}", self.cfg.model));
+                return Err(err);
+            }
+            let wait = self.backoff(spent, retry_after);
+            self.log(&format!(
+                "{err}; retry {}/{} in {:.2}s",
+                spent + 1,
+                self.cfg.max_retries,
+                wait.as_secs_f64()
+            ));
+            tokio::time::sleep(wait).await;
+            spent += 1;
+        }
+    }
+
+    async fn control_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(String, Vec<u8>)>,
+    ) -> Result<serde_json::Value, LlmError> {
+        let bytes = self.control(method.clone(), path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|source| LlmError::Json {
+            what: format!("{method} {path}: the response"),
+            source,
+        })
+    }
+}
+
+#[async_trait]
+impl BatchBackend for OpenAiClient {
+    fn line_body(&self, call: &BatchCall) -> serde_json::Value {
+        self.batch_body(call).0
+    }
+
+    fn line_answer(
+        &self,
+        call: &BatchCall,
+        status: u16,
+        request_id: &str,
+        body: &str,
+    ) -> Result<BatchAnswer, LlmError> {
+        let (_, want_content, max_tokens) = self.batch_body(call);
+        let completion = check_reply(status, request_id, body, want_content, max_tokens, None)
+            .map_err(|f| LlmError::Http {
+                request_id: f.request_id,
+                status: f.status,
+                reason: f.reason,
+                message: self.redact(&f.message),
+            })?;
+        let reply = Reply {
+            completion,
+            request_id: request_id.to_string(),
+            quota_reset: None,
+        };
+        Ok(match call {
+            BatchCall::Chat(_) => {
+                let mut c = chat_response(reply.completion, 0, 0);
+                c.usage.mode = CallMode::Batch;
+                BatchAnswer::Chat(c)
+            }
+            BatchCall::ScorePart(_) => {
+                let ((score, missing), prompt_tokens, completion_tokens) = yes_no_of(&reply)?;
+                BatchAnswer::Score(ScoreResponse {
+                    scores: vec![score],
+                    usage: Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                        labels_missing: u64::from(missing),
+                        cached_tokens: cached_of(&reply),
+                        mode: CallMode::Batch,
+                        ..Usage::default()
+                    },
+                })
+            }
+            BatchCall::Labels(r) => {
+                let (top, (prompt_tokens, completion_tokens)) =
+                    first_token(&reply, "label scoring")?;
+                BatchAnswer::Labels(LabelResponse {
+                    logprobs: label_logprobs(&top, &r.labels),
+                    usage: Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                        cached_tokens: cached_of(&reply),
+                        mode: CallMode::Batch,
+                        ..Usage::default()
+                    },
+                })
+            }
+        })
+    }
+
+    async fn upload(&self, filename: &str, jsonl: Vec<u8>) -> Result<String, LlmError> {
+        let boundary = loop {
+            let b = format!("agp-batch-{:016x}", rand::rng().random::<u64>());
+            if !jsonl.windows(b.len()).any(|w| w == b.as_bytes()) {
+                break b;
+            }
+        };
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&jsonl);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let ctype = format!("multipart/form-data; boundary={boundary}");
+        let v = self
+            .control_json(reqwest::Method::POST, "/files", Some((ctype, body)))
+            .await?;
+        v.get("id")
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| LlmError::Other(format!("POST /files: no file id in {v}")))
+    }
+
+    async fn create(&self, input_file_id: &str) -> Result<BatchInfo, LlmError> {
+        let body = serde_json::json!({
+            "input_file_id": input_file_id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        });
+        let v = self
+            .control_json(
+                reqwest::Method::POST,
+                "/batches",
+                Some((
+                    "application/json".to_string(),
+                    body.to_string().into_bytes(),
+                )),
+            )
+            .await?;
+        Ok(BatchInfo::from_json(&v))
+    }
+
+    async fn retrieve(&self, batch_id: &str) -> Result<BatchInfo, LlmError> {
+        let v = self
+            .control_json(reqwest::Method::GET, &format!("/batches/{batch_id}"), None)
+            .await?;
+        Ok(BatchInfo::from_json(&v))
+    }
+
+    async fn find_by_input(&self, input_file_id: &str) -> Result<Option<BatchInfo>, LlmError> {
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/batches?limit=100&after={a}"),
+                None => "/batches?limit=100".to_string(),
+            };
+            let v = self.control_json(reqwest::Method::GET, &path, None).await?;
+            let data = v
+                .get("data")
+                .and_then(|d| d.as_array())
+                .cloned()
+                .unwrap_or_default();
+            if let Some(b) = data
+                .iter()
+                .map(BatchInfo::from_json)
+                .find(|b| b.input_file_id.as_deref() == Some(input_file_id))
+            {
+                return Ok(Some(b));
+            }
+            let more = v.get("has_more").and_then(|m| m.as_bool()) == Some(true);
+            match data
+                .last()
+                .and_then(|b| b.get("id"))
+                .and_then(|i| i.as_str())
+            {
+                Some(last) if more => after = Some(last.to_string()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    async fn content(&self, file_id: &str) -> Result<Vec<u8>, LlmError> {
+        self.control(
+            reqwest::Method::GET,
+            &format!("/files/{file_id}/content"),
+            None,
+        )
+        .await
     }
 }
 
@@ -909,44 +1333,18 @@ impl ChatModel for OpenAiClient {
             .call(&req.messages, &req.sampling, false, req.priority)
             .await?;
         self.check_served(&reply);
-        let served = Served {
-            model: reply.completion.model.clone(),
-            system_fingerprint: reply.completion.system_fingerprint.clone(),
-        };
-        let u = reply.completion.usage.unwrap_or_default();
-        let choice = reply.completion.choices.into_iter().next();
-        let finish_reason = choice
-            .as_ref()
-            .and_then(|c| c.finish_reason.clone())
-            .filter(|r| r != "stop");
-        let content = choice
-            .and_then(|c| c.message)
-            .and_then(|m| m.content)
-            .unwrap_or_default();
-        Ok(ChatResponse {
-            served,
-            content,
-            usage: Usage {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-                latency_ms: t0.elapsed().as_millis() as u64,
-                retries,
-                ..Usage::default()
-            },
-            finish_reason,
-        })
+        Ok(chat_response(
+            reply.completion,
+            t0.elapsed().as_millis() as u64,
+            retries,
+        ))
     }
 
     /// One request with `max_tokens = 1`, `temperature = 0`, `logprobs` and `top_logprobs`
     /// (20 by default, OpenAI's maximum), read from `choices[0].logprobs.content[0]`.
     async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
         let t0 = Instant::now();
-        let sampling = Sampling {
-            temperature: Some(0.0),
-            max_tokens: Some(1),
-            seed: Some(0),
-            top_p: Some(1.0),
-        };
+        let sampling = logprob_sampling();
         let (reply, retries) = self
             .call(&req.messages_with_prefill(), &sampling, true, req.priority)
             .await?;
@@ -959,6 +1357,7 @@ impl ChatModel for OpenAiClient {
                 completion_tokens,
                 latency_ms: t0.elapsed().as_millis() as u64,
                 retries,
+                cached_tokens: cached_of(&reply),
                 ..Usage::default()
             },
         })
@@ -966,49 +1365,24 @@ impl ChatModel for OpenAiClient {
 
     async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
         let t0 = Instant::now();
-        let sampling = Sampling {
-            temperature: Some(0.0),
-            max_tokens: Some(1),
-            seed: Some(0),
-            top_p: Some(1.0),
-        };
+        let sampling = logprob_sampling();
         let calls = (0..req.suffixes.len()).map(|i| {
             let messages = req.messages_for(i);
             let sampling = &sampling;
             async move {
                 let (reply, retries) = self.call(&messages, sampling, true, req.priority).await?;
-                let first = reply
-                    .completion
-                    .choices
-                    .first()
-                    .and_then(|c| c.logprobs.as_ref())
-                    .and_then(|l| l.content.as_ref())
-                    .and_then(|c| c.first());
-                let Some(first) = first else {
-                    return Err(LlmError::Http {
-                        request_id: reply.request_id,
-                        status: 200,
-                        reason: FailureReason::Malformed,
-                        message: "no logprobs in response; the server does not support scoring"
-                            .to_string(),
-                    });
-                };
-                let u = reply.completion.usage.as_ref();
                 self.check_served(&reply);
-                Ok((
-                    yes_no_score(first),
-                    u.map_or(0, |u| u.prompt_tokens),
-                    u.map_or(0, |u| u.completion_tokens),
-                    retries,
-                ))
+                let (score, p, c) = yes_no_of(&reply)?;
+                Ok((score, p, c, retries, cached_of(&reply)))
             }
         });
         let results = futures::future::join_all(calls).await;
         let mut usage = Usage::default();
         let mut scores = Vec::with_capacity(results.len());
         for r in results {
-            let ((s, missing), p, c, retries) = r?;
+            let ((s, missing), p, c, retries, cached) = r?;
             scores.push(s);
+            usage.cached_tokens += cached;
             usage.labels_missing += u64::from(missing);
             usage.prompt_tokens += p;
             usage.completion_tokens += c;

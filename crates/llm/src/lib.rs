@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod batch;
 pub mod factory;
 pub mod fetch;
 pub mod http;
@@ -31,7 +32,9 @@ pub use store::{
     RecordMode, RecordedFailure, Recorder, ReplayModel, Store, chat_key, label_key, score_key,
     score_part_key,
 };
-pub use usage::{CallKind, CallOutcome, CallUsage, Price, PriceTable, Totals, UsageLedger};
+pub use usage::{
+    CallKind, CallOutcome, CallUsage, PRICE_TABLE_VERSION, Price, PriceTable, Totals, UsageLedger,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -196,10 +199,42 @@ pub struct Usage {
     /// read as the floor: a pointwise score missing "yes" or "no", a FIRST label at −∞.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub labels_missing: u64,
+    /// Of `prompt_tokens`, those the provider read from its prompt cache (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`, DeepSeek's `prompt_cache_hit_tokens`), billed at
+    /// the cached price. Absent from recordings made before it was kept, and while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_tokens: u64,
+    /// Of `completion_tokens`, the hidden reasoning of a reasoning model.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
+    /// How the request was sent, which decides its price.
+    #[serde(default, skip_serializing_if = "CallMode::is_sync")]
+    pub mode: CallMode,
     /// What of this was answered from a recording, so nothing was spent on it now. Set by the
     /// [`Recorder`] as it replays; never stored, since a recording is live when it is made.
     #[serde(skip)]
     pub replayed: Replayed,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How a request was sent: it decides the price ([`usage::Price`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallMode {
+    /// The synchronous endpoint, at list price.
+    #[default]
+    Sync,
+    /// A line of a batch (see [`batch`]), at the batch price.
+    Batch,
+}
+
+impl CallMode {
+    pub fn is_sync(&self) -> bool {
+        *self == Self::Sync
+    }
 }
 
 /// The replayed part of a [`Usage`]: requests and the tokens they had cost when recorded.
@@ -208,6 +243,8 @@ pub struct Replayed {
     pub requests: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, read from the provider's cache.
+    pub cached_tokens: u64,
 }
 
 impl Usage {
@@ -217,13 +254,10 @@ impl Usage {
             requests,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
+            cached_tokens: self.cached_tokens,
         };
         self
     }
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// What an API says served a request, where it says: the model it ran (a dated snapshot for an
@@ -364,6 +398,9 @@ pub enum FailureReason {
     ClientError,
     /// Not a call outcome: a replay miss, an unwritable recordings file, a wrong setup.
     Setup,
+    /// Not asked yet: kept for a batch (see [`batch`]); the run asks again once the batch has
+    /// answered.
+    Deferred,
 }
 
 impl FailureReason {
@@ -378,6 +415,7 @@ impl FailureReason {
                 | Self::Timeout
                 | Self::Transport
                 | Self::Malformed
+                | Self::Deferred
         )
     }
 
@@ -411,6 +449,7 @@ impl FailureReason {
             Self::ContentFilter => "content-filter",
             Self::ClientError => "client-error",
             Self::Setup => "setup",
+            Self::Deferred => "deferred",
         }
     }
 }
@@ -464,6 +503,9 @@ pub enum LlmError {
     /// A setup problem with nothing underneath it (a missing key, an unknown model name).
     #[error("{0}")]
     Other(String),
+    /// The request was kept for a batch instead of being sent (see [`batch`]).
+    #[error("request {key} deferred to a batch")]
+    Deferred { key: String },
 }
 
 impl LlmError {
@@ -490,6 +532,7 @@ impl LlmError {
     pub fn reason(&self) -> FailureReason {
         match self {
             Self::Http { reason, .. } => *reason,
+            Self::Deferred { .. } => FailureReason::Deferred,
             Self::ReplayMiss { .. }
             | Self::Io { .. }
             | Self::Json { .. }

@@ -19,10 +19,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::batch::{BatchCall, Batcher};
 use crate::usage::CallKind;
 use crate::{
-    ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse, LlmError,
-    Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
+    CallMode, ChatModel, ChatRequest, ChatResponse, FailureReason, LabelRequest, LabelResponse,
+    LlmError, Message, ModelInfo, Sampling, ScoreRequest, ScoreResponse, Usage,
 };
 
 /// Bumped when the canonical request layout changes, so old recordings miss loudly instead of
@@ -206,7 +207,7 @@ impl RecordedFailure {
     }
 
     /// The failure to keep, if `e` is one a retry would only pay for again.
-    fn of(e: &LlmError) -> Option<Self> {
+    pub(crate) fn of(e: &LlmError) -> Option<Self> {
         match e {
             LlmError::Http {
                 request_id,
@@ -506,6 +507,8 @@ pub struct Recorder {
     mode: RecordMode,
     /// One async lock per key in flight, so concurrent identical requests pay once.
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where misses that may wait go instead of the model (see [`crate::batch`]).
+    batcher: Option<Arc<Batcher>>,
 }
 
 /// A replay-only model: a [`Recorder`] with no inner model, in [`RecordMode::Replay`].
@@ -533,7 +536,38 @@ impl Recorder {
             store,
             mode,
             inflight: Mutex::new(HashMap::new()),
+            batcher: None,
         })
+    }
+
+    /// Defers the misses `batcher` takes (in [`RecordMode::Auto`]) instead of calling.
+    pub fn with_batcher(mut self, batcher: Arc<Batcher>) -> Self {
+        self.batcher = Some(batcher);
+        self
+    }
+
+    /// The usage of a recorded answer: replayed, unless this process paid for it (with a
+    /// batcher, whose rounds replay what an earlier round paid for).
+    fn replayed(&self, key: &str, usage: Usage) -> Usage {
+        match &self.batcher {
+            Some(b) if b.paid_now(key) => usage,
+            _ => usage.replayed(1),
+        }
+    }
+
+    /// The error to answer a miss with when it is deferred to a batch; `None` to call now.
+    fn defer(
+        &self,
+        key: &str,
+        kind: CallKind,
+        request: &serde_json::Value,
+        priority: u8,
+        call: impl FnOnce() -> BatchCall,
+    ) -> Option<LlmError> {
+        match (&self.batcher, self.mode) {
+            (Some(b), RecordMode::Auto) => b.defer(key, kind, request, priority, call),
+            _ => None,
+        }
     }
 
     /// Answers only from `store`, as model `info`; needs no model file, key or network.
@@ -545,6 +579,7 @@ impl Recorder {
             store: Some(store),
             mode: RecordMode::Replay,
             inflight: Mutex::new(HashMap::new()),
+            batcher: None,
         }
     }
 
@@ -610,7 +645,9 @@ impl Recorder {
     ///
     /// `found` looks the key up (a chat also tries the aliases of its sampling), `fits` says
     /// whether a recorded answer is one for this request (as many values as asked), `request`
-    /// is what the record keeps of it, and `messages` names it in a miss.
+    /// is what the record keeps of it, `messages` names it in a miss, and `batched` is its
+    /// priority and the call a batch would make in its place.
+    #[allow(clippy::too_many_arguments)]
     async fn through<T, F>(
         &self,
         key: &str,
@@ -618,6 +655,7 @@ impl Recorder {
         fits: impl Fn(&T) -> bool,
         request: serde_json::Value,
         messages: &[Message],
+        batched: (u8, impl FnOnce() -> BatchCall),
         call: impl FnOnce(Arc<dyn ChatModel>) -> F,
     ) -> Result<T, LlmError>
     where
@@ -635,12 +673,17 @@ impl Recorder {
             }
             if let Some(mut r) = T::from_record(rec).filter(&fits) {
                 let usage = r.usage_mut();
-                *usage = usage.clone().replayed(1);
+                *usage = self.replayed(key, usage.clone());
                 return Ok(r);
             }
         }
         if self.mode == RecordMode::Replay {
             return Err(self.miss(key, messages));
+        }
+        // With a batcher, a bulk request waits for the next batch instead of being asked now.
+        let (priority, batch_call) = batched;
+        if let Some(e) = self.defer(key, T::KIND, &request, priority, batch_call) {
+            return Err(e);
         }
         match call(self.inner()?.clone()).await {
             Ok(r) => {
@@ -683,6 +726,9 @@ impl Recorder {
         answer: Answer,
     ) -> Result<(), LlmError> {
         let store = self.store.as_ref().expect("checked in new");
+        if let Some(b) = &self.batcher {
+            b.note_paid(&key);
+        }
         let (mut chat, mut score, mut labels, mut failure) = (None, None, None, None);
         match answer {
             Answer::Chat(c) => chat = Some(c),
@@ -721,6 +767,7 @@ impl Recorder {
         };
         let request = serde_json::to_value(&one).expect("a request serialises");
         let model = self.info.model.clone();
+        let for_batch = one.clone();
         let r: ScoreResponse = self
             .through(
                 key,
@@ -728,6 +775,7 @@ impl Recorder {
                 |r: &ScoreResponse| r.scores.len() == 1,
                 request,
                 &req.messages_for(i),
+                (req.priority, move || BatchCall::ScorePart(for_batch)),
                 |inner| async move {
                     let r = inner.score(&one).await?;
                     if r.scores.len() != 1 {
@@ -880,6 +928,7 @@ impl ChatModel for Recorder {
             |_: &ChatResponse| true,
             request,
             &req.messages,
+            (req.priority, || BatchCall::Chat(req.clone())),
             |inner| async move { inner.chat(req).await },
         )
         .await
@@ -898,6 +947,7 @@ impl ChatModel for Recorder {
             |r: &LabelResponse| r.logprobs.len() == req.labels.len(),
             request,
             &req.messages,
+            (req.priority, || BatchCall::Labels(req.clone())),
             |inner| async move { inner.label_logprobs(req).await },
         )
         .await
@@ -965,7 +1015,16 @@ impl ChatModel for Recorder {
             match p {
                 Ok((s, u)) => {
                     scores.push(s);
+                    // Batch only when every candidate was: a mixed scoring prices at the
+                    // higher, synchronous rate.
+                    usage.mode = if scores.len() == 1 || usage.mode == CallMode::Batch {
+                        u.mode
+                    } else {
+                        CallMode::Sync
+                    };
                     usage.prompt_tokens += u.prompt_tokens;
+                    usage.cached_tokens += u.cached_tokens;
+                    usage.reasoning_tokens += u.reasoning_tokens;
                     usage.completion_tokens += u.completion_tokens;
                     usage.latency_ms = usage.latency_ms.max(u.latency_ms);
                     usage.retries += u.retries;
@@ -973,6 +1032,7 @@ impl ChatModel for Recorder {
                         usage.replayed.requests += u.replayed.requests;
                         usage.replayed.prompt_tokens += u.replayed.prompt_tokens;
                         usage.replayed.completion_tokens += u.replayed.completion_tokens;
+                        usage.replayed.cached_tokens += u.replayed.cached_tokens;
                     }
                 }
                 Err(e) => {

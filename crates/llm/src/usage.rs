@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FailureReason, LlmError, Usage};
+use crate::{CallMode, FailureReason, LlmError, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,12 +101,16 @@ impl Totals {
         self.labels_missing += u.labels_missing;
         match prices.get(&c.model) {
             Some(p) => {
-                self.est_cost_usd += p.cost_usd(u.prompt_tokens, u.completion_tokens);
-                self.spent_usd += p.cost_usd(
-                    u.prompt_tokens.saturating_sub(u.replayed.prompt_tokens),
-                    u.completion_tokens
-                        .saturating_sub(u.replayed.completion_tokens),
-                );
+                let billed = p.billed_usd(u);
+                let replayed = Usage {
+                    prompt_tokens: u.replayed.prompt_tokens,
+                    completion_tokens: u.replayed.completion_tokens,
+                    cached_tokens: u.replayed.cached_tokens,
+                    mode: u.mode,
+                    ..Usage::default()
+                };
+                self.est_cost_usd += billed;
+                self.spent_usd += (billed - p.billed_usd(&replayed)).max(0.0);
             }
             None => self.unpriced_calls += c.requests,
         }
@@ -214,18 +218,84 @@ impl UsageLedger {
     }
 }
 
-/// List price in USD per million tokens.
+/// Which prices [`PriceTable::builtin`] holds: named in the plan, and to be bumped with them.
+pub const PRICE_TABLE_VERSION: &str = "builtin-2025-06";
+
+/// List prices in USD per million tokens. The cached and batch prices are optional (and
+/// absent from price tables written before them): without a cached price, cached input costs
+/// as much as any input; without batch prices the provider has no Batch API.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Price {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    /// Input read from the provider's prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
+    /// Input of a batch line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_input_per_mtok: Option<f64>,
+    /// Output of a batch line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_output_per_mtok: Option<f64>,
+    /// Cached input of a batch line; without it, cached batch input costs the batch input
+    /// price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_cached_input_per_mtok: Option<f64>,
 }
 
 impl Price {
+    /// A price with no cache or batch discount.
+    pub fn list(input_per_mtok: f64, output_per_mtok: f64) -> Self {
+        Self {
+            input_per_mtok,
+            output_per_mtok,
+            cached_input_per_mtok: None,
+            batch_input_per_mtok: None,
+            batch_output_per_mtok: None,
+            batch_cached_input_per_mtok: None,
+        }
+    }
+
+    /// Every token at the synchronous, uncached price.
     pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
         (prompt_tokens as f64 * self.input_per_mtok
             + completion_tokens as f64 * self.output_per_mtok)
             / 1e6
+    }
+
+    /// (uncached input, cached input, output) prices per million tokens in `mode`.
+    pub fn rates(&self, mode: CallMode) -> (f64, f64, f64) {
+        match mode {
+            CallMode::Sync => (
+                self.input_per_mtok,
+                self.cached_input_per_mtok.unwrap_or(self.input_per_mtok),
+                self.output_per_mtok,
+            ),
+            CallMode::Batch => {
+                let input = self.batch_input_per_mtok.unwrap_or(self.input_per_mtok);
+                (
+                    input,
+                    self.batch_cached_input_per_mtok.unwrap_or(input),
+                    self.batch_output_per_mtok.unwrap_or(self.output_per_mtok),
+                )
+            }
+        }
+    }
+
+    /// What the provider bills for `u`: uncached and cached input and output (reasoning
+    /// included) at the prices of its mode.
+    pub fn billed_usd(&self, u: &Usage) -> f64 {
+        let (input, cached, output) = self.rates(u.mode);
+        let hit = u.cached_tokens.min(u.prompt_tokens);
+        ((u.prompt_tokens - hit) as f64 * input
+            + hit as f64 * cached
+            + u.completion_tokens as f64 * output)
+            / 1e6
+    }
+
+    /// Whether the provider has a Batch API at a price of its own.
+    pub fn has_batch(&self) -> bool {
+        self.batch_input_per_mtok.is_some() || self.batch_output_per_mtok.is_some()
     }
 }
 
@@ -235,20 +305,31 @@ impl Price {
 pub struct PriceTable(pub HashMap<String, Price>);
 
 impl PriceTable {
-    /// Public list prices (standard tier, uncached input) as published by the providers in
-    /// 2025; override with [`PriceTable::from_json`] when they change. In-process models cost 0.
+    /// Public list prices as published by the providers in mid-2025 ([`PRICE_TABLE_VERSION`]):
+    /// standard tier, with the prompt-cache price and, for OpenAI, the Batch API's half price
+    /// (its cached batch input is left at the batch input price, the conservative reading).
+    /// DeepSeek bills cache hits lower and has no Batch API. Override with
+    /// [`PriceTable::from_json`] when they change. In-process models cost 0.
     pub fn builtin() -> Self {
-        let p = |i, o| Price {
-            input_per_mtok: i,
-            output_per_mtok: o,
+        let openai = |i: f64, cached: f64, o: f64| Price {
+            cached_input_per_mtok: Some(cached),
+            batch_input_per_mtok: Some(i / 2.0),
+            batch_output_per_mtok: Some(o / 2.0),
+            ..Price::list(i, o)
         };
         let mut m = HashMap::new();
-        m.insert("gpt-4o".to_string(), p(2.50, 10.00));
-        m.insert("gpt-4o-mini".to_string(), p(0.15, 0.60));
-        m.insert("o3-mini".to_string(), p(1.10, 4.40));
-        m.insert("deepseek-chat".to_string(), p(0.27, 1.10));
+        m.insert("gpt-4o".to_string(), openai(2.50, 1.25, 10.00));
+        m.insert("gpt-4o-mini".to_string(), openai(0.15, 0.075, 0.60));
+        m.insert("o3-mini".to_string(), openai(1.10, 0.55, 4.40));
+        m.insert(
+            "deepseek-chat".to_string(),
+            Price {
+                cached_input_per_mtok: Some(0.07),
+                ..Price::list(0.27, 1.10)
+            },
+        );
         for local in ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] {
-            m.insert(local.to_string(), p(0.0, 0.0));
+            m.insert(local.to_string(), Price::list(0.0, 0.0));
         }
         Self(m)
     }
@@ -272,9 +353,9 @@ impl PriceTable {
             .map(|(_, p)| *p)
     }
 
+    /// What the provider bills for `usage` (see [`Price::billed_usd`]).
     pub fn cost_usd(&self, model: &str, usage: &Usage) -> Option<f64> {
-        self.get(model)
-            .map(|p| p.cost_usd(usage.prompt_tokens, usage.completion_tokens))
+        self.get(model).map(|p| p.billed_usd(usage))
     }
 }
 
@@ -379,6 +460,51 @@ mod tests {
         assert_eq!(b.total(&none).calls, 2);
         assert_eq!(whole.total(&none).calls, 3);
         assert_eq!(whole.totals_by_account(&none)["y"].calls, 2);
+    }
+
+    #[test]
+    fn cached_and_batch_tokens_are_billed_at_their_prices() {
+        let p = PriceTable::builtin().get("gpt-4o").unwrap();
+        let sync = Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 1_000_000,
+            ..Usage::default()
+        };
+        assert!((p.billed_usd(&sync) - 12.5).abs() < 1e-9);
+        let cached = Usage {
+            cached_tokens: 400_000,
+            ..sync.clone()
+        };
+        assert!((p.billed_usd(&cached) - (1.5 + 0.5 + 10.0)).abs() < 1e-9);
+        let batch = Usage {
+            mode: CallMode::Batch,
+            ..sync.clone()
+        };
+        assert!((p.billed_usd(&batch) - 6.25).abs() < 1e-9);
+        // A replayed batch call spends nothing now, and was worth its batch price.
+        let l = UsageLedger::default();
+        l.book(call(
+            "x",
+            "gpt-4o",
+            CallKind::Chat,
+            batch.clone().replayed(1),
+        ));
+        let t = l.total(&PriceTable::builtin());
+        assert!((t.est_cost_usd - 6.25).abs() < 1e-9 && t.spent_usd.abs() < 1e-9);
+        // A table written before cached and batch prices reads, and bills every token in full.
+        let old =
+            PriceTable::from_json(r#"{"m": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}"#)
+                .unwrap();
+        assert!(!old.get("m").unwrap().has_batch());
+        assert_eq!(old.cost_usd("m", &batch), Some(3.0));
+    }
+
+    #[test]
+    fn a_recording_without_the_new_usage_fields_reads_and_writes_back_the_same() {
+        let line = r#"{"prompt_tokens":5,"completion_tokens":2,"latency_ms":3,"retries":0}"#;
+        let u: Usage = serde_json::from_str(line).unwrap();
+        assert_eq!((u.cached_tokens, u.mode), (0, CallMode::Sync));
+        assert_eq!(serde_json::to_string(&u).unwrap(), line);
     }
 
     #[test]

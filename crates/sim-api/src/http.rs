@@ -8,7 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// A batch input file may hold 200 MB; its multipart upload a little more.
+const MAX_BODY: usize = 256 * 1024 * 1024;
 /// An idle keep-alive connection is closed after this; clients pool for less (reqwest: 90 s).
 const IDLE: Duration = Duration::from_secs(300);
 

@@ -9,10 +9,16 @@
 //! It is a rehearsal and test tool: nothing it answers may ever end up in a committed report.
 //! Responses carry `system_fingerprint: "agp-sim-api"` and an `x-agp-sim: 1` header so a
 //! harness can tell.
+//!
+//! It also serves OpenAI's Files and Batches API (see `batch`): every batch line is answered
+//! by the synchronous endpoint's code, and both report cached prompt tokens from one
+//! prompt-prefix cache when [`SimConfig::prefix_cache`] is set.
 
 #![forbid(unsafe_code)]
 
 mod answer;
+mod batch;
+mod cache;
 mod faults;
 pub mod http;
 mod limiter;
@@ -32,6 +38,8 @@ pub use answer::{
     Answer, BOS, EOS, PromptKind, Signal, answer, answer_labels, candidates_fingerprint, classify,
     parse_candidates, prompt_hash,
 };
+pub use batch::BatchConfig;
+pub use cache::PrefixCacheConfig;
 pub use faults::{FaultRates, RandomFault};
 
 /// Marks every response as simulated (`system_fingerprint` in the body).
@@ -94,6 +102,11 @@ pub struct SimConfig {
     /// The one model `GET /v1/models` lists and every completion names, whatever the request
     /// asked (as llama-server names its GGUF); `None` echoes the request's and lists nothing.
     pub served_model: Option<String>,
+    /// Report `usage.prompt_tokens_details.cached_tokens` from a prompt-prefix cache (on the
+    /// synchronous endpoint and in batches alike); `None` reports no cache.
+    pub prefix_cache: Option<PrefixCacheConfig>,
+    /// The Files and Batches API (`/v1/files`, `/v1/batches`).
+    pub batch: BatchConfig,
 }
 
 /// One entry of a truth file.
@@ -137,6 +150,7 @@ impl SimConfig {
 
     fn validate(&self) -> Result<(), SimError> {
         self.faults.validate().map_err(SimError::Config)?;
+        self.batch.validate().map_err(SimError::Config)?;
         if !(0.0..=1.0).contains(&self.signal) {
             return Err(SimError::Config(format!(
                 "signal {} is outside 0..=1",
@@ -184,6 +198,25 @@ pub struct SimStats {
     /// o-series, which take no temperature): answers the provider's default decided.
     #[serde(default)]
     pub undeclared_decoding: u64,
+    /// Files uploaded to `/v1/files`.
+    #[serde(default)]
+    pub files_uploaded: u64,
+    /// Batches created (failed validation included).
+    #[serde(default)]
+    pub batches_created: u64,
+    /// Lines of the batches created that passed validation: with `batch_lines`, whether any
+    /// request was submitted twice or never answered.
+    #[serde(default)]
+    pub batch_lines_submitted: u64,
+    /// Batch lines answered, each once, when its batch completed (not in `attempts`; an
+    /// answered line counts in `answered`, `distinct_answered` and `answered_twice` like a
+    /// synchronous answer, so a body answered once in a batch and once synchronously shows as
+    /// paid twice).
+    #[serde(default)]
+    pub batch_lines: u64,
+    /// Batch lines by the status of their response (not in `by_status`).
+    #[serde(default)]
+    pub batch_by_status: BTreeMap<u16, u64>,
 }
 
 /// The running simulator. Dropping it stops the server and closes its connections.

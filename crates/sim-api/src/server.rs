@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::answer::{self, PromptKind, Signal, prompt_hash};
+use crate::cache::PrefixCache;
 use crate::faults::RandomFault;
 use crate::http::{Conn, ReadError, Response};
 use crate::limiter::Window;
@@ -20,16 +21,24 @@ use crate::{SYSTEM_FINGERPRINT, SimConfig, SimError, SimStats, fingerprint_bytes
 const REFUSAL: &str = "I'm sorry, but I can't help with that request.";
 
 pub(crate) struct Shared {
-    cfg: SimConfig,
+    pub(crate) cfg: SimConfig,
     started: Instant,
     next_id: AtomicU64,
-    state: Mutex<State>,
+    pub(crate) state: Mutex<State>,
     log: Option<Mutex<std::fs::File>>,
+    /// Uploaded files and batches (see [`crate::batch`]).
+    pub(crate) batches: Mutex<crate::batch::Store>,
+    pub(crate) cache: Option<Mutex<PrefixCache>>,
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     attempts: u64,
+    pub(crate) files_uploaded: u64,
+    pub(crate) batches_created: u64,
+    pub(crate) batch_lines_submitted: u64,
+    batch_lines: u64,
+    batch_by_status: BTreeMap<u16, u64>,
     by_status: BTreeMap<u16, u64>,
     faults: BTreeMap<&'static str, u64>,
     answered: u64,
@@ -66,6 +75,8 @@ struct ChatReq {
     top_logprobs: u8,
     /// The content of a final assistant message: the start of the answer to continue.
     prefill: Option<String>,
+    /// Every message as `role\ncontent\n`, in order: what a provider's prefix cache matches.
+    transcript: String,
     temperature: Option<f64>,
     seed: Option<u64>,
 }
@@ -88,12 +99,14 @@ impl ChatReq {
 
 /// The outcome of one attempt, for the stats and the log.
 struct Record {
+    /// A line of a batch rather than an attempt at the synchronous endpoint.
+    batch: bool,
     status: Option<u16>,
     fault: Option<&'static str>,
     answered: Option<(PromptKind, bool)>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain counters behind; keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -139,7 +152,7 @@ fn too_many_requests(why: &str, wait: Duration) -> Response {
     .header("retry-after-ms", wait.as_millis().to_string())
 }
 
-fn error_body(status: u16, message: &str, kind: &str, code: Option<&str>) -> Response {
+pub(crate) fn error_body(status: u16, message: &str, kind: &str, code: Option<&str>) -> Response {
     Response::json(
         status,
         &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
@@ -179,6 +192,7 @@ fn parse_chat(body: &[u8]) -> Result<ChatReq, String> {
     let mut prompt = None;
     let mut chars = 0u64;
     let mut prefill = None;
+    let mut transcript = String::new();
     for m in messages {
         let role = m
             .get("role")
@@ -186,6 +200,10 @@ fn parse_chat(body: &[u8]) -> Result<ChatReq, String> {
             .ok_or("messages[].role is required")?;
         let text = message_text(m.get("content").unwrap_or(&Value::Null))?;
         chars += text.chars().count() as u64;
+        transcript.push_str(role);
+        transcript.push('\n');
+        transcript.push_str(&text);
+        transcript.push('\n');
         prefill = (role == "assistant").then(|| text.clone());
         if role == "user" {
             prompt = Some(text);
@@ -256,12 +274,14 @@ fn parse_chat(body: &[u8]) -> Result<ChatReq, String> {
         logprobs,
         top_logprobs,
         prefill,
+        transcript,
     })
 }
 
 impl Shared {
     pub fn new(cfg: SimConfig) -> Result<Self, SimError> {
         cfg.validate()?;
+        let cfg_cache = cfg.prefix_cache;
         let log = match &cfg.log {
             Some(p) => Some(Mutex::new(
                 std::fs::OpenOptions::new()
@@ -277,6 +297,8 @@ impl Shared {
             next_id: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             log,
+            batches: Mutex::new(crate::batch::Store::default()),
+            cache: cfg_cache.map(|c| Mutex::new(PrefixCache::new(c))),
         })
     }
 
@@ -297,6 +319,11 @@ impl Shared {
             .collect();
         twice.sort();
         SimStats {
+            files_uploaded: st.files_uploaded,
+            batches_created: st.batches_created,
+            batch_lines_submitted: st.batch_lines_submitted,
+            batch_lines: st.batch_lines,
+            batch_by_status: st.batch_by_status.clone(),
             attempts: st.attempts,
             by_status: st.by_status.clone(),
             faults: st
@@ -331,7 +358,12 @@ impl Shared {
     fn record(&self, fp: &[u8; 32], n: u64, request_id: &str, r: &Record) {
         {
             let mut st = lock(&self.state);
-            if let Some(s) = r.status {
+            if r.batch {
+                st.batch_lines += 1;
+                if let Some(s) = r.status {
+                    *st.batch_by_status.entry(s).or_default() += 1;
+                }
+            } else if let Some(s) = r.status {
                 *st.by_status.entry(s).or_default() += 1;
             }
             if let Some(f) = r.fault {
@@ -355,6 +387,7 @@ impl Shared {
                 "fingerprint": hex::encode(fp),
                 "attempt_of_body": n,
                 "status": r.status,
+                "batch": r.batch,
                 "fault": r.fault,
                 "kind": r.answered.map(|(k, _)| kind_name(k)),
             });
@@ -405,6 +438,7 @@ impl Shared {
                 n,
                 &request_id,
                 &Record {
+                    batch: false,
                     status: Some(resp.status),
                     fault,
                     answered: None,
@@ -450,6 +484,7 @@ impl Shared {
                 n,
                 &request_id,
                 &Record {
+                    batch: false,
                     status: None,
                     fault: Some("dropped"),
                     answered: None,
@@ -510,6 +545,7 @@ impl Shared {
                     n,
                     &request_id,
                     &Record {
+                        batch: false,
                         status: Some(200),
                         fault: answer_fault,
                         answered: Some((kind, used_signal)),
@@ -522,6 +558,57 @@ impl Shared {
                 }))
             }
         }
+    }
+
+    /// One line of a batch, answered as the synchronous endpoint answers the same body (no
+    /// latency, limiter or outage: a batch has its own queue). Returns the status, the request
+    /// id and the response body.
+    pub(crate) fn answer_line(&self, body: &[u8]) -> (u16, String, Value) {
+        let request_id = self.request_id();
+        let fp = fingerprint_bytes(body);
+        let n = {
+            let mut st = lock(&self.state);
+            let seen = st.seen.entry(fp).or_default();
+            *seen += 1;
+            *seen - 1
+        };
+        let record = |status: u16, fault: Option<&'static str>, answered| {
+            self.record(
+                &fp,
+                n,
+                &request_id,
+                &Record {
+                    batch: true,
+                    status: Some(status),
+                    fault,
+                    answered,
+                },
+            );
+        };
+        let req = match parse_chat(body) {
+            Ok(r) => r,
+            Err(msg) => {
+                record(400, Some("bad_request"), None);
+                let e = json!({"error": {"message": msg, "type": "invalid_request_error",
+                                         "param": null, "code": null}});
+                return (400, request_id, e);
+            }
+        };
+        let line_faults = crate::FaultRates {
+            server_error: self.cfg.batch.line_error_rate,
+            ..crate::FaultRates::NONE
+        };
+        if let Some(RandomFault::ServerError(status)) =
+            line_faults.draw(self.cfg.seed ^ 0xba7c, &fp, n)
+        {
+            record(status, Some("server_error"), None);
+            let e = json!({"error": {"message": "The server had an error while processing your \
+                request (simulated).", "type": "server_error", "param": null, "code": null}});
+            return (status, request_id, e);
+        }
+        let (completion, fault, kind, used_signal) = self.completion(&req, &request_id);
+        record(200, fault, Some((kind, used_signal)));
+        (200, request_id, completion)
     }
 
     /// The completion body, and the answer-level fault (refusal, filter, cut) if any.
@@ -601,6 +688,10 @@ impl Shared {
         }
         let visible = content.as_deref().or(refusal.as_deref()).unwrap_or("");
         let completion_tokens = reasoning + tokens(visible);
+        let cached = self
+            .cache
+            .as_ref()
+            .map(|c| lock(c).lookup_and_insert(&req.model, &req.transcript, req.prompt_tokens));
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -623,6 +714,10 @@ impl Shared {
                 "completion_tokens_details": {"reasoning_tokens": reasoning},
             },
         });
+        let mut body = body;
+        if let Some(cached) = cached {
+            body["usage"]["prompt_tokens_details"] = json!({"cached_tokens": cached});
+        }
         (body, fault, a.kind, a.used_signal)
     }
 
@@ -646,37 +741,53 @@ async fn handle_conn(shared: Arc<Shared>, stream: TcpStream) {
             }
         };
         let path = req.path.trim_end_matches('/');
-        let action = match (req.method.as_str(), path) {
-            ("POST", "/v1/chat/completions") => shared.chat(&req.body).await,
-            ("GET", "/v1/models") => Action::Send(shared.control(match &shared.cfg.served_model {
-                Some(m) => Response::json(
+        let segs: Vec<&str> = path.split('/').collect();
+        // The Files and Batches API first; then the fixed routes.
+        let batch_api = match (req.method.as_str(), segs.as_slice()) {
+            ("POST", ["", "v1", "files"]) => Some(shared.upload_file(&req)),
+            ("GET", ["", "v1", "files", id, "content"]) => Some(shared.file_content(id)),
+            ("POST", ["", "v1", "batches"]) => Some(shared.create_batch(&req.body)),
+            ("GET", ["", "v1", "batches"]) => Some(shared.list_batches()),
+            ("GET", ["", "v1", "batches", id]) => Some(shared.get_batch(id)),
+            ("POST", ["", "v1", "batches", id, "cancel"]) => Some(shared.cancel_batch(id)),
+            _ => None,
+        };
+        let action = match batch_api {
+            Some(resp) => Action::Send(shared.control(resp)),
+            None => match (req.method.as_str(), path) {
+                ("POST", "/v1/chat/completions") => shared.chat(&req.body).await,
+                ("GET", "/v1/models") => {
+                    Action::Send(shared.control(match &shared.cfg.served_model {
+                        Some(m) => Response::json(
+                            200,
+                            &json!({"object": "list", "data": [{"id": m, "object": "model"}]}),
+                        ),
+                        None => error_body(404, "no model list", "invalid_request_error", None),
+                    }))
+                }
+                ("GET", "/sim/stats") => Action::Send(shared.control(Response::json(
                     200,
-                    &json!({"object": "list", "data": [{"id": m, "object": "model"}]}),
-                ),
-                None => error_body(404, "no model list", "invalid_request_error", None),
-            })),
-            ("GET", "/sim/stats") => Action::Send(shared.control(Response::json(
-                200,
-                &serde_json::to_value(shared.stats()).unwrap_or(Value::Null),
-            ))),
-            ("POST", "/sim/reset") => {
-                shared.reset();
-                Action::Send(shared.control(Response::json(200, &json!({"reset": true}))))
-            }
-            (_, "/v1/chat/completions" | "/sim/stats" | "/sim/reset") => {
-                Action::Send(shared.control(error_body(
-                    405,
-                    &format!("method {} not allowed on {path}", req.method),
+                    &serde_json::to_value(shared.stats()).unwrap_or(Value::Null),
+                ))),
+                ("POST", "/sim/reset") => {
+                    shared.reset();
+                    Action::Send(shared.control(Response::json(200, &json!({"reset": true}))))
+                }
+                (_, "/v1/chat/completions" | "/sim/stats" | "/sim/reset") => {
+                    Action::Send(shared.control(error_body(
+                        405,
+                        &format!("method {} not allowed on {path}", req.method),
+                        "invalid_request_error",
+                        None,
+                    )))
+                }
+                _ => Action::Send(shared.control(error_body(
+                    404,
+                    &format!("no route {} {path}", req.method),
                     "invalid_request_error",
-                    None,
-                )))
-            }
-            _ => Action::Send(shared.control(error_body(
-                404,
-                &format!("no route {} {path}", req.method),
-                "invalid_request_error",
-                Some("unknown_url"),
-            ))),
+                    Some("unknown_url"),
+                ))),
+            },
         };
         match action {
             Action::Send(resp) => {
