@@ -29,7 +29,7 @@ pub struct ReproduceArgs {
     #[arg(long)]
     pub seeds: Option<u64>,
     /// LLM calls in flight at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = agp_llm::DEFAULT_JOBS)]
     pub jobs: usize,
     /// Threads an in-process model reads prompts on [default: every core]; it generates on one
     /// whatever this is, so its answers do not depend on it.

@@ -51,7 +51,7 @@ pub type Ranking = ParsedRanking;
 #[derive(Clone)]
 pub struct Env {
     pub llm: Llm,
-    pub concurrency: usize,
+    pub jobs: usize,
     pub seed: u64,
     pub log: Option<Arc<EventLog>>,
 }
@@ -207,15 +207,15 @@ pub fn shown_history(
     shown
 }
 
-/// Run `futures` with at most `concurrency` in flight; results keep the input order whatever
+/// Run `futures` with at most `jobs` in flight; results keep the input order whatever
 /// order the calls complete in. Boxed futures keep the `Send` bound of `async_trait` methods
 /// provable for borrowed inputs.
 pub async fn join_ordered<R>(
     futures: Vec<BoxFuture<'_, Result<R, AgpError>>>,
-    concurrency: usize,
+    jobs: usize,
 ) -> Result<Vec<R>, AgpError> {
     futures::stream::iter(futures)
-        .buffered(concurrency.max(1))
+        .buffered(jobs.max(1))
         .try_collect()
         .await
 }

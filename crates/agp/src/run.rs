@@ -61,7 +61,7 @@ pub struct RunOptions {
     /// the [module docs](crate::run)).
     pub log_dir: Option<PathBuf>,
     /// Calls in flight at once (users of a batch run concurrently).
-    pub concurrency: usize,
+    pub jobs: usize,
     /// Seeds the history masking.
     pub seed: u64,
     /// Show progress bars on stderr.
@@ -86,7 +86,7 @@ impl Default for RunOptions {
         Self {
             sampling: Sampling::default(),
             log_dir: None,
-            concurrency: 8,
+            jobs: agp_llm::DEFAULT_JOBS,
             seed: 0,
             progress: false,
             on_failure: FailurePolicy::default(),
@@ -521,7 +521,7 @@ async fn evaluate(
             .boxed()
         })
         .collect();
-    join_ordered(calls, env.concurrency).await
+    join_ordered(calls, env.jobs).await
 }
 
 fn count(parse: &mut BTreeMap<ParseOutcome, u64>, results: &[UserResult]) {
@@ -738,8 +738,8 @@ pub async fn run_reranker(
     opts: &RunOptions,
 ) -> Result<MethodRun, AgpError> {
     check_inputs(ds, cands)?;
-    if opts.concurrency == 0 {
-        return Err(AgpError::config("concurrency", "1..", 0));
+    if opts.jobs == 0 {
+        return Err(AgpError::config("jobs", "1..", 0));
     }
     let n_train = r.n_train_users();
     let n_epochs = r.epochs();
@@ -812,7 +812,7 @@ pub async fn run_reranker(
     };
     let env = Env {
         llm: llm.clone(),
-        concurrency: opts.concurrency,
+        jobs: opts.jobs,
         seed: opts.seed,
         log: log.clone(),
     };

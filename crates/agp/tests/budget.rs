@@ -21,7 +21,7 @@ const BATCH: usize = 5;
 
 fn opts(dir: Option<&Path>, seed: u64) -> RunOptions {
     RunOptions {
-        concurrency: 4,
+        jobs: 4,
         seed,
         log_dir: dir.map(Path::to_path_buf),
         ..RunOptions::default()

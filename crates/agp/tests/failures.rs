@@ -65,7 +65,7 @@ fn small_agp() -> MethodConfig {
 
 fn opts(log_dir: Option<&Path>) -> RunOptions {
     RunOptions {
-        concurrency: 4,
+        jobs: 4,
         log_dir: log_dir.map(Path::to_path_buf),
         ..RunOptions::default()
     }

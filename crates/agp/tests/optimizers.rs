@@ -43,7 +43,7 @@ fn protegi(epochs: usize, n_train: usize) -> ProtegiConfig {
 
 fn opts(dir: Option<&Path>) -> RunOptions {
     RunOptions {
-        concurrency: 4,
+        jobs: 4,
         log_dir: dir.map(Path::to_path_buf),
         ..RunOptions::default()
     }

@@ -19,7 +19,7 @@ const SEED: u64 = 11;
 fn env(model: FakeModel) -> Env {
     Env {
         llm: Llm::new(Arc::new(model), Sampling::default()),
-        concurrency: 1,
+        jobs: 1,
         seed: SEED,
         log: None,
     }
@@ -387,7 +387,7 @@ async fn a_failed_show_counts_as_unread_and_a_user_fails_only_when_every_show_di
         &cands,
         Arc::new(model),
         &RunOptions {
-            concurrency: 1,
+            jobs: 1,
             ..RunOptions::default()
         },
     )
@@ -417,7 +417,7 @@ async fn a_failed_show_counts_as_unread_and_a_user_fails_only_when_every_show_di
         &cands,
         Arc::new(model),
         &RunOptions {
-            concurrency: 1,
+            jobs: 1,
             ..RunOptions::default()
         },
     )

@@ -23,7 +23,7 @@ use common::{FakeModel, K, RankerAnswers, fixture};
 
 fn opts() -> RunOptions {
     RunOptions {
-        concurrency: 4,
+        jobs: 4,
         ..RunOptions::default()
     }
 }

@@ -25,7 +25,7 @@ const N_TEST: usize = 12;
 
 fn opts() -> RunOptions {
     RunOptions {
-        concurrency: 4,
+        jobs: 4,
         ..RunOptions::default()
     }
 }
@@ -445,7 +445,7 @@ async fn results_do_not_depend_on_concurrency() {
         let mut runs = Vec::new();
         for concurrency in [1, 16] {
             let o = RunOptions {
-                concurrency,
+                jobs: concurrency,
                 ..opts()
             };
             let r = run_method(&cfg, &ds, &cands, Arc::new(FakeModel::default()), &o)

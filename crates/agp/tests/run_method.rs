@@ -14,7 +14,7 @@ use common::{FakeModel, K, fixture};
 
 fn opts() -> RunOptions {
     RunOptions {
-        concurrency: 4,
+        jobs: 4,
         ..RunOptions::default()
     }
 }
@@ -240,19 +240,13 @@ async fn results_do_not_depend_on_concurrency() {
     let a = run(
         &cfg,
         Arc::new(FakeModel::default()),
-        &RunOptions {
-            concurrency: 1,
-            ..opts()
-        },
+        &RunOptions { jobs: 1, ..opts() },
     )
     .await;
     let b = run(
         &cfg,
         Arc::new(FakeModel::default()),
-        &RunOptions {
-            concurrency: 16,
-            ..opts()
-        },
+        &RunOptions { jobs: 16, ..opts() },
     )
     .await;
     assert_eq!(

@@ -46,7 +46,7 @@ async fn run(cfg: &MethodConfig, scoring: AnswerScoring) -> MethodRun {
     let (ds, cands) = fixture();
     let model: Arc<dyn ChatModel> = Arc::new(Mute(FakeModel::answering(RankerAnswers::Unreadable)));
     let opts = RunOptions {
-        concurrency: 4,
+        jobs: 4,
         scoring,
         ..RunOptions::default()
     };

@@ -369,7 +369,7 @@ pub async fn run_method(job: MethodJob<'_>, cfg: MethodSpec) -> Result<Cell> {
     let mut opts = RunOptions {
         sampling,
         log_dir: Some(log_dir.clone()),
-        concurrency: job.jobs,
+        jobs: job.jobs,
         seed: job.seed,
         // Cells run side by side; the run shows one bar over all of them.
         progress: false,

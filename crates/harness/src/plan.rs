@@ -6,6 +6,7 @@ use crate::experiment::Experiment;
 use crate::pipeline;
 use agp::MethodConfig;
 use agp_llm::CallMode;
+use agp_llm::factory::LlmSpec;
 use agp_llm::usage::{PRICE_TABLE_VERSION, Price, PriceTable, UsageLedger};
 use anyhow::Result;
 use std::fmt::Write;
@@ -27,10 +28,10 @@ const EST_REQUEST_S: f64 = 3.0;
 const EST_BATCH_ROUND_H: f64 = 1.0;
 
 /// How a provider caches prompt prefixes: the shortest prompt it caches, in tokens.
-fn cache_minimum(llm: &str) -> Option<f64> {
-    match llm.split_once(':').map_or(llm, |(p, _)| p) {
-        "openai" => Some(1024.0),
-        "deepseek" => Some(64.0),
+fn cache_minimum(llm: &LlmSpec) -> Option<f64> {
+    match llm {
+        LlmSpec::OpenAi(_) => Some(1024.0),
+        LlmSpec::DeepSeek(_) => Some(64.0),
         _ => None,
     }
 }
@@ -220,8 +221,9 @@ pub fn plan_for(exp: &Experiment, llms: &[String], seeds: u64, jobs: usize) -> R
     );
     let mut rows = Vec::new();
     for llm in llms {
-        let model = llm.split_once(':').map(|(_, m)| m).unwrap_or(llm);
-        let model = model.split_once('#').map(|(_, m)| m).unwrap_or(model);
+        // The one parser of LLM specs; a spec that does not parse was refused before planning.
+        let spec: LlmSpec = llm.parse()?;
+        let model = spec.model().unwrap_or("replay");
         for row in &exp.methods {
             let shows = row.order.map_or(1, |o| o.shows()) as f64;
             // (all requests, evaluation requests, pointwise, batch rounds a user's chain needs)
@@ -273,7 +275,7 @@ pub fn plan_for(exp: &Experiment, llms: &[String], seeds: u64, jobs: usize) -> R
             } else {
                 EST_SHARED_PROMPT_TOKENS / EST_PROMPT_TOKENS
             };
-            let cached_share = match cache_minimum(llm) {
+            let cached_share = match cache_minimum(&spec) {
                 Some(min) if EST_PROMPT_TOKENS >= min => shared,
                 _ => 0.0,
             };

@@ -79,7 +79,7 @@ impl Default for ReproduceOptions {
             llm: None,
             record: false,
             seeds: None,
-            jobs: 4,
+            jobs: agp_llm::DEFAULT_JOBS,
             threads: None,
             check: false,
             yes: false,
@@ -289,7 +289,7 @@ fn build_llms(
                 recordings: Some(recordings.clone()),
                 threads: args.threads,
                 models_dir: Some(ws.models_dir()),
-                max_concurrency: Some(args.jobs),
+                jobs: Some(args.jobs),
                 batch: if live { args.batch } else { None },
                 ..LlmOptions::default()
             };

@@ -153,7 +153,7 @@ async fn run_scored(
         &cands,
         model,
         &RunOptions {
-            concurrency: 4,
+            jobs: 4,
             scoring,
             ..RunOptions::default()
         },

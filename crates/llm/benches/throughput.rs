@@ -44,7 +44,7 @@ fn bench(cr: &mut Criterion) {
     });
     let mut cfg = HttpConfig::generic(&format!("{}/v1", server.uri()), "mock");
     cfg.api_key = None;
-    cfg.max_concurrency = CONCURRENCY;
+    cfg.jobs = CONCURRENCY;
     let client = Arc::new(OpenAiClient::new(cfg).unwrap());
     rt.block_on(wave(&client)); // warm the connection pool
 

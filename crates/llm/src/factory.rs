@@ -106,7 +106,7 @@ pub struct LlmOptions {
     /// Local model context window.
     pub n_ctx: Option<u32>,
     /// HTTP: calls in flight at once.
-    pub max_concurrency: Option<usize>,
+    pub jobs: Option<usize>,
     /// HTTP: limit on one attempt.
     pub timeout: Option<Duration>,
     pub requests_per_minute: Option<u32>,
@@ -125,7 +125,7 @@ impl Default for LlmOptions {
             threads: None,
             models_dir: None,
             n_ctx: None,
-            max_concurrency: None,
+            jobs: None,
             timeout: None,
             requests_per_minute: None,
             tokens_per_minute: None,
@@ -215,8 +215,8 @@ fn http_config(spec: &LlmSpec, o: &LlmOptions) -> Result<HttpConfig, LlmError> {
         LlmSpec::Http { base_url, model } => HttpConfig::generic(base_url, model),
         _ => unreachable!("only HTTP specs"),
     };
-    if let Some(n) = o.max_concurrency {
-        c.max_concurrency = n;
+    if let Some(n) = o.jobs {
+        c.jobs = n;
     }
     if let Some(t) = o.timeout {
         c.timeout = t;

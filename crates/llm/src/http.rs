@@ -75,7 +75,7 @@ pub struct HttpConfig {
     pub api_key: Option<ApiKey>,
     /// Limit on one attempt, connection to last byte.
     pub timeout: Duration,
-    pub max_concurrency: usize,
+    pub jobs: usize,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
     /// Attempts after the first.
@@ -100,7 +100,7 @@ impl HttpConfig {
             model: model.to_string(),
             api_key,
             timeout: Duration::from_secs(120),
-            max_concurrency: 16,
+            jobs: crate::DEFAULT_JOBS,
             requests_per_minute: None,
             tokens_per_minute: None,
             max_retries: 6,
@@ -349,17 +349,15 @@ fn install_crypto_provider() {
 impl OpenAiClient {
     pub fn new(cfg: HttpConfig) -> Result<Self, LlmError> {
         install_crypto_provider();
-        if cfg.max_concurrency == 0 {
-            return Err(LlmError::Other(
-                "max_concurrency: must be at least 1".to_string(),
-            ));
+        if cfg.jobs == 0 {
+            return Err(LlmError::Other("jobs: must be at least 1".to_string()));
         }
         let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(cfg.max_concurrency)
+            .pool_max_idle_per_host(cfg.jobs)
             .build()
             .map_err(|e| LlmError::backend("building the HTTP client", e))?;
         Ok(Self {
-            slots: Slots::new(cfg.max_concurrency),
+            slots: Slots::new(cfg.jobs),
             pool: Pool::default(),
             limiter: RateLimiter {
                 rpm: cfg.requests_per_minute,

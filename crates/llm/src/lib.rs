@@ -81,6 +81,10 @@ impl Role {
     }
 }
 
+/// LLM calls in flight at once unless told otherwise: `--jobs`, the one name and default for
+/// it everywhere (the run's cells, the HTTP client's slots, an in-process model's queue).
+pub const DEFAULT_JOBS: usize = 4;
+
 /// Sampling settings; part of the cache key.
 ///
 /// A run resolves every field before a call goes out ([`Sampling::resolved`] over

@@ -83,7 +83,7 @@ fn client(base: &str, model: &str) -> (OpenAiClient, Lines) {
     cfg.max_retries = 4;
     cfg.backoff_base = Duration::from_millis(5);
     cfg.backoff_max = Duration::from_millis(40);
-    cfg.max_concurrency = 8;
+    cfg.jobs = 8;
     let lines: Lines = Arc::default();
     let sink = lines.clone();
     let c = OpenAiClient::new(cfg)

@@ -400,7 +400,7 @@ impl PromptOptimizer {
                 .boxed()
             })
             .collect();
-        let fwd = join_ordered(calls, env.concurrency).await?;
+        let fwd = join_ordered(calls, env.jobs).await?;
         let results = batch
             .iter()
             .zip(&fwd)
@@ -552,7 +552,7 @@ impl Reranker for PromptOptimizer {
                     .boxed(),
                 );
             }
-            let losses = join_ordered(calls, env.concurrency).await?;
+            let losses = join_ordered(calls, env.jobs).await?;
             let losses: Vec<(usize, String)> = losses.into_iter().flatten().collect();
             out.results = results;
             if losses.is_empty() {

@@ -125,7 +125,7 @@ async fn score_prompt(
             .boxed()
         })
         .collect();
-    let passes = join_ordered(calls, env.concurrency).await?;
+    let passes = join_ordered(calls, env.jobs).await?;
     let results = batch
         .iter()
         .zip(&passes)
@@ -480,7 +480,7 @@ impl Reranker for Opro {
                 .boxed()
             })
             .collect();
-        let answers = join_ordered(calls, env.concurrency).await?;
+        let answers = join_ordered(calls, env.jobs).await?;
 
         let mut proposals = Vec::with_capacity(answers.len());
         let mut seen = vec![current.clone()];
@@ -741,7 +741,7 @@ impl Reranker for Protegi {
             .iter()
             .map(|(m, errors)| gradient_and_edit(llm, cfg, &beam[*m], errors).boxed())
             .collect();
-        let expansions = join_ordered(calls, env.concurrency).await?;
+        let expansions = join_ordered(calls, env.jobs).await?;
 
         let mut proposals = Vec::new();
         // Per beam prompt, its own text and then every prompt its edits wrote: what ProTeGi's
@@ -786,7 +786,7 @@ impl Reranker for Protegi {
                     }
                 }
             }
-            let answers = join_ordered(calls, env.concurrency).await?;
+            let answers = join_ordered(calls, env.jobs).await?;
             for (m, answer) in origin.into_iter().zip(answers) {
                 let (parent, before) = (&self.beam[m], scores[m]);
                 proposals.push(match answer {

@@ -89,7 +89,7 @@ async fn score(
             .boxed()
         })
         .collect();
-    let rankings = join_ordered(calls, env.concurrency).await?;
+    let rankings = join_ordered(calls, env.jobs).await?;
     let mut results = Vec::with_capacity(batch.len());
     let mut failed = Vec::with_capacity(batch.len());
     for (c, r) in batch.iter().zip(rankings) {
