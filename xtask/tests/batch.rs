@@ -2,7 +2,10 @@
 //! run, every request answered once, and a run killed while a batch is pending resumes by
 //! polling that batch instead of submitting it again.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{report_files, run_to_end};
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,26 +28,6 @@ fn reproduce(llm: &str, dir: &Path, name: &str, batch: bool) -> Command {
         c.args(["--batch", "--batch-poll-s", "0.02"]);
     }
     c
-}
-
-fn run_to_end(mut c: Command) -> String {
-    let out = c.output().expect("starting xtask");
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "reproduce failed:\n{err}");
-    err
-}
-
-fn report_files(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut v: Vec<(PathBuf, String)> = std::fs::read_dir(dir.join("rehearsal"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let text = std::fs::read_to_string(&p).unwrap();
-            (PathBuf::from(p.file_name().unwrap()), text)
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn assert_same_reports(want: &Path, got: &Path) {

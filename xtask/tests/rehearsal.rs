@@ -3,7 +3,10 @@
 //! storm with a kill -9 in the middle and a resume. The resumed run must write the clean run's
 //! report, ask every distinct request, and pay twice only for what was in flight at the kill.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{report_files, run_to_end};
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,26 +33,6 @@ fn reproduce_into(llm: &str, dir: &Path, name: &str, recordings: &str) -> Comman
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
-}
-
-fn run_to_end(mut c: Command) -> String {
-    let out = c.output().expect("starting xtask");
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "reproduce failed:\n{err}");
-    err
-}
-
-fn report_files(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut v: Vec<(PathBuf, String)> = std::fs::read_dir(dir.join("rehearsal"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let text = std::fs::read_to_string(&p).unwrap();
-            (PathBuf::from(p.file_name().unwrap()), text)
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -816,21 +816,7 @@ fn cached_of(reply: &Reply) -> u64 {
 /// A pointwise score (and whether "yes" or "no" was missing from the top list) and the prompt
 /// and completion tokens of one candidate's reply.
 fn yes_no_of(reply: &Reply) -> Result<((f32, bool), u64, u64), LlmError> {
-    let first = reply
-        .completion
-        .choices
-        .first()
-        .and_then(|c| c.logprobs.as_ref())
-        .and_then(|l| l.content.as_ref())
-        .and_then(|c| c.first());
-    let Some(first) = first else {
-        return Err(LlmError::Http {
-            request_id: reply.request_id.clone(),
-            status: 200,
-            reason: FailureReason::Malformed,
-            message: "no logprobs in response; the server does not support scoring".to_string(),
-        });
-    };
+    let first = first_logprob(reply, "scoring")?;
     let u = reply.completion.usage.as_ref();
     Ok((
         yes_no_score(first),
@@ -1204,23 +1190,27 @@ fn word_logprob(top: &[TopLogprob], word: &str) -> Option<f64> {
     Some(m + hits.iter().map(|l| (l - m).exp()).sum::<f64>().ln())
 }
 
-/// The first answer token's logprobs, or a `Malformed` failure naming what is missing.
-fn first_token(reply: &Reply, what: &str) -> Result<(Vec<TopLogprob>, (u64, u64)), LlmError> {
-    let first = reply
+/// The first answer token's log-probability entry, or a `Malformed` failure saying that the
+/// server does not support `what`.
+fn first_logprob<'a>(reply: &'a Reply, what: &str) -> Result<&'a TokenLogprob, LlmError> {
+    reply
         .completion
         .choices
         .first()
         .and_then(|c| c.logprobs.as_ref())
         .and_then(|l| l.content.as_ref())
-        .and_then(|c| c.first());
-    let Some(first) = first else {
-        return Err(LlmError::Http {
+        .and_then(|c| c.first())
+        .ok_or_else(|| LlmError::Http {
             request_id: reply.request_id.clone(),
             status: 200,
             reason: FailureReason::Malformed,
             message: format!("no logprobs in response; the server does not support {what}"),
-        });
-    };
+        })
+}
+
+/// The first answer token's logprobs, or a `Malformed` failure naming what is missing.
+fn first_token(reply: &Reply, what: &str) -> Result<(Vec<TopLogprob>, (u64, u64)), LlmError> {
+    let first = first_logprob(reply, what)?;
     let mut top: Vec<TopLogprob> = first
         .top_logprobs
         .iter()
