@@ -603,6 +603,16 @@ fn resumable(path: &Path, fresh: &Checkpoint) -> Result<Option<Checkpoint>, AgpE
     if transient.is_empty() {
         return Ok(Some(old));
     }
+    // Calls deferred to a batch are the expected state between `--batch` rounds, not a
+    // failure: the next round replays what the batch answered.
+    if old
+        .failures
+        .keys()
+        .filter(|r| r.is_transient())
+        .all(|r| *r == FailureReason::Deferred)
+    {
+        return Ok(None);
+    }
     eprintln!(
         "{}: holds failed calls worth asking again ({}); starting over from epoch 1",
         path.display(),

@@ -124,6 +124,25 @@ pub struct LocalModel {
     tx: mpsc::Sender<Job>,
     info: ModelInfo,
     cfg: LocalConfig,
+    /// Its chat template opens a reasoning block, which every answer starts closed
+    /// ([`NO_THINKING`]).
+    thinking_off: bool,
+}
+
+/// Written after the assistant's opening for a model whose chat template opens a reasoning
+/// block (Qwen3-style `<think>`): the empty block such a template writes itself when thinking
+/// is switched off (`enable_thinking=false`). Without it the first answer token is `<think>`,
+/// so every yes/no score and every FIRST label would read a token that is neither, and a chat
+/// answer would spend its tokens thinking.
+pub const NO_THINKING: &str = "<think>\n\n</think>\n\n";
+
+/// What to write after the assistant's opening for a model with this chat template.
+pub fn thinking_prefill(template: &str) -> &'static str {
+    if template.contains("<think>") {
+        NO_THINKING
+    } else {
+        ""
+    }
 }
 
 impl std::fmt::Debug for LocalModel {
@@ -173,16 +192,21 @@ impl LocalModel {
             file_sha256: Some(sha),
         };
         let (tx, rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), LlmError>>(1);
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<bool, LlmError>>(1);
         let wcfg = cfg.clone();
         std::thread::Builder::new()
             .name("agp-llm-local".to_string())
             .spawn(move || worker_main(wcfg, ready_tx, rx))
             .map_err(|e| LlmError::backend("spawning the model thread", e))?;
-        ready_rx
+        let thinking_off = ready_rx
             .recv()
             .map_err(|_| LlmError::Other("model thread exited while loading".to_string()))??;
-        Ok(Self { tx, info, cfg })
+        Ok(Self {
+            tx,
+            info,
+            cfg,
+            thinking_off,
+        })
     }
 
     pub fn config(&self) -> &LocalConfig {
@@ -206,7 +230,7 @@ impl ChatModel for LocalModel {
     }
 
     fn settings(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut s = serde_json::json!({
             "runtime": "llama.cpp (llama-cpp-2 0.1.160)",
             "threads": self.cfg.threads,
             "generation_threads": GENERATION_THREADS,
@@ -216,7 +240,12 @@ impl ChatModel for LocalModel {
             "max_tokens_cap": self.cfg.max_tokens_cap,
             "reuse_prefix": self.cfg.reuse_prefix,
             "decoding": "greedy unless temperature > 0 (then seeded)",
-        })
+        });
+        if self.thinking_off {
+            s["thinking"] =
+                serde_json::json!("off: every answer starts with an empty <think></think>");
+        }
+        s
     }
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
@@ -241,7 +270,7 @@ impl ChatModel for LocalModel {
 
 fn worker_main(
     cfg: LocalConfig,
-    ready: mpsc::SyncSender<Result<(), LlmError>>,
+    ready: mpsc::SyncSender<Result<bool, LlmError>>,
     rx: mpsc::Receiver<Job>,
 ) {
     let setup = || -> Result<(&'static LlamaBackend, LlamaModel), LlmError> {
@@ -284,6 +313,7 @@ fn worker_main(
         let _ = ready.send(Err(err(&cfg.path, "tokenizer", "cannot tokenize Yes/No")));
         return;
     };
+    let think = thinking_prefill(tmpl.to_str().unwrap_or(""));
     let mut w = Worker {
         cfg: &cfg,
         model: &model,
@@ -291,8 +321,9 @@ fn worker_main(
         tmpl,
         yes,
         no,
+        think,
     };
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(Ok(!think.is_empty()));
     while let Ok(job) = rx.recv() {
         // A Rust panic inside one call must not take the model down for every later call.
         match job {
@@ -322,6 +353,8 @@ struct Worker<'m> {
     tmpl: LlamaChatTemplate,
     yes: LlamaToken,
     no: LlamaToken,
+    /// [`thinking_prefill`] of its template.
+    think: &'static str,
 }
 
 impl Worker<'_> {
@@ -350,6 +383,7 @@ impl Worker<'_> {
             .model
             .apply_chat_template(&self.tmpl, &chat, true)
             .map_err(|e| self.e("applying the chat template", e))?;
+        text.push_str(self.think);
         text.push_str(prefill);
         // add_special adds BOS only where the GGUF asks for it; parse_special turns
         // `<|im_start|>` into its control token.
@@ -572,5 +606,23 @@ impl Worker<'_> {
                 ..Usage::default()
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_that_opens_a_reasoning_block_gets_it_closed_before_the_answer() {
+        // The tail of Qwen3's template, and the ChatML template SmolLM2 and Qwen2.5 ship.
+        let qwen3 = "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}\
+                     {%- if enable_thinking is defined and enable_thinking is false %}\
+                     {{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}";
+        let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' \
+                      + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\
+                      {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+        assert_eq!(thinking_prefill(qwen3), NO_THINKING);
+        assert_eq!(thinking_prefill(chatml), "");
     }
 }
