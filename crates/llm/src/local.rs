@@ -57,6 +57,9 @@ pub struct LocalConfig {
     pub max_tokens_cap: u32,
     /// Score candidates on top of the shared prefix's KV cache (fast). `false` evaluates each
     /// candidate prompt from scratch in one pass: slower, a reference for checking the cache.
+    /// A chat always starts from an empty cache: reading a prompt on top of the previous
+    /// chat's cached prefix changed greedy answers (the first of 8 recorded prompts got
+    /// another answer than from scratch), and a recording must not depend on call order.
     pub reuse_prefix: bool,
 }
 
