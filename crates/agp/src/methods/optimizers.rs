@@ -60,14 +60,14 @@ fn tolerate_at<T>(llm: &Llm, r: Result<T, AgpError>) -> Result<Tried<T>, AgpErro
 
 /// One user's Eqs. 2–3 under a prompt.
 #[derive(Debug, Clone)]
-struct Pass {
-    history: String,
-    profile: String,
-    ranking: Ranking,
+pub(crate) struct Pass {
+    pub(crate) history: String,
+    pub(crate) profile: String,
+    pub(crate) ranking: Ranking,
 }
 
 /// Eq. 2 then Eq. 3 (listwise) for one user with `prompt`: AGP's forward pass.
-async fn forward(
+pub(crate) async fn forward(
     s: &LoopSettings,
     prompt: &str,
     input: &RerankInput,

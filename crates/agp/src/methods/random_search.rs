@@ -37,7 +37,7 @@ use crate::reranker::{
     BatchOutcome, Env, Ranking, RerankInput, Reranker, TrainStep, UserCase, join_ordered,
 };
 
-use super::agp::{extract_edit, generate_profile, rerank_by_profile};
+use super::agp::extract_edit;
 use super::budget_spent;
 
 /// The edit random search applies at `step` of a run with `seed`: an index into
@@ -49,7 +49,7 @@ pub fn drawn_edit(seed: u64, step: usize) -> usize {
     rng.random_range(0..prompts::RANDOM_EDITS.len())
 }
 
-/// Eq. 2 then Eq. 3 (listwise) for one user.
+/// Eq. 2 then Eq. 3 (listwise) for one user: the optimizers' forward pass, its ranking only.
 async fn forward(
     s: &LoopSettings,
     prompt: &str,
@@ -57,18 +57,9 @@ async fn forward(
     env: &Env,
     stages: (Stage, Stage),
 ) -> Result<Ranking, AgpError> {
-    let history = input.history_text(s.history_length, s.hist_mask, env.seed);
-    let profile = generate_profile(&env.llm, stages.0, input.user, prompt, &history).await?;
-    let (ranking, _) = rerank_by_profile(
-        &env.llm,
-        stages.1,
-        input.user,
-        &profile,
-        &input.candidates,
-        s.parse,
-    )
-    .await?;
-    Ok(ranking)
+    Ok(super::optimizers::forward(s, prompt, input, env, stages)
+        .await?
+        .ranking)
 }
 
 /// `prompt` on every user of the batch: each user's result, and whether its calls answered.
