@@ -631,52 +631,35 @@ pub trait ChatModel: Send + Sync {
     }
 }
 
-#[async_trait]
-impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
-    fn info(&self) -> ModelInfo {
-        (**self).info()
-    }
-    async fn served_models(&self) -> Option<Vec<String>> {
-        (**self).served_models().await
-    }
-    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        (**self).chat(req).await
-    }
-    async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
-        (**self).score(req).await
-    }
-    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
-        (**self).label_logprobs(req).await
-    }
-    fn settings(&self) -> serde_json::Value {
-        (**self).settings()
-    }
-    fn scores_in_one_pass(&self) -> bool {
-        (**self).scores_in_one_pass()
-    }
+/// A pointer to a model is that model: one list of forwarded methods for every pointer type,
+/// so a method added to the trait cannot be forwarded by one and forgotten by another.
+macro_rules! forward_chat_model {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        impl<T: ChatModel + ?Sized> ChatModel for $ptr<T> {
+            fn info(&self) -> ModelInfo {
+                (**self).info()
+            }
+            async fn served_models(&self) -> Option<Vec<String>> {
+                (**self).served_models().await
+            }
+            async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+                (**self).chat(req).await
+            }
+            async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
+                (**self).score(req).await
+            }
+            async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
+                (**self).label_logprobs(req).await
+            }
+            fn settings(&self) -> serde_json::Value {
+                (**self).settings()
+            }
+            fn scores_in_one_pass(&self) -> bool {
+                (**self).scores_in_one_pass()
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<T: ChatModel + ?Sized> ChatModel for Box<T> {
-    fn info(&self) -> ModelInfo {
-        (**self).info()
-    }
-    async fn served_models(&self) -> Option<Vec<String>> {
-        (**self).served_models().await
-    }
-    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        (**self).chat(req).await
-    }
-    async fn score(&self, req: &ScoreRequest) -> Result<ScoreResponse, LlmError> {
-        (**self).score(req).await
-    }
-    async fn label_logprobs(&self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
-        (**self).label_logprobs(req).await
-    }
-    fn settings(&self) -> serde_json::Value {
-        (**self).settings()
-    }
-    fn scores_in_one_pass(&self) -> bool {
-        (**self).scores_in_one_pass()
-    }
-}
+forward_chat_model!(Arc, Box);
