@@ -266,6 +266,13 @@ fn every_request_declares_its_decoding_so_a_sampling_server_gives_one_report() {
     let first: serde_json::Value = serde_json::from_str(recorded.lines().next().unwrap()).unwrap();
     assert_eq!(first["request"]["sampling"]["temperature"], 0.0);
     assert_eq!(first["request"]["sampling"]["seed"], 0);
+    let report = std::fs::read_to_string(dir.join("first-out/rehearsal/README.md")).unwrap();
+    assert!(
+        report.contains(
+            "The server said these served its answers: sim (system_fingerprint agp-sim-api)"
+        ),
+        "the card names what the server said served it:\n{report}"
+    );
 }
 
 #[test]

@@ -275,6 +275,9 @@ pub struct RecordsSummary {
     pub runtimes: std::collections::BTreeSet<String>,
     /// Distinct `kind: sampling` pairs of the requests (JSON).
     pub samplings: std::collections::BTreeSet<String>,
+    /// Distinct models (and `system_fingerprint`s) an API said served its answers.
+    #[serde(default)]
+    pub served: std::collections::BTreeSet<String>,
 }
 
 /// Append-only JSONL recordings, shared by any number of [`Recorder`]s.
@@ -396,8 +399,24 @@ impl Store {
             let mut sampling = rec.request.get("sampling").cloned().unwrap_or_default();
             // Seeds differ per request where a method draws several samples; that one was
             // sent is what a reader needs.
-            if let Some(seed) = sampling.get_mut("seed").filter(|v| !v.is_null()) {
+            // The declared seed (0) is the same everywhere and is shown as it is.
+            if let Some(seed) = sampling
+                .get_mut("seed")
+                .filter(|v| !v.is_null() && v.as_u64() != Some(0))
+            {
                 *seed = serde_json::Value::from("one per request");
+            }
+            if let Some(c) = &rec.chat
+                && !c.served.is_empty()
+            {
+                sum.served.insert(format!(
+                    "{}{}",
+                    c.served.model.as_deref().unwrap_or("(not named)"),
+                    c.served
+                        .system_fingerprint
+                        .as_deref()
+                        .map_or(String::new(), |f| format!(" (system_fingerprint {f})"))
+                ));
             }
             sum.samplings
                 .insert(format!("{:?}: {sampling}", rec.kind).to_lowercase());

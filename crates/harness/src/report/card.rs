@@ -64,6 +64,14 @@ pub(super) fn card(exp: &Experiment, facts: &RunFacts, cells: &[Cell]) -> String
                 );
             }
         }
+        if !served.served.is_empty() {
+            let names: Vec<&str> = served.served.iter().map(String::as_str).collect();
+            let _ = writeln!(
+                md,
+                "  - The server said these served its answers: {}.",
+                names.join("; ")
+            );
+        }
         for r in &served.runtimes {
             let _ = writeln!(md, "  - Made with the runtime settings `{r}`.");
         }
