@@ -353,7 +353,9 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
         valid: None,
         users: users.clone(),
     };
-    let base = kind == "base";
+    let config = serde_json::json!({ "kind": kind });
+    let method: agp::MethodConfig = serde_json::from_value(config.clone()).expect("a kind");
+    let base = matches!(method, agp::MethodConfig::Base(_));
     let calls = if base {
         BTreeMap::new()
     } else {
@@ -365,7 +367,6 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
             },
         )])
     };
-    let config = serde_json::json!({ "kind": kind });
     Cell {
         seed: 1,
         dataset: "ml-latest-small".into(),
@@ -375,7 +376,7 @@ pub(crate) fn test_cell(label: &str, kind: &str, ranks: &[usize], ndcgs: &[f64])
         label: label.into(),
         kind: kind.into(),
         settings: BTreeMap::new(),
-        method: MethodSpec::Builtin(serde_json::from_value(config.clone()).expect("a kind")),
+        method: MethodSpec::Builtin(method),
         run: MethodRun {
             label: label.into(),
             config,
