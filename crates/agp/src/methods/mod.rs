@@ -52,6 +52,13 @@ struct PromptState {
     prompt: String,
 }
 
+/// The `p_gen` a prompt optimizer starts from: its config's `initial_prompt`, else AGP's.
+fn starting_prompt(initial: &Option<String>) -> String {
+    initial
+        .clone()
+        .unwrap_or_else(|| crate::prompts::INITIAL_PROFILE_PROMPT.to_string())
+}
+
 fn prompt_state(prompt: &str) -> serde_json::Value {
     serde_json::to_value(PromptState {
         prompt: prompt.to_string(),

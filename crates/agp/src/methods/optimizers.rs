@@ -418,10 +418,7 @@ pub struct Opro {
 
 impl Opro {
     pub fn new(cfg: OproConfig, n_train: usize) -> Self {
-        let prompt = cfg
-            .initial_prompt
-            .clone()
-            .unwrap_or_else(|| prompts::INITIAL_PROFILE_PROMPT.to_string());
+        let prompt = super::starting_prompt(&cfg.initial_prompt);
         Self {
             cfg,
             n_train,
@@ -679,10 +676,7 @@ pub struct Protegi {
 
 impl Protegi {
     pub fn new(cfg: ProtegiConfig, n_train: usize) -> Self {
-        let prompt = cfg
-            .initial_prompt
-            .clone()
-            .unwrap_or_else(|| prompts::INITIAL_PROFILE_PROMPT.to_string());
+        let prompt = super::starting_prompt(&cfg.initial_prompt);
         Self {
             cfg,
             n_train,

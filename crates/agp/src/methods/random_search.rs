@@ -146,10 +146,7 @@ pub struct RandomSearch {
 
 impl RandomSearch {
     pub fn new(cfg: RandomSearchConfig, n_train: usize) -> Self {
-        let prompt = cfg
-            .initial_prompt
-            .clone()
-            .unwrap_or_else(|| prompts::INITIAL_PROFILE_PROMPT.to_string());
+        let prompt = super::starting_prompt(&cfg.initial_prompt);
         Self {
             cfg,
             n_train,
