@@ -52,8 +52,7 @@ impl CellInputs {
     pub fn new<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut out = BTreeMap::new();
         for (name, value) in parts {
-            let head = value.split(" served ").next().unwrap_or(value);
-            match serde_json::from_str::<serde_json::Value>(head) {
+            match serde_json::from_str::<serde_json::Value>(value) {
                 Ok(serde_json::Value::Object(fields)) => {
                     for (k, v) in fields {
                         let v = match v {
@@ -61,9 +60,6 @@ impl CellInputs {
                             other => other.to_string(),
                         };
                         out.insert(format!("{name}.{k}"), shown(&v));
-                    }
-                    if let Some((_, served)) = value.split_once(" served ") {
-                        out.insert(format!("{name}.served model"), shown(served));
                     }
                 }
                 _ => {
@@ -206,14 +202,14 @@ mod tests {
             ("method config", "{\"kind\":\"llm-dir\"}"),
             (
                 "llm",
-                "{\"recordings\":\"/r/a.jsonl\",\"max_tokens\":96} served m.gguf",
+                "{\"recordings\":\"/r/a.jsonl\",\"max_tokens\":96,\"served model\":\"m.gguf\"}",
             ),
         ]);
         let b = CellInputs::new([
             ("method config", "{\"kind\":\"llm-dir\"}"),
             (
                 "llm",
-                "{\"recordings\":\"/r/b.jsonl\",\"max_tokens\":96} served m.gguf",
+                "{\"recordings\":\"/r/b.jsonl\",\"max_tokens\":96,\"served model\":\"m.gguf\"}",
             ),
         ]);
         assert_eq!(

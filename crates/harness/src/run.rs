@@ -211,14 +211,16 @@ struct LlmUse {
 /// their path does, canonicalised, so a run with a new `--recordings` file asks its model
 /// afresh instead of showing another file's answers. With it go the model's identity (a local
 /// GGUF's sha256: a replaced file under the same name), the in-process backend's settings (its
-/// resolved thread count, context and token caps change greedy answers) and the experiment's
-/// max-tokens setting.
+/// resolved thread count, context and token caps change greedy answers), the experiment's
+/// max-tokens setting, and the model the server says it serves, where it says (another GGUF
+/// behind the same alias must not resume this one's cells).
 pub fn llm_identity(
     live: bool,
     recordings: &std::path::Path,
     model: &agp_llm::ModelInfo,
     backend_settings: &serde_json::Value,
     max_tokens: Option<u32>,
+    served: Option<&str>,
 ) -> Result<String> {
     if !live {
         let bytes = std::fs::read(recordings)
@@ -237,13 +239,17 @@ pub fn llm_identity(
     } else {
         serde_json::Value::Null
     };
-    Ok(serde_json::json!({
+    let mut identity = serde_json::json!({
         "recordings": path,
         "model": model,
         "local settings": local,
         "max_tokens": max_tokens,
-    })
-    .to_string())
+    });
+    // Only where a server keeps a list, so the identity of every other run stays as it was.
+    if let Some(s) = served {
+        identity["served model"] = serde_json::Value::from(s);
+    }
+    Ok(identity.to_string())
 }
 
 /// `p` made absolute with its links resolved; a file not made yet is named through its
@@ -311,13 +317,8 @@ fn build_llms(
                 &handle.model.info(),
                 &handle.model.settings(),
                 max_tokens,
+                served.as_deref(),
             )?;
-            // What the server says it serves is part of what a checkpoint depends on: another
-            // GGUF behind the same alias must not resume this one's cells.
-            let identity = match served {
-                Some(s) => format!("{identity} served {s}"),
-                None => identity,
-            };
             Ok(LlmUse {
                 text: text.clone(),
                 handle,
@@ -895,7 +896,7 @@ mod tests {
         };
         let threads = |n: u32| serde_json::json!({"threads": n, "n_ctx": 4096});
         let id = |rec: &Path, m: &agp_llm::ModelInfo, s: &serde_json::Value, mt| {
-            llm_identity(true, rec, m, s, mt).unwrap()
+            llm_identity(true, rec, m, s, mt, None).unwrap()
         };
         let base = id(&a, &http, &serde_json::Value::Null, Some(300));
         // The same file however it is spelled, made yet or not.
@@ -930,6 +931,19 @@ mod tests {
             id(&a, &local("x"), &threads(1), Some(300)),
             id(&a, &local("y"), &threads(1), Some(300))
         );
+        // Nor does another model behind the same alias.
+        assert_ne!(
+            llm_identity(
+                true,
+                &a,
+                &http,
+                &serde_json::Value::Null,
+                Some(300),
+                Some("x.gguf")
+            )
+            .unwrap(),
+            base
+        );
         // An API client's settings (its URL: a server on another port) do not.
         assert_eq!(
             id(
@@ -943,7 +957,7 @@ mod tests {
         // Replay keeps the identity committed reports were made under.
         std::fs::write(&a, "{}\n").unwrap();
         assert_eq!(
-            llm_identity(false, &a, &http, &serde_json::Value::Null, Some(300)).unwrap(),
+            llm_identity(false, &a, &http, &serde_json::Value::Null, Some(300), None).unwrap(),
             format!("recordings sha256 {}", pipeline::sha256_hex_bytes(b"{}\n"))
         );
     }
