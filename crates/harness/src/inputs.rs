@@ -107,13 +107,48 @@ fn save(dir: &Path, inputs: &CellInputs) -> Result<()> {
         .with_context(|| format!("writing {FILE} in {}", dir.display()))
 }
 
-/// sha256 of the first `len` bytes of `path`, or `None` when it is shorter or unreadable.
+/// sha256 of the first `len` bytes of `path`, read from the start, or `None` when it is
+/// shorter or unreadable: what a resumed checkpoint is checked against.
 fn prefix_sha256(path: &Path, len: u64) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).ok()?.take(len);
-    let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h).ok()?;
-    (n == len).then(|| hex::encode(h.finalize()))
+    hash_on(path, len, 0, sha2::Sha256::default()).map(|(_, h)| hex::encode(h))
+}
+
+/// As [`prefix_sha256`] for the file this run appends to, as each cell finishes: the hash
+/// state of the longest prefix read so far is kept per file, so each byte is read once per run
+/// rather than once per cell. Only this process appends meanwhile; a file rewritten under it
+/// gives a stale hash here, which the next resume's [`prefix_sha256`] (always from the start)
+/// catches by setting the checkpoint aside.
+fn grown_prefix_sha256(path: &Path, len: u64) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static READ: OnceLock<Mutex<HashMap<PathBuf, (u64, sha2::Sha256)>>> = OnceLock::new();
+    let mut read = READ
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let (at, h) = match read.get(path) {
+        Some((at, h)) if *at <= len => (*at, h.clone()),
+        _ => (0, sha2::Sha256::default()),
+    };
+    let (h, digest) = hash_on(path, len, at, h)?;
+    read.insert(path.to_path_buf(), (len, h));
+    Some(hex::encode(digest))
+}
+
+/// Feeds bytes `at..len` of `path` into `h`: the state and its digest, or `None` when the file
+/// is shorter or unreadable.
+fn hash_on(
+    path: &Path,
+    len: u64,
+    at: u64,
+    mut h: sha2::Sha256,
+) -> Option<(sha2::Sha256, sha2::digest::Output<sha2::Sha256>)> {
+    use sha2::Digest;
+    use std::io::Seek;
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(std::io::SeekFrom::Start(at)).ok()?;
+    let n = std::io::copy(&mut f.take(len - at), &mut h).ok()?;
+    (at + n == len).then(|| (h.clone(), h.finalize()))
 }
 
 /// Before a cell runs in `dir`: set aside a checkpoint whose answers are no longer in the
@@ -126,21 +161,25 @@ pub fn before_cell(
     recordings: Option<&Path>,
 ) -> Result<()> {
     let checkpoint = dir.join("checkpoint.json");
+    // What of the recordings file a checkpoint still here was made from, if it still is.
+    let mut verified = None;
     if checkpoint.exists() {
-        if let (Some(old), Some(path)) = (load(dir), recordings)
-            && let Some(p) = &old.recordings
-            && prefix_sha256(path, p.len).as_deref() != Some(p.sha256.as_str())
-        {
-            let aside = dir.join("checkpoint.set-aside.json");
-            std::fs::rename(&checkpoint, &aside)
-                .with_context(|| format!("setting aside {}", checkpoint.display()))?;
-            eprintln!(
-                "{key}: the recordings file {} no longer starts with the {} bytes this cell's \
-                 checkpoint was made from (replaced or cut); not resuming it (kept as {})",
-                path.display(),
-                p.len,
-                aside.display()
-            );
+        let made_from = load(dir).and_then(|o| o.recordings);
+        match (made_from, recordings) {
+            (Some(p), Some(path)) if prefix_sha256(path, p.len).as_ref() != Some(&p.sha256) => {
+                let aside = dir.join("checkpoint.set-aside.json");
+                std::fs::rename(&checkpoint, &aside)
+                    .with_context(|| format!("setting aside {}", checkpoint.display()))?;
+                eprintln!(
+                    "{key}: the recordings file {} no longer starts with the {} bytes this \
+                     cell's checkpoint was made from (replaced or cut); not resuming it (kept \
+                     as {})",
+                    path.display(),
+                    p.len,
+                    aside.display()
+                );
+            }
+            (made_from, _) => verified = made_from,
         }
     } else if let Some((other, old)) = newest_sibling(dir) {
         let diff = inputs.differences(&old);
@@ -152,9 +191,11 @@ pub fn before_cell(
             );
         }
     }
-    let mut keep = inputs.clone();
     // A resumed cell keeps what its checkpoint was checked against until it finishes.
-    keep.recordings = load(dir).and_then(|o| o.recordings);
+    let keep = CellInputs {
+        recordings: verified,
+        ..inputs.clone()
+    };
     save(dir, &keep)
 }
 
@@ -163,7 +204,8 @@ pub fn after_cell(dir: &Path, inputs: &CellInputs, recordings: Option<&Path>) ->
     let mut keep = inputs.clone();
     if let Some(path) = recordings {
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        keep.recordings = prefix_sha256(path, len).map(|sha256| RecordingsPrefix { len, sha256 });
+        keep.recordings =
+            grown_prefix_sha256(path, len).map(|sha256| RecordingsPrefix { len, sha256 });
     }
     save(dir, &keep)
 }
@@ -217,6 +259,22 @@ mod tests {
             vec!["llm.recordings (was /r/a.jsonl, now /r/b.jsonl)".to_string()]
         );
         assert!(a.differences(&a).is_empty());
+    }
+
+    #[test]
+    fn a_growing_files_prefix_hash_read_in_steps_is_the_hash_read_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rec = tmp.path().join("rec.jsonl");
+        let mut text = String::new();
+        for line in ["one\n", "two\n", "three\n"] {
+            text.push_str(line);
+            std::fs::write(&rec, &text).unwrap();
+            let len = text.len() as u64;
+            assert_eq!(grown_prefix_sha256(&rec, len), prefix_sha256(&rec, len));
+        }
+        // A shorter prefix, and one longer than the file.
+        assert_eq!(grown_prefix_sha256(&rec, 4), prefix_sha256(&rec, 4));
+        assert_eq!(grown_prefix_sha256(&rec, 100), None);
     }
 
     #[test]
