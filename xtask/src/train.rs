@@ -3,9 +3,7 @@
 
 use agp_datasets::{DatasetSource, PrepareOptions, prepare_cached};
 use agp_harness::Workspace;
-use agp_harness::train::{BackboneKind, TrainSettings, train_or_load};
-use agp_recommenders::Popularity;
-use agp_recommenders::eval::{Split, rank_targets};
+use agp_harness::train::{BackboneKind, TrainSettings, measure, train_or_load};
 use agp_recommenders::export::ExportOptions;
 use anyhow::Context;
 use std::path::PathBuf;
@@ -114,32 +112,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let t = train_or_load(&ws, &ds, kind, &settings)?;
-    let full = t.model.evaluate(&ds, Split::Test)?;
-    let pop = rank_targets(&Popularity::fit(&ds), &ds, Split::Test)?;
-    let sampled = agp_recommenders::sasrec::sampled_eval(&*t.model, &ds, Split::Test, 100, a.seed)?;
-    // Flat keys: the peer scripts under bench/ read them.
-    let mut out = serde_json::json!({
-        "model": kind.name(),
-        "dataset": ds.name,
-        "dataset_checksum": ds.checksum,
-        "from_cache": t.cached,
-        "epochs": t.report.epochs_run(),
-        "best_epoch": t.report.best_epoch,
-        "stopped_early": t.report.stopped_early,
-        "seconds_per_epoch": t.report.seconds_per_epoch(),
-        "final_loss": t.report.losses().last(),
-        "valid_ndcg": t.report.valid_curve(),
-        "hyperparameters": t.model.hyperparameters(),
-        format!("test_hits@{}", a.k): full.hits(a.k),
-        "sampled_hr@10": sampled.hr10,
-        "sampled_ndcg@10": sampled.ndcg10,
-    });
-    for (k, v) in full.summary(&[10, 20]) {
-        out[k] = v.into();
-    }
-    for (k, v) in pop.summary(&[10, 20]) {
-        out[format!("popularity_{k}")] = v.into();
-    }
+    let m = measure(&t, kind, &ds, a.k, a.seed)?;
+    let (full, pop, mut out) = (m.full, m.popularity, m.summary);
     if let Some(path) = &a.export {
         let opts = ExportOptions {
             k: a.k,

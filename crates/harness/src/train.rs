@@ -175,3 +175,55 @@ pub fn train_or_load(
     bar.finish_and_clear();
     Ok(trained)
 }
+
+/// A trained backbone measured as `cargo xtask train` reports it: full-ranking metrics on the
+/// test split, the same for popularity (the floor a backbone must clear), and the sampled
+/// evaluation (100 negatives) SASRec's paper reports.
+pub struct Measured {
+    pub full: agp_recommenders::eval::Ranks,
+    pub popularity: agp_recommenders::eval::Ranks,
+    /// Flat keys, as the peer scripts under `bench/` read them: the run's facts, test
+    /// recall/NDCG at 10 and 20 for both, hits in the top `k`, and the sampled HR/NDCG@10.
+    pub summary: serde_json::Value,
+}
+
+/// Measures `t` on `ds`'s test split (see [`Measured`]); `seed` draws the sampled negatives.
+pub fn measure(
+    t: &Trained,
+    kind: BackboneKind,
+    ds: &Dataset,
+    k: usize,
+    seed: u64,
+) -> Result<Measured> {
+    use agp_recommenders::eval::{Split, rank_targets};
+    let full = t.model.evaluate(ds, Split::Test)?;
+    let popularity = rank_targets(&agp_recommenders::Popularity::fit(ds), ds, Split::Test)?;
+    let sampled = agp_recommenders::sasrec::sampled_eval(&*t.model, ds, Split::Test, 100, seed)?;
+    let mut summary = serde_json::json!({
+        "model": kind.name(),
+        "dataset": ds.name,
+        "dataset_checksum": ds.checksum,
+        "from_cache": t.cached,
+        "epochs": t.report.epochs_run(),
+        "best_epoch": t.report.best_epoch,
+        "stopped_early": t.report.stopped_early,
+        "seconds_per_epoch": t.report.seconds_per_epoch(),
+        "final_loss": t.report.losses().last(),
+        "valid_ndcg": t.report.valid_curve(),
+        "hyperparameters": t.model.hyperparameters(),
+        format!("test_hits@{k}"): full.hits(k),
+        "sampled_hr@10": sampled.hr10,
+        "sampled_ndcg@10": sampled.ndcg10,
+    });
+    for (key, v) in full.summary(&[10, 20]) {
+        summary[key] = v.into();
+    }
+    for (key, v) in popularity.summary(&[10, 20]) {
+        summary[format!("popularity_{key}")] = v.into();
+    }
+    Ok(Measured {
+        full,
+        popularity,
+        summary,
+    })
+}
