@@ -12,6 +12,8 @@
 #   cmake --build build --target llama-server -j2).
 # MODEL: a pinned model name [default smollm2-135m] (`cargo xtask model fetch MODEL` first).
 # SCALE: fixture [default] or small (the issue's Qwen workload: small, qwen2.5-coder-1.5b).
+# WORKLOAD=cot runs `--method llm-cot` instead: long generated answers, where decoding several
+# sequences together pays, against the list-and-scoring workload bound by reading prompts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SERVER=${1:?usage: bench/local_vs_server.sh LLAMA_SERVER [MODEL] [SCALE]}
@@ -23,7 +25,11 @@ mkdir -p "$OUT"
 cargo build -q -p xtask --features local
 X=${CARGO_TARGET_DIR:-target}/debug/xtask
 GGUF=$("$X" model fetch "$MODEL" | tail -1)
-METHODS=(--method llm-dir --method "LLM-Dir (pointwise)")
+if [ "${WORKLOAD:-list}" = cot ]; then
+  METHODS=(--method llm-cot)
+else
+  METHODS=(--method llm-dir --method "LLM-Dir (pointwise)")
+fi
 
 live() { # name, then reproduce's --llm and --jobs
   local name=$1 llm=$2 jobs=$3
@@ -31,6 +37,7 @@ live() { # name, then reproduce's --llm and --jobs
     --quiet --out "$OUT/$name-out" --runs "$OUT/$name-runs" --recordings "$OUT/$name.jsonl" \
     2>"$OUT/$name.log" || { tail -5 "$OUT/$name.log"; exit 1; }
   echo "$name: $(grep -m1 'live requests/s' "$OUT/$name.log" | sed 's/^ *//')"
+  grep -m1 'live tokens' "$OUT/$name.log" | sed 's/^ */  /' || true
 }
 
 for j in 1 4; do

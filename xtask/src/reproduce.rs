@@ -28,7 +28,8 @@ pub struct ReproduceArgs {
     /// [default: the experiment's `seeds` for the scale, else 1].
     #[arg(long)]
     pub seeds: Option<u64>,
-    /// LLM calls in flight at once.
+    /// LLM calls in flight at once. An in-process model decodes this many together (one with
+    /// `--record`, where an answer must not depend on what shared its batch).
     #[arg(long, default_value_t = agp_llm::DEFAULT_JOBS)]
     pub jobs: usize,
     /// Threads an in-process model reads prompts on [default: every core]; it generates on one

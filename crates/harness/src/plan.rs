@@ -491,6 +491,11 @@ pub struct Spent {
     pub usd: f64,
     /// What every answer of the run cost when it was bought (replayed ones included).
     pub worth_usd: f64,
+    /// Tokens of the live answers: prompt tokens read, those of them a prompt cache served,
+    /// and tokens generated.
+    pub live_prompt_tokens: u64,
+    pub live_cached_tokens: u64,
+    pub live_completion_tokens: u64,
 }
 
 impl Spent {
@@ -501,6 +506,9 @@ impl Spent {
             live: totals.values().map(|t| t.calls - t.replayed_calls).sum(),
             usd: totals.values().map(|t| t.spent_usd).sum(),
             worth_usd: totals.values().map(|t| t.est_cost_usd).sum(),
+            live_prompt_tokens: totals.values().map(|t| t.live_prompt_tokens).sum(),
+            live_cached_tokens: totals.values().map(|t| t.live_cached_tokens).sum(),
+            live_completion_tokens: totals.values().map(|t| t.live_completion_tokens).sum(),
         }
     }
 }

@@ -295,7 +295,12 @@ fn build_llms(
                 recordings: Some(recordings.clone()),
                 threads: args.threads,
                 models_dir: Some(ws.models_dir()),
-                jobs: Some(args.jobs),
+                // A recording an in-process model makes must not depend on the schedule, which
+                // batched decoding lets it do (agp_llm::local::slots::CAVEAT).
+                jobs: Some(match spec {
+                    LlmSpec::Local(_) if args.record => 1,
+                    _ => args.jobs,
+                }),
                 batch: if live { args.batch } else { None },
                 ..LlmOptions::default()
             };
@@ -303,6 +308,13 @@ fn build_llms(
                 .with_context(|| format!("LLM {text} (recordings {})", recordings.display()))?;
             let served = if live {
                 eprintln!("{text}: answers are stored in {}", recordings.display());
+                if matches!(spec, LlmSpec::Local(_)) && !args.record && args.jobs > 1 {
+                    eprintln!(
+                        "{text}: decodes up to {} calls together, so an answer can depend on \
+                         what shared its batch; --jobs 1 answers each call alone",
+                        args.jobs.min(agp_llm::MAX_LOCAL_SLOTS)
+                    );
+                }
                 served_model(
                     text,
                     &handle.model.info().model,
@@ -592,6 +604,19 @@ fn run_one(ws: &Workspace, exp: Experiment, args: &ReproduceOptions) -> Result<E
             spent.live as f64 / llm_s.max(1e-9),
             spent.usd + 0.0
         );
+        if spent.live > 0 {
+            eprintln!(
+                "  {}: live tokens: {} prompt ({} of them cached, {:.0}%), {} generated; {:.1} \
+                 prompt and {:.1} generated tokens/s",
+                l.text,
+                spent.live_prompt_tokens,
+                spent.live_cached_tokens,
+                100.0 * spent.live_cached_tokens as f64 / spent.live_prompt_tokens.max(1) as f64,
+                spent.live_completion_tokens,
+                spent.live_prompt_tokens as f64 / llm_s.max(1e-9),
+                spent.live_completion_tokens as f64 / llm_s.max(1e-9),
+            );
+        }
         if let Some(p) = &plan {
             eprintln!("{}", p.compare(&l.text, &spent));
         }

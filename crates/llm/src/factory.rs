@@ -105,7 +105,9 @@ pub struct LlmOptions {
     pub models_dir: Option<PathBuf>,
     /// Local model context window.
     pub n_ctx: Option<u32>,
-    /// HTTP: calls in flight at once.
+    /// HTTP: calls in flight at once. Local: sequences decoded together in one batch
+    /// ([`crate::local::LocalConfig::slots`]; answers then depend on the schedule, so pass 1
+    /// where they must depend on the request alone).
     pub jobs: Option<usize>,
     /// HTTP: limit on one attempt.
     pub timeout: Option<Duration>,
@@ -242,6 +244,10 @@ fn load_local(m: &str, o: &LlmOptions) -> Result<Arc<dyn ChatModel>, LlmError> {
     }
     if let Some(n) = o.n_ctx {
         c.n_ctx = n;
+    }
+    if let Some(n) = o.jobs {
+        // More calls than slots simply wait for one.
+        c.slots = n.clamp(1, crate::MAX_LOCAL_SLOTS.min(c.n_batch as usize));
     }
     Ok(Arc::new(crate::local::LocalModel::load(c)?))
 }

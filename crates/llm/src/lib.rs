@@ -85,6 +85,9 @@ impl Role {
 /// it everywhere (the run's cells, the HTTP client's slots, an in-process model's queue).
 pub const DEFAULT_JOBS: usize = 4;
 
+/// Most sequences an in-process model decodes together; more calls wait for a free slot.
+pub const MAX_LOCAL_SLOTS: usize = 64;
+
 /// Sampling settings; part of the cache key.
 ///
 /// A run resolves every field before a call goes out ([`Sampling::resolved`] over

@@ -69,6 +69,18 @@ pub struct Totals {
     pub labels_asked: u64,
     #[serde(default)]
     pub labels_missing: u64,
+    /// Of `prompt_tokens`, those read from a prompt cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Tokens of the calls answered live in this run (not replayed): prompt tokens, those of
+    /// them a prompt cache served (a provider's, or an in-process model's slots), and
+    /// generated tokens.
+    #[serde(default)]
+    pub live_prompt_tokens: u64,
+    #[serde(default)]
+    pub live_cached_tokens: u64,
+    #[serde(default)]
+    pub live_completion_tokens: u64,
     /// What all these calls cost (or cost when recorded) at list price.
     pub est_cost_usd: f64,
     /// What the live (not replayed) calls cost in this run.
@@ -99,6 +111,12 @@ impl Totals {
         self.truncated += u64::from(truncated);
         self.labels_asked += u.labels_asked;
         self.labels_missing += u.labels_missing;
+        self.cached_tokens += u.cached_tokens;
+        self.live_prompt_tokens += u.prompt_tokens.saturating_sub(u.replayed.prompt_tokens);
+        self.live_cached_tokens += u.cached_tokens.saturating_sub(u.replayed.cached_tokens);
+        self.live_completion_tokens += u
+            .completion_tokens
+            .saturating_sub(u.replayed.completion_tokens);
         match prices.get(&c.model) {
             Some(p) => {
                 let billed = p.billed_usd(u);

@@ -315,3 +315,119 @@ async fn greedy_answers_do_not_depend_on_the_thread_count() {
     }
     assert!(differ.is_empty(), "1 vs 2 threads:\n{}", differ.join("\n"));
 }
+
+fn slotted(slots: usize) -> LocalModel {
+    LocalModel::load(LocalConfig {
+        slots,
+        ..config(model_path().unwrap())
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_call_alone_in_an_empty_slot_is_answered_as_one_sequence_answers_it() {
+    let Some(one) = model() else { return };
+    // Each call on a model of its own, so that it finds nothing cached: a prompt read on top of
+    // another call's cached turn is read in pieces of other shapes, which can move its logits
+    // (0.06 for these labels) and change a greedy answer.
+    let s = score_req();
+    let serial = one.score(&s).await.unwrap();
+    let four = slotted(4);
+    let fresh = four.score(&s).await.unwrap();
+    assert_eq!(fresh.scores, serial.scores, "fresh slot");
+    assert_eq!(fresh.usage.prompt_tokens, serial.usage.prompt_tokens);
+    // The same scoring again finds its prompt cached and reads its candidates in the pieces
+    // the one-sequence worker reads them in.
+    let again = four.score(&s).await.unwrap();
+    assert_eq!(again.scores, serial.scores, "cached prefix");
+    assert!(again.usage.cached_tokens > 0, "{:?}", again.usage);
+    let l = label_req();
+    assert_eq!(
+        slotted(4).label_logprobs(&l).await.unwrap().logprobs,
+        one.label_logprobs(&l).await.unwrap().logprobs
+    );
+    for (i, req) in recorded_chats(3).iter().enumerate() {
+        let (a, b) = (
+            one.chat(req).await.unwrap(),
+            slotted(4).chat(req).await.unwrap(),
+        );
+        assert_eq!(a.content, b.content, "chat #{i}");
+        assert_eq!(a.usage.prompt_tokens, b.usage.prompt_tokens);
+        assert_eq!(a.usage.completion_tokens, b.usage.completion_tokens);
+    }
+    assert!(
+        four.settings()["batching"].is_string(),
+        "the caveat is on record"
+    );
+    assert!(one.settings().get("batching").is_none());
+}
+
+#[tokio::test]
+async fn a_second_call_with_a_shared_prefix_reads_only_its_new_tokens() {
+    let Some(one) = model() else { return };
+    let four = slotted(4);
+    let reqs = recorded_chats(3);
+    let first = four.chat(&reqs[0]).await.unwrap();
+    assert_eq!(first.usage.cached_tokens, 0);
+    // Recorded prompts share the instruction that opens them.
+    let second = four.chat(&reqs[1]).await.unwrap();
+    assert!(
+        second.usage.cached_tokens > 0 && second.usage.cached_tokens < second.usage.prompt_tokens,
+        "{:?}",
+        second.usage
+    );
+    assert_eq!(second.content, one.chat(&reqs[1]).await.unwrap().content);
+    // The very same prompt again reads one token: every other one is cached.
+    let repeat = four.chat(&reqs[1]).await.unwrap();
+    assert_eq!(repeat.usage.cached_tokens, repeat.usage.prompt_tokens - 1);
+    assert_eq!(repeat.content, second.content);
+}
+
+#[tokio::test]
+async fn concurrent_calls_share_batches_and_each_gets_a_whole_answer() {
+    let Some(one) = model() else { return };
+    let four = slotted(4);
+    let mut reqs = recorded_chats(8);
+    // One answer cut at its budget, to check a slot's own stop condition among the others.
+    reqs[3].sampling.max_tokens = Some(3);
+    let s = score_req();
+    let l = label_req();
+    let (chats, score, labels) = tokio::join!(
+        futures::future::join_all(reqs.iter().map(|r| four.chat(r))),
+        four.score(&s),
+        four.label_logprobs(&l),
+    );
+    let mut differ = 0;
+    for (i, (req, got)) in reqs.iter().zip(chats).enumerate() {
+        let got = got.unwrap();
+        let alone = one.chat(req).await.unwrap();
+        assert_eq!(got.usage.prompt_tokens, alone.usage.prompt_tokens, "#{i}");
+        assert!(got.usage.completion_tokens > 0, "#{i}");
+        differ += usize::from(got.content != alone.content);
+    }
+    assert_eq!(
+        four.chat(&reqs[3]).await.unwrap().usage.completion_tokens,
+        3
+    );
+    let score = score.unwrap();
+    assert_eq!(score.scores.len(), s.suffixes.len());
+    assert!(score.scores.iter().all(|x| x.is_finite()));
+    let labels = labels.unwrap();
+    assert!(labels.logprobs.iter().all(|x| x.is_finite() && *x <= 0.0));
+    // Not asserted: llama.cpp rounds differently with the batch's shape, so some greedy answers
+    // change when decoded beside others (2 of these 8 when measured); see `slots::CAVEAT`.
+    eprintln!("{differ} of 8 answers differ from their one-sequence answer when batched");
+}
+
+#[test]
+fn slots_out_of_range_name_the_field() {
+    for slots in [0, 65] {
+        let e = LocalModel::load(LocalConfig {
+            slots,
+            ..LocalConfig::new("x.gguf")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("slots") && e.contains("1..="), "{e}");
+    }
+}

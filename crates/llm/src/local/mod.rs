@@ -22,6 +22,8 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::oneshot;
 
+pub mod slots;
+
 use crate::{
     ChatModel, ChatRequest, ChatResponse, LabelRequest, LabelResponse, LlmError, Message,
     ModelInfo, ScoreRequest, ScoreResponse, Usage,
@@ -61,6 +63,12 @@ pub struct LocalConfig {
     /// chat's cached prefix changed greedy answers (the first of 8 recorded prompts got
     /// another answer than from scratch), and a recording must not depend on call order.
     pub reuse_prefix: bool,
+    /// Sequences decoded together ([`slots`]). 1 serves one call at a time, from an empty
+    /// cache: an answer then depends on its request alone, which is what a recording needs.
+    /// More admits concurrent calls into one batch as they arrive and keeps each slot's last
+    /// prompt as a prefix cache; faster, but an answer can then depend on what shared its
+    /// batch and its slot (see [`slots`]).
+    pub slots: usize,
 }
 
 impl LocalConfig {
@@ -83,6 +91,7 @@ impl LocalConfig {
             default_max_tokens: 512,
             max_tokens_cap: 2048,
             reuse_prefix: true,
+            slots: 1,
         }
     }
 
@@ -99,6 +108,20 @@ impl LocalConfig {
             return bad(
                 "n_batch",
                 &format!("{} not in 1..=n_ctx ({})", self.n_batch, self.n_ctx),
+            );
+        }
+        if self.slots == 0
+            || self.slots > crate::MAX_LOCAL_SLOTS
+            || self.slots > self.n_batch as usize
+        {
+            return bad(
+                "slots",
+                &format!(
+                    "{} not in 1..=min({}, n_batch ({}))",
+                    self.slots,
+                    crate::MAX_LOCAL_SLOTS,
+                    self.n_batch
+                ),
             );
         }
         if self.default_max_tokens == 0 || self.default_max_tokens > self.max_tokens_cap {
@@ -244,6 +267,10 @@ impl ChatModel for LocalModel {
             "reuse_prefix": self.cfg.reuse_prefix,
             "decoding": "greedy unless temperature > 0 (then seeded)",
         });
+        if self.cfg.slots > 1 {
+            s["slots"] = serde_json::json!(self.cfg.slots);
+            s["batching"] = serde_json::json!(slots::CAVEAT);
+        }
         if self.thinking_off {
             s["thinking"] =
                 serde_json::json!("off: every answer starts with an empty <think></think>");
@@ -290,12 +317,20 @@ fn worker_main(
         }
     };
     let threads = i32::try_from(cfg.threads).unwrap_or(i32::MAX);
-    let params = LlamaContextParams::default()
+    let mut params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(cfg.n_ctx))
         .with_n_batch(cfg.n_batch)
         .with_n_ubatch(cfg.n_batch)
         .with_n_threads(GENERATION_THREADS)
         .with_n_threads_batch(threads);
+    if cfg.slots > 1 {
+        // One KV stream per slot, each the whole window: a sequence attends only to its own
+        // cache, and one long prompt cannot crowd out another's.
+        params = params
+            .with_n_ctx(NonZeroU32::new(cfg.n_ctx * cfg.slots as u32))
+            .with_n_seq_max(cfg.slots as u32)
+            .with_kv_unified(false);
+    }
     let ctx = match model.new_context(b, params) {
         Ok(c) => c,
         Err(e) => {
@@ -317,16 +352,20 @@ fn worker_main(
         return;
     };
     let think = thinking_prefill(tmpl.to_str().unwrap_or(""));
-    let mut w = Worker {
+    let p = Prompter {
         cfg: &cfg,
         model: &model,
-        ctx,
         tmpl,
         yes,
         no,
         think,
     };
     let _ = ready.send(Ok(!think.is_empty()));
+    if cfg.slots > 1 {
+        slots::serve(&p, ctx, &rx);
+        return;
+    }
+    let mut w = Worker { p: &p, ctx };
     while let Ok(job) = rx.recv() {
         // A Rust panic inside one call must not take the model down for every later call.
         match job {
@@ -349,10 +388,11 @@ fn worker_main(
     }
 }
 
-struct Worker<'m> {
+/// What turns a request into tokens and logits into answers: the same for one sequence at a
+/// time ([`Worker`]) and for several ([`slots`]).
+struct Prompter<'m> {
     cfg: &'m LocalConfig,
     model: &'m LlamaModel,
-    ctx: LlamaContext<'m>,
     tmpl: LlamaChatTemplate,
     yes: LlamaToken,
     no: LlamaToken,
@@ -360,7 +400,21 @@ struct Worker<'m> {
     think: &'static str,
 }
 
-impl Worker<'_> {
+/// A chat's prompt, its answer budget and its sampler.
+struct ChatStart {
+    prompt: Vec<LlamaToken>,
+    max_new: usize,
+    sampler: LlamaSampler,
+}
+
+/// A pointwise scoring's prompts (one per candidate) and the token prefix they all share,
+/// which is read once.
+struct ScoreStart {
+    prompts: Vec<Vec<LlamaToken>>,
+    shared: usize,
+}
+
+impl Prompter<'_> {
     fn e(&self, what: &str, e: impl std::fmt::Display) -> LlmError {
         err(&self.cfg.path, what, e)
     }
@@ -393,6 +447,147 @@ impl Worker<'_> {
         Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
     }
 
+    fn check_fits(&self, n: usize) -> Result<(), LlmError> {
+        if n >= self.cfg.n_ctx as usize {
+            return Err(LlmError::Other(format!(
+                "{}: prompt of {n} tokens does not fit the context window n_ctx={} (raise it)",
+                self.cfg.path.display(),
+                self.cfg.n_ctx
+            )));
+        }
+        Ok(())
+    }
+
+    fn chat_start(&self, req: &ChatRequest) -> Result<ChatStart, LlmError> {
+        let prompt = self.render(&req.messages)?;
+        self.check_fits(prompt.len())?;
+        let asked = req
+            .sampling
+            .max_tokens
+            .unwrap_or(self.cfg.default_max_tokens);
+        let room = self.cfg.n_ctx as usize - prompt.len();
+        let max_new = (asked.min(self.cfg.max_tokens_cap) as usize).min(room);
+        let seed = req.sampling.seed.unwrap_or(0) as u32;
+        let sampler = match req.sampling.temperature {
+            Some(t) if t > 0.0 => {
+                let mut chain = Vec::with_capacity(3);
+                if let Some(p) = req.sampling.top_p {
+                    chain.push(LlamaSampler::top_p(p, 1));
+                }
+                chain.extend([LlamaSampler::temp(t), LlamaSampler::dist(seed)]);
+                LlamaSampler::chain_simple(chain)
+            }
+            _ => LlamaSampler::greedy(),
+        };
+        Ok(ChatStart {
+            prompt,
+            max_new,
+            sampler,
+        })
+    }
+
+    fn score_start(&self, req: &ScoreRequest) -> Result<ScoreStart, LlmError> {
+        let prompts = (0..req.suffixes.len())
+            .map(|i| self.render(&req.messages_for(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in &prompts {
+            self.check_fits(p.len())?;
+        }
+        // Longest common token prefix, leaving at least one token per candidate so each has
+        // its own logits to read.
+        let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
+        let mut shared = 0;
+        while shared < shortest && prompts.iter().all(|p| p[shared] == prompts[0][shared]) {
+            shared += 1;
+        }
+        shared = shared.min(shortest.saturating_sub(1));
+        if !self.cfg.reuse_prefix {
+            shared = 0;
+        }
+        Ok(ScoreStart { prompts, shared })
+    }
+
+    /// logit(Yes) − logit(No): a candidate's pointwise score.
+    fn yes_minus_no(&self, logits: &[f32]) -> f32 {
+        logits[self.yes.0 as usize] - logits[self.no.0 as usize]
+    }
+
+    /// A label request's prompt and the first token of each label.
+    fn labels_start(
+        &self,
+        req: &LabelRequest,
+    ) -> Result<(Vec<LlamaToken>, Vec<LlamaToken>), LlmError> {
+        let prompt = self.render_with_prefill(&req.messages, &req.prefill)?;
+        self.check_fits(prompt.len())?;
+        let vocab = self.model.vocab();
+        let tokens: Vec<Option<LlamaToken>> = req
+            .labels
+            .iter()
+            .map(|l| vocab.tokenize(l.as_bytes(), false, false).first().copied())
+            .collect();
+        // Two labels read from one token would get one probability between them and tie for
+        // good: a setup problem (labels this tokenizer does not tell apart), not an answer.
+        let mut out = Vec::with_capacity(tokens.len());
+        for (i, t) in tokens.iter().enumerate() {
+            let Some(t) = t else {
+                return Err(LlmError::Other(format!(
+                    "local model {}: label {:?} has no token",
+                    self.cfg.name, req.labels[i]
+                )));
+            };
+            if let Some(j) = tokens[..i].iter().position(|u| *u == Some(*t)) {
+                return Err(LlmError::Other(format!(
+                    "local model {}: labels {:?} and {:?} start with the same token ({}), so \
+                     their log-probabilities cannot be told apart; use single-token labels",
+                    self.cfg.name, req.labels[j], req.labels[i], t.0
+                )));
+            }
+            out.push(*t);
+        }
+        Ok((prompt, out))
+    }
+}
+
+/// Log-softmax of `logits` at each of `tokens`.
+fn log_softmax_at(logits: &[f32], tokens: &[LlamaToken]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_z = f64::from(max)
+        + logits
+            .iter()
+            .map(|&l| f64::from(l - max).exp())
+            .sum::<f64>()
+            .ln();
+    tokens
+        .iter()
+        .map(|t| {
+            logits
+                .get(t.0 as usize)
+                .map_or(f32::NEG_INFINITY, |&l| (f64::from(l) - log_z) as f32)
+        })
+        .collect()
+}
+
+fn usage(prompt_tokens: usize, completion_tokens: usize, t0: Instant) -> Usage {
+    Usage {
+        prompt_tokens: prompt_tokens as u64,
+        completion_tokens: completion_tokens as u64,
+        latency_ms: t0.elapsed().as_millis() as u64,
+        retries: 0,
+        ..Usage::default()
+    }
+}
+
+/// One sequence at a time, each call from an empty cache.
+struct Worker<'p, 'm> {
+    p: &'p Prompter<'m>,
+    ctx: LlamaContext<'m>,
+}
+
+impl Worker<'_, '_> {
+    fn e(&self, what: &str, e: impl std::fmt::Display) -> LlmError {
+        self.p.e(what, e)
+    }
+
     /// Feeds `tokens` at positions `start..`, in `n_batch` chunks; returns the batch index of
     /// the last token's logits when `want_logits` (requested for the last token only).
     fn feed(
@@ -401,7 +596,7 @@ impl Worker<'_> {
         start: usize,
         want_logits: bool,
     ) -> Result<i32, LlmError> {
-        let n_batch = self.cfg.n_batch as usize;
+        let n_batch = self.p.cfg.n_batch as usize;
         let mut batch = LlamaBatch::new(n_batch, 1);
         let mut last_idx = 0;
         for (c, chunk) in tokens.chunks(n_batch).enumerate() {
@@ -423,45 +618,19 @@ impl Worker<'_> {
         Ok(last_idx)
     }
 
-    fn check_fits(&self, n: usize) -> Result<(), LlmError> {
-        if n >= self.cfg.n_ctx as usize {
-            return Err(LlmError::Other(format!(
-                "{}: prompt of {n} tokens does not fit the context window n_ctx={} (raise it)",
-                self.cfg.path.display(),
-                self.cfg.n_ctx
-            )));
-        }
-        Ok(())
-    }
-
     fn chat(&mut self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let t0 = Instant::now();
-        let prompt = self.render(&req.messages)?;
-        self.check_fits(prompt.len())?;
-        let asked = req
-            .sampling
-            .max_tokens
-            .unwrap_or(self.cfg.default_max_tokens);
-        let room = self.cfg.n_ctx as usize - prompt.len();
-        let max_new = (asked.min(self.cfg.max_tokens_cap) as usize).min(room);
+        let ChatStart {
+            prompt,
+            max_new,
+            mut sampler,
+        } = self.p.chat_start(req)?;
         self.ctx.clear_kv_cache();
         let mut idx = self.feed(&prompt, 0, true)?;
-        let seed = req.sampling.seed.unwrap_or(0) as u32;
-        let mut sampler = match req.sampling.temperature {
-            Some(t) if t > 0.0 => {
-                let mut chain = Vec::with_capacity(3);
-                if let Some(p) = req.sampling.top_p {
-                    chain.push(LlamaSampler::top_p(p, 1));
-                }
-                chain.extend([LlamaSampler::temp(t), LlamaSampler::dist(seed)]);
-                LlamaSampler::chain_simple(chain)
-            }
-            _ => LlamaSampler::greedy(),
-        };
         let mut bytes = Vec::new();
         let mut generated = 0usize;
         let mut batch = LlamaBatch::new(1, 1);
-        let vocab = self.model.vocab();
+        let vocab = self.p.model.vocab();
         while generated < max_new {
             // sample() also accepts the token; calling accept() again would advance it twice.
             let tok = sampler.sample(&self.ctx, idx);
@@ -485,13 +654,7 @@ impl Worker<'_> {
         Ok(ChatResponse {
             served: Default::default(),
             content: String::from_utf8_lossy(&bytes).into_owned(),
-            usage: Usage {
-                prompt_tokens: prompt.len() as u64,
-                completion_tokens: generated as u64,
-                latency_ms: t0.elapsed().as_millis() as u64,
-                retries: 0,
-                ..Usage::default()
-            },
+            usage: usage(prompt.len(), generated, t0),
             finish_reason: (generated == max_new).then(|| "length".to_string()),
         })
     }
@@ -507,48 +670,25 @@ impl Worker<'_> {
                 usage: Usage::default(),
             });
         }
-        let prompts = (0..req.suffixes.len())
-            .map(|i| self.render(&req.messages_for(i)))
-            .collect::<Result<Vec<_>, _>>()?;
-        for p in &prompts {
-            self.check_fits(p.len())?;
-        }
-        // Longest common token prefix, leaving at least one token per candidate so each has
-        // its own logits to read.
-        let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
-        let mut lcp = 0;
-        while lcp < shortest && prompts.iter().all(|p| p[lcp] == prompts[0][lcp]) {
-            lcp += 1;
-        }
-        lcp = lcp.min(shortest.saturating_sub(1));
-        if !self.cfg.reuse_prefix {
-            lcp = 0;
-        }
+        let ScoreStart { prompts, shared } = self.p.score_start(req)?;
         self.ctx.clear_kv_cache();
-        if lcp > 0 {
-            self.feed(&prompts[0][..lcp], 0, false)?;
+        if shared > 0 {
+            self.feed(&prompts[0][..shared], 0, false)?;
         }
-        let mut evaluated = lcp;
+        let mut evaluated = shared;
         let mut scores = Vec::with_capacity(prompts.len());
         for p in &prompts {
-            let rest = &p[lcp..];
-            let idx = self.feed(rest, lcp, true)?;
+            let rest = &p[shared..];
+            let idx = self.feed(rest, shared, true)?;
             evaluated += rest.len();
-            let logits = self.ctx.get_logits_ith(idx);
-            scores.push(logits[self.yes.0 as usize] - logits[self.no.0 as usize]);
+            scores.push(self.p.yes_minus_no(self.ctx.get_logits_ith(idx)));
             self.ctx
-                .clear_kv_cache_seq(Some(0), Some(lcp as u32), None)
+                .clear_kv_cache_seq(Some(0), Some(shared as u32), None)
                 .map_err(|e| self.e("rewinding the KV cache", e))?;
         }
         Ok(ScoreResponse {
             scores,
-            usage: Usage {
-                prompt_tokens: evaluated as u64,
-                completion_tokens: 0,
-                latency_ms: t0.elapsed().as_millis() as u64,
-                retries: 0,
-                ..Usage::default()
-            },
+            usage: usage(evaluated, 0, t0),
         })
     }
 
@@ -557,57 +697,12 @@ impl Worker<'_> {
     /// API's top-20 list). A label is tokenized without special tokens, as Yes/No are.
     fn labels(&mut self, req: &LabelRequest) -> Result<LabelResponse, LlmError> {
         let t0 = Instant::now();
-        let prompt = self.render_with_prefill(&req.messages, &req.prefill)?;
-        self.check_fits(prompt.len())?;
-        let vocab = self.model.vocab();
-        let tokens: Vec<Option<LlamaToken>> = req
-            .labels
-            .iter()
-            .map(|l| vocab.tokenize(l.as_bytes(), false, false).first().copied())
-            .collect();
-        // Two labels read from one token would get one probability between them and tie for
-        // good: a setup problem (labels this tokenizer does not tell apart), not an answer.
-        for (i, t) in tokens.iter().enumerate() {
-            let Some(t) = t else {
-                return Err(LlmError::Other(format!(
-                    "local model {}: label {:?} has no token",
-                    self.cfg.name, req.labels[i]
-                )));
-            };
-            if let Some(j) = tokens[..i].iter().position(|u| *u == Some(*t)) {
-                return Err(LlmError::Other(format!(
-                    "local model {}: labels {:?} and {:?} start with the same token ({}), so \
-                     their log-probabilities cannot be told apart; use single-token labels",
-                    self.cfg.name, req.labels[j], req.labels[i], t.0
-                )));
-            }
-        }
+        let (prompt, tokens) = self.p.labels_start(req)?;
         self.ctx.clear_kv_cache();
         let idx = self.feed(&prompt, 0, true)?;
-        let logits = self.ctx.get_logits_ith(idx);
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let log_z = f64::from(max)
-            + logits
-                .iter()
-                .map(|&l| f64::from(l - max).exp())
-                .sum::<f64>()
-                .ln();
-        let logprobs = tokens
-            .iter()
-            .map(|t| {
-                t.and_then(|t| logits.get(t.0 as usize))
-                    .map_or(f32::NEG_INFINITY, |&l| (f64::from(l) - log_z) as f32)
-            })
-            .collect();
         Ok(LabelResponse {
-            logprobs,
-            usage: Usage {
-                prompt_tokens: prompt.len() as u64,
-                completion_tokens: 0,
-                latency_ms: t0.elapsed().as_millis() as u64,
-                retries: 0,
-                ..Usage::default()
-            },
+            logprobs: log_softmax_at(self.ctx.get_logits_ith(idx), &tokens),
+            usage: usage(prompt.len(), 0, t0),
         })
     }
 }
