@@ -308,12 +308,21 @@ fn build_llms(
                 .with_context(|| format!("LLM {text} (recordings {})", recordings.display()))?;
             let served = if live {
                 eprintln!("{text}: answers are stored in {}", recordings.display());
-                if matches!(spec, LlmSpec::Local(_)) && !args.record && args.jobs > 1 {
-                    eprintln!(
-                        "{text}: decodes up to {} calls together, so an answer can depend on \
-                         what shared its batch; --jobs 1 answers each call alone",
-                        args.jobs.min(agp_llm::MAX_LOCAL_SLOTS)
-                    );
+                let st = handle.model.settings();
+                if let (Some(read), Some(generate)) =
+                    (st["threads"].as_u64(), st["generation_threads"].as_u64())
+                {
+                    match st["slots"].as_u64() {
+                        Some(slots) => eprintln!(
+                            "{text}: in process on {read} threads, decoding up to {slots} calls \
+                             together, so an answer can depend on what shared its batch \
+                             (--jobs 1 answers each call alone)"
+                        ),
+                        None => eprintln!(
+                            "{text}: in process, reading prompts on {read} threads and \
+                             generating on {generate}, one call at a time"
+                        ),
+                    }
                 }
                 served_model(
                     text,

@@ -389,6 +389,9 @@ impl Server<'_, '_> {
                 next,
                 ..
             } => {
+                if *max_new == 0 {
+                    return self.finish(i, task);
+                }
                 let vocab = p.model.vocab();
                 // sample() also accepts the token, as in the one-sequence worker.
                 let tok = sampler.sample(&self.ctx, idx);
