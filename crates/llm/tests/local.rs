@@ -392,11 +392,16 @@ async fn concurrent_calls_share_batches_and_each_gets_a_whole_answer() {
     reqs[3].sampling.max_tokens = Some(3);
     let s = score_req();
     let l = label_req();
-    let (chats, score, labels) = tokio::join!(
+    // A call that cannot be served fails alone, with its reason; the others go on.
+    let long = ChatRequest::new(vec![Message::user("movie ".repeat(3000))]);
+    let (chats, score, labels, too_long) = tokio::join!(
         futures::future::join_all(reqs.iter().map(|r| four.chat(r))),
         four.score(&s),
         four.label_logprobs(&l),
+        four.chat(&long),
     );
+    let e = too_long.unwrap_err().to_string();
+    assert!(e.contains("n_ctx=2048"), "{e}");
     let mut differ = 0;
     for (i, (req, got)) in reqs.iter().zip(chats).enumerate() {
         let got = got.unwrap();
