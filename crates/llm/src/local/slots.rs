@@ -83,6 +83,21 @@ struct Task {
     cached_tokens: usize,
 }
 
+impl Task {
+    /// Makes a scoring's candidate `k` (its prompt after the shared prefix) the tokens to
+    /// read next, with its logits after the last.
+    fn read_candidate(&mut self, k: usize) {
+        if let Work::Score {
+            prompts, shared, ..
+        } = &self.work
+        {
+            self.pending = prompts[k][*shared..].to_vec();
+            self.fed = 0;
+            self.logits = true;
+        }
+    }
+}
+
 struct Slot {
     seq: i32,
     /// The tokens whose keys and values the slot's sequence holds, at positions 0.. .
@@ -162,7 +177,6 @@ impl Server<'_, '_> {
     fn admit(&mut self, job: Job) {
         let t0 = Instant::now();
         let p = self.p;
-        let mut shared_prefix = None;
         let (prompt, work) = match job {
             Job::Chat(req, reply) => match p.chat_start(&req) {
                 Ok(ChatStart {
@@ -192,10 +206,7 @@ impl Server<'_, '_> {
                 }
                 match p.score_start(&req) {
                     Ok(ScoreStart { prompts, shared }) => (
-                        {
-                            shared_prefix = Some(shared);
-                            prompts[0].clone()
-                        },
+                        prompts[0].clone(),
                         Work::Score {
                             reply,
                             prompts,
@@ -241,8 +252,8 @@ impl Server<'_, '_> {
         if let Err(e) = self.truncate(i, keep) {
             return work.fail(e);
         }
-        let (end, logits) = match shared_prefix {
-            Some(shared) if keep < shared => (shared, false),
+        let (end, logits) = match work {
+            Work::Score { shared, .. } if keep < shared => (shared, false),
             _ => (prompt.len(), true),
         };
         self.slots[i].task = Some(Task {
@@ -346,14 +357,7 @@ impl Server<'_, '_> {
             budget -= take;
             if take > 0 && task.fed == task.pending.len() && !task.logits {
                 // A scoring's shared prefix is in: its first candidate follows, next step.
-                if let Work::Score {
-                    prompts, shared, ..
-                } = &task.work
-                {
-                    task.pending = prompts[0][*shared..].to_vec();
-                    task.fed = 0;
-                    task.logits = true;
-                }
+                task.read_candidate(0);
             }
             slot.task = Some(task);
         }
@@ -415,14 +419,12 @@ impl Server<'_, '_> {
                 if scores.len() == prompts.len() {
                     return self.finish(i, task);
                 }
-                let (shared, rest) = (*shared, prompts[scores.len()][*shared..].to_vec());
+                let (shared, next) = (*shared, scores.len());
                 if let Err(e) = self.truncate(i, shared) {
                     return task.work.fail(e);
                 }
-                task.prompt_tokens += rest.len();
-                task.pending = rest;
-                task.fed = 0;
-                task.logits = true;
+                task.read_candidate(next);
+                task.prompt_tokens += task.pending.len();
             }
             Work::Labels {
                 labels, logprobs, ..
