@@ -47,8 +47,9 @@ pub struct LocalConfig {
     pub name: String,
     /// sha256 of the file; computed at load when `None`.
     pub file_sha256: Option<String>,
-    /// CPU threads that read prompts. Generation runs on [`GENERATION_THREADS`] whatever this
-    /// is, which keeps greedy answers independent of it (see there).
+    /// CPU threads that read prompts. With one slot, generation runs on
+    /// [`GENERATION_THREADS`] whatever this is, which keeps greedy answers independent of it
+    /// (see there); with more, on these too ([`Self::generation_threads`]).
     pub threads: usize,
     /// Context window in tokens (prompt + answer).
     pub n_ctx: u32,
@@ -93,6 +94,17 @@ impl LocalConfig {
             max_tokens_cap: 2048,
             reuse_prefix: true,
             slots: 1,
+        }
+    }
+
+    /// Threads a decode of a single token runs on: [`GENERATION_THREADS`] with one slot, which
+    /// keeps its greedy answers independent of `threads`; every thread with more, where
+    /// answers depend on the schedule anyway ([`slots::CAVEAT`]).
+    pub fn generation_threads(&self) -> i32 {
+        if self.slots > 1 {
+            i32::try_from(self.threads).unwrap_or(i32::MAX)
+        } else {
+            GENERATION_THREADS
         }
     }
 
@@ -260,7 +272,7 @@ impl ChatModel for LocalModel {
         let mut s = serde_json::json!({
             "runtime": "llama.cpp (llama-cpp-2 0.1.160)",
             "threads": self.cfg.threads,
-            "generation_threads": GENERATION_THREADS,
+            "generation_threads": self.cfg.generation_threads(),
             "n_ctx": self.cfg.n_ctx,
             "n_batch": self.cfg.n_batch,
             "default_max_tokens": self.cfg.default_max_tokens,
@@ -322,7 +334,7 @@ fn worker_main(
         .with_n_ctx(NonZeroU32::new(cfg.n_ctx))
         .with_n_batch(cfg.n_batch)
         .with_n_ubatch(cfg.n_batch)
-        .with_n_threads(GENERATION_THREADS)
+        .with_n_threads(cfg.generation_threads())
         .with_n_threads_batch(threads);
     if cfg.slots > 1 {
         // One KV stream per slot, each the whole window: a sequence attends only to its own
@@ -331,10 +343,7 @@ fn worker_main(
         params = params
             .with_n_ctx(NonZeroU32::new(cfg.n_ctx * cfg.slots as u32))
             .with_n_seq_max(cfg.slots as u32)
-            .with_kv_unified(false)
-            // Answers depend on the schedule here anyway (slots::CAVEAT), so a step that
-            // decodes a single token may as well use every thread.
-            .with_n_threads(threads);
+            .with_kv_unified(false);
     }
     let ctx = match model.new_context(b, params) {
         Ok(c) => c,
